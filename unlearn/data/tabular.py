@@ -1,0 +1,48 @@
+"""A labelled table of samples with stable ids, a subject each, and a train/holdout/test split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from unlearn.families.base import SampleRecord
+
+
+@dataclass
+class TabularDataset:
+    ids: list[str]
+    X: np.ndarray  # (N, d) float32
+    y: np.ndarray  # (N,) int64
+    subjects: list[str]
+    split: np.ndarray  # (N,) of "train" | "holdout" | "test"
+    num_classes: int
+    image_shape: tuple[int, ...] | None = None  # e.g. (1, 8, 8) for digits
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.ids)}
+
+    def rows(self, ids: Sequence[str]) -> np.ndarray:
+        idx = self.index
+        try:
+            return np.fromiter((idx[s] for s in ids), dtype=np.int64, count=len(ids))
+        except KeyError as exc:
+            raise KeyError(f"sample {exc.args[0]!r} is not in data set") from None
+
+    def take(self, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        r = self.rows(ids)
+        return self.X[r], self.y[r]
+
+    def ids_in(self, split: str) -> list[str]:
+        return [s for s, sp in zip(self.ids, self.split, strict=True) if sp == split]
+
+    def records(self) -> list[SampleRecord]:
+        """Train and holdout samples; test samples are not addressable by requests."""
+        return [SampleRecord(s, subj, int(lbl), str(sp))
+                for s, subj, lbl, sp in zip(self.ids, self.subjects, self.y, self.split, strict=True)
+                if sp != "test"]

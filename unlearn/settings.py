@@ -1,0 +1,72 @@
+"""One settings object for every command: environment variables with the `UNLEARN_` prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UNLEARN_", extra="ignore")
+
+    data_dir: Path = Path(".unlearn")
+    database_url: str | None = None  # default: sqlite under data_dir
+    artifact_root: Path | None = None  # default: data_dir / "artifacts"
+    # "memory://" runs an in-process worker (embedded mode); "redis://…" is production.
+    broker_url: str = "memory://"
+    result_backend: str | None = None
+
+    device: str = "cpu"
+    seed: int = 0
+
+    # Request workflow
+    due_days: int = 30
+    at_risk_days: int = 5
+    batch_window_s: float = 2.0  # pending requests for one model wait this long to be coalesced
+    max_batch_requests: int = 1000
+    max_attempts: int = 3
+    lease_s: float = 900.0  # a claimed job belongs to its worker this long
+    reconcile_interval_s: float = 30.0
+    compliance_interval_s: float = 3600.0
+
+    # Celery (long GPU jobs): visibility timeout must exceed the hard time limit.
+    task_time_limit_s: int = 3600
+    task_soft_time_limit_s: int = 3300
+    visibility_timeout_s: int = 4000
+
+    # API
+    max_body_bytes: int = 256 * 1024
+    max_scope_items: int = 10_000
+    rate_limit_per_minute: int = 6000
+    subject_salt: str = "unlearn-default-salt"  # production: set a secret per deployment
+
+    # Verifier gates (classifier family; the other families add theirs)
+    gate_forget_acc_margin: float = 0.05  # candidate forget accuracy <= retrain's + margin
+    gate_test_acc_margin: float = 0.03  # candidate test accuracy >= retrain's - margin
+    gate_mia_rel_tol: float = Field(0.15, description="|AUC - AUC_retrain| / AUC_retrain at most this")
+
+    @property
+    def resolved_artifact_root(self) -> Path:
+        return Path(self.artifact_root or self.data_dir / "artifacts")
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'unlearn.db').resolve()}"
+
+    @property
+    def zoo_dir(self) -> Path:
+        return self.data_dir / "zoo"
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker_url.startswith("memory://")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

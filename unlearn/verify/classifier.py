@@ -1,0 +1,72 @@
+"""The classifier family's verifier: MUSE's criteria, in their classifier analogues.
+
+- forget accuracy: no better on the forgotten samples than the retrain reference (C2 analogue);
+- membership inference: a loss-threshold attack's AUC, forgotten samples against never-seen
+  holdout samples, normalised by the reference's AUC as MUSE's PrivLeak is (C3 analogue);
+- retain and test accuracy: utility preserved against the reference (C4 analogue).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from unlearn.verify.verdict import Criterion, Verdict, criterion
+
+DEFAULT_THRESHOLDS = {
+    "forget_acc_margin": 0.05,
+    "test_acc_margin": 0.03,
+    "mia_rel_tol": 0.15,
+}
+
+
+def accuracy(logp: np.ndarray, y: np.ndarray) -> float:
+    return float((logp.argmax(1) == y).mean()) if len(y) else float("nan")
+
+
+def loss_mia_auc(logp_members: np.ndarray, y_members: np.ndarray,
+                 logp_nonmembers: np.ndarray, y_nonmembers: np.ndarray) -> float:
+    """AUC of telling members from non-members by low loss (higher score = member)."""
+    s_in = logp_members[np.arange(len(y_members)), y_members]
+    s_out = logp_nonmembers[np.arange(len(y_nonmembers)), y_nonmembers]
+    if len(s_in) == 0 or len(s_out) == 0:
+        return float("nan")
+    labels = np.r_[np.ones(len(s_in)), np.zeros(len(s_out))]
+    return float(roc_auc_score(labels, np.r_[s_in, s_out]))
+
+
+def privleak(auc: float, auc_ref: float) -> float:
+    """MUSE's normalisation: (AUC − AUC_retrain) / AUC_retrain."""
+    return (auc - auc_ref) / auc_ref
+
+
+def verify_classifier(candidate, reference, X: np.ndarray, y: np.ndarray, *,
+                      forget: np.ndarray, retain: np.ndarray, holdout: np.ndarray, test: np.ndarray,
+                      thresholds: dict[str, float] | None = None) -> Verdict:
+    """`candidate` and `reference` map inputs to log-probabilities; the index arrays pick rows of X."""
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    lp_c, lp_r = candidate(X), reference(X)
+    rows: list[Criterion] = []
+    fa_c, fa_r = accuracy(lp_c[forget], y[forget]), accuracy(lp_r[forget], y[forget])
+    rows.append(criterion("forget_acc", fa_c, "<=", fa_r + th["forget_acc_margin"], reference=fa_r,
+                          detail="accuracy on the forgotten samples; at most the retrain reference's + margin"))
+    ta_c, ta_r = accuracy(lp_c[test], y[test]), accuracy(lp_r[test], y[test])
+    rows.append(criterion("test_acc", ta_c, ">=", ta_r - th["test_acc_margin"], reference=ta_r,
+                          detail="accuracy on never-seen test samples of the retained classes"))
+    ra_c, ra_r = accuracy(lp_c[retain], y[retain]), accuracy(lp_r[retain], y[retain])
+    rows.append(criterion("retain_acc", ra_c, ">=", ra_r - th["test_acc_margin"], reference=ra_r,
+                          detail="accuracy on the retained training samples"))
+    auc_c = loss_mia_auc(lp_c[forget], y[forget], lp_c[holdout], y[holdout])
+    auc_r = loss_mia_auc(lp_r[forget], y[forget], lp_r[holdout], y[holdout])
+    if np.isfinite(auc_c) and np.isfinite(auc_r):
+        rows.append(criterion("privleak", privleak(auc_c, auc_r), "within", th["mia_rel_tol"], reference=0.0,
+                              detail=f"loss-MIA AUC {auc_c:.3f} vs retrain {auc_r:.3f}, normalised"))
+    info = {"mia_auc": auc_c, "mia_auc_retrain": auc_r, "n_forget": int(len(forget)),
+            "n_holdout": int(len(holdout)), "n_test": int(len(test))}
+    return Verdict(criteria=rows, info=info)
+
+
+def select_rows(index: dict[str, int], ids: Sequence[str]) -> np.ndarray:
+    return np.fromiter((index[s] for s in ids), dtype=np.int64, count=len(ids))
