@@ -21,3 +21,31 @@ def zoo_dir() -> Path:
     path = Path(os.environ.get("UNLEARN_TEST_ZOO", ROOT / ".unlearn" / "zoo"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture()
+def settings(tmp_path, zoo_dir):
+    """Embedded settings on a fresh SQLite database, sharing the cached zoo."""
+    from unlearn.settings import Settings
+    from unlearn.store.db import migrate
+
+    s = Settings(data_dir=tmp_path / "data", batch_window_s=0.0, lease_s=30.0)
+    migrate(s.resolved_database_url)
+    return s
+
+
+def register(settings, zoo_dir, name: str = "digits-mlp"):
+    from unlearn import registry
+    from unlearn.store.db import session_scope
+    from unlearn.zoo import ZOO, ensure
+
+    with session_scope(settings.resolved_database_url) as s:
+        return registry.import_model(s, name=name, family=ZOO[name].family, source_dir=ensure(name, zoo_dir),
+                                     artifact_root=settings.resolved_artifact_root, salt=settings.subject_salt)
+
+
+@pytest.fixture()
+def digits_service(settings, zoo_dir):
+    """`settings` with digits-mlp registered."""
+    register(settings, zoo_dir)
+    return settings

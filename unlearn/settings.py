@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     result_backend: str | None = None
 
     device: str = "cpu"
+    # Tiny models run fastest on one thread; several threads per process thrash a small machine.
+    torch_threads: int = 1
     seed: int = 0
 
     # Request workflow
@@ -30,6 +32,7 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     lease_s: float = 900.0  # a claimed job belongs to its worker this long
     reconcile_interval_s: float = 30.0
+    requeue_after_s: float = 600.0  # a queued job not started this long after its enqueue is sent again
     compliance_interval_s: float = 3600.0
 
     # Celery (long GPU jobs): visibility timeout must exceed the hard time limit.

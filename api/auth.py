@@ -1,0 +1,82 @@
+"""API keys: stored hashed, one tenant and one role each.
+
+Submitters create and read their own tenant's requests; operators read everything, cancel
+and roll back. A key is sent as `X-API-Key: …` or `Authorization: Bearer …`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from fastapi import Request
+from fastapi.security import APIKeyHeader
+from sqlmodel import Session, select
+
+from api.problems import ProblemError
+from unlearn.identity import hash_secret, new_api_key
+from unlearn.store.models import ApiKey
+
+ROLES = ("submitter", "operator")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    tenant: str
+    role: str
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
+
+
+def create_api_key(session: Session, tenant: str, role: str) -> str:
+    """Store a new key's hash and return the key itself (shown once)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not tenant or len(tenant) > 64:
+        raise ValueError("tenant must be 1 to 64 characters")
+    key = new_api_key()
+    session.add(ApiKey(key_hash=hash_secret(key), tenant=tenant, role=role))
+    return key
+
+
+def authenticate(session: Session, request: Request, header_key: str | None) -> Principal:
+    key = header_key
+    auth = request.headers.get("authorization", "")
+    if not key and auth.lower().startswith("bearer "):
+        key = auth[7:].strip()
+    if not key:
+        key = request.cookies.get("unlearn_key")
+    if not key:
+        raise ProblemError(401, "Unauthorized", "an API key is required (X-API-Key header)",
+                           headers={"WWW-Authenticate": "ApiKey"})
+    row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_secret(key))).first()
+    if row is None or row.revoked:
+        raise ProblemError(401, "Unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "ApiKey"})
+    return Principal(row.id, row.tenant, row.role)
+
+
+class RateLimiter:
+    """A sliding one-minute window per API key, in process memory."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits.setdefault(key_id, deque())
+            while hits and hits[0] <= now - 60.0:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                retry = max(1, int(60.0 - (now - hits[0])) + 1)
+                raise ProblemError(429, "Too Many Requests", f"rate limit of {self.per_minute} requests per "
+                                   "minute for this API key", headers={"Retry-After": str(retry)})
+            hits.append(now)

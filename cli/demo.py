@@ -1,0 +1,162 @@
+"""`unlearn demo`: the whole service in one process, end to end.
+
+Builds the demo zoo (cached), starts the API on a free loopback port with an in-process
+Celery worker on the in-memory broker and SQLite, submits deletion requests over HTTP,
+waits for them, prints a table and writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from tqdm import tqdm
+
+from api.app import create_app
+from api.auth import create_api_key
+from cli.bootstrap import prepare, register_zoo_models
+from unlearn.data import get_dataset
+from unlearn.settings import Settings
+from unlearn.store.db import session_scope
+from unlearn.store.models import Model, ModelVersion, UnlearningJob
+from workers.embedded import coalesce_sender, embedded_worker
+
+FINAL = {"completed", "rejected", "failed", "canceled"}
+
+
+@dataclass
+class DemoRequest:
+    title: str
+    body: dict[str, Any]
+    expect: str = "completed"
+    tags: list[str] = field(default_factory=list)
+
+
+def _digits_subject(index: int) -> str:
+    data = get_dataset({"name": "digits", "seed": 0})
+    trained = sorted({data.subjects[data.index[s]] for s in data.ids_in("train")})
+    return trained[index]
+
+
+def demo_plan(models: list[str]) -> list[DemoRequest]:
+    """The requests the demo submits, for the models it serves."""
+    plan: list[DemoRequest] = []
+    if "digits-mlp" in models:
+        plan += [
+            DemoRequest("forget a person (by subject, every model trained on them)",
+                        {"scope": {"type": "subject", "subject": _digits_subject(0)}, "model": "digits-mlp"}),
+            DemoRequest("forget two people in one batch (coalesced)",
+                        {"scope": {"type": "subject", "subject": _digits_subject(1)}, "model": "digits-mlp"}),
+            DemoRequest("", {"scope": {"type": "subject", "subject": _digits_subject(2)}, "model": "digits-mlp"}),
+            DemoRequest("remove a whole class",
+                        {"scope": {"type": "class", "label": 7}, "model": "digits-mlp", "method": "retrain"}),
+        ]
+    return plan
+
+
+DEMO_MODELS = ["digits-mlp"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _row(settings: Settings, req: dict[str, Any]) -> dict[str, Any]:
+    """One report row: the request, the model and method that served it, the verdict."""
+    with session_scope(settings.resolved_database_url) as s:
+        target = req["targets"][0] if req["targets"] else {}
+        model = s.get(Model, target.get("model") or req["model"])
+        job = s.get(UnlearningJob, target["job_id"]) if target.get("job_id") else None
+        version = s.get(ModelVersion, target["version_id"]) if target.get("version_id") else None
+        verdict = version.metrics if version is not None and version.metrics else {}
+        return {
+            "id": req["id"], "model": model.name if model else req["model"], "family": model.family if model else None,
+            "method": job.method if job else req["method"], "status": req["status"],
+            "seconds_to_compliance": req["seconds_to_compliance"],
+            "champion_version": version.version if version is not None and req["status"] == "completed" else None,
+            "champion_version_id": version.id if version is not None and req["status"] == "completed" else None,
+            "verdict": {"result": verdict.get("verdict"), "criteria": verdict.get("criteria", {}),
+                        "reasons": verdict.get("reasons", [])},
+            "reason": req["reason"], "jobs": len(req["jobs"]),
+        }
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    head = ["request", "model", "method", "status", "secs", "verdict", "champion"]
+    lines = [[r["id"][:8], r["model"], r["method"], r["status"],
+              f"{r['seconds_to_compliance']:.1f}" if r["seconds_to_compliance"] is not None else "-",
+              r["verdict"]["result"] or "-", f"v{r['champion_version']}" if r["champion_version"] else "-"]
+             for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)]
+    for line in [head, ["-" * w for w in widths], *lines]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+
+
+def run_demo(settings: Settings, *, report: Path | None = None, models: str | None = None,
+             timeout_s: float = 900.0) -> int:
+    names = models.split(",") if models else DEMO_MODELS
+    t_start = time.perf_counter()
+    prepare(settings)
+    register_zoo_models(settings, names)
+    with session_scope(settings.resolved_database_url) as s:
+        key = create_api_key(s, "demo", "submitter")
+    plan = demo_plan(names)
+    port = _free_port()
+    with embedded_worker(settings) as app:
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, schedule_coalesce=coalesce_sender(app)),
+                                               host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        try:
+            rows = _submit_and_wait(settings, f"http://127.0.0.1:{port}", key, plan, timeout_s)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+    _print_table(rows)
+    ok = all(r["status"] == p.expect for r, p in zip(rows, plan, strict=True))
+    out = {"requests": rows, "ok": ok, "seconds": round(time.perf_counter() - t_start, 2),
+           "database": settings.resolved_database_url.split("///")[0]}
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(out, indent=2, default=str))
+        print(f"report: {report}")
+    return 0 if ok else 1
+
+
+def _submit_and_wait(settings: Settings, url: str, key: str, plan: list[DemoRequest],
+                     timeout_s: float) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
+        ids = []
+        for item in plan:
+            resp = client.post("/v1/deletion-requests", json=item.body, headers={"Idempotency-Key": uuid.uuid4().hex})
+            if resp.status_code != 202:
+                raise RuntimeError(f"demo request {item.title!r} refused: {resp.status_code} {resp.text[:200]}")
+            ids.append(resp.json()["id"])
+        deadline = time.monotonic() + timeout_s
+        final: dict[str, dict[str, Any]] = {}
+        with tqdm(total=len(ids), desc="requests", unit="req", disable=None) as bar:
+            while len(final) < len(ids) and time.monotonic() < deadline:
+                for rid in ids:
+                    if rid in final:
+                        continue
+                    body = client.get(f"/v1/deletion-requests/{rid}").json()
+                    if body["status"] in FINAL:
+                        final[rid] = body
+                        bar.update(1)
+                time.sleep(0.5)
+        missing = [rid for rid in ids if rid not in final]
+        if missing:
+            raise TimeoutError(f"{len(missing)} demo request(s) did not finish in {timeout_s:.0f}s")
+        return [_row(settings, final[rid]) for rid in ids]

@@ -1,0 +1,208 @@
+"""`unlearn` — demo, serve, worker, beat, api-key, request, model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+
+from unlearn.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo
+
+    return run_demo(_settings(), report=Path(args.report) if args.report else None, models=args.models)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from cli.bootstrap import prepare, register_zoo_models
+
+    settings = _settings()
+    prepare(settings)
+    if args.models:
+        register_zoo_models(settings, args.models.split(","))
+    if settings.embedded:
+        from workers.embedded import coalesce_sender, embedded_worker
+
+        with embedded_worker(settings) as app:
+            uvicorn.run(create_app(settings, schedule_coalesce=coalesce_sender(app)), host=args.host, port=args.port)
+        return 0
+    from workers.celery_app import app as celery_app
+
+    uvicorn.run(create_app(settings, schedule_coalesce=lambda d: celery_app.send_task(
+        "ops.coalesce", kwargs={"force": True}, countdown=d)), host=args.host, port=args.port, workers=1)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.celery_app import app
+
+    argv = ["worker", "-Q", args.queues, "--loglevel", args.loglevel, "-c", str(args.concurrency),
+            "--prefetch-multiplier", "1"]
+    if args.max_tasks_per_child:
+        argv += ["--max-tasks-per-child", str(args.max_tasks_per_child)]
+    app.worker_main(argv)
+    return 0
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    from workers.celery_app import app
+
+    app.start(["beat", "--loglevel", args.loglevel,
+               "--schedule", str(_settings().data_dir / "celerybeat-schedule")])
+    return 0
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    from api.auth import create_api_key
+    from cli.bootstrap import prepare
+    from unlearn.store.db import session_scope
+
+    settings = _settings()
+    prepare(settings)
+    with session_scope(settings.resolved_database_url) as s:
+        key = create_api_key(s, args.tenant, args.role)
+    print(key)
+    return 0
+
+
+def cmd_model_import(args: argparse.Namespace) -> int:
+    from cli.bootstrap import prepare, register_zoo_models
+
+    settings = _settings()
+    prepare(settings)
+    new = register_zoo_models(settings, args.names)
+    print(f"registered: {', '.join(new) or 'nothing new'}")
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    import httpx
+
+    key = args.api_key or os.environ.get("UNLEARN_API_KEY")
+    if not key:
+        raise SystemExit("unlearn: an API key is needed (--api-key or UNLEARN_API_KEY)")
+    return httpx.Client(base_url=args.url, headers={"X-API-Key": key}, timeout=30)
+
+
+def _print_response(resp) -> int:
+    if resp.status_code >= 400:
+        try:
+            body = resp.json()
+            print(f"unlearn: {resp.status_code} {body.get('title')}: {body.get('detail')}", file=sys.stderr)
+        except ValueError:
+            print(f"unlearn: HTTP {resp.status_code}", file=sys.stderr)
+        return 1
+    print(json.dumps(resp.json(), indent=2))
+    return 0
+
+
+def cmd_request_submit(args: argparse.Namespace) -> int:
+    scope: dict = {"type": args.type}
+    if args.type == "subject":
+        scope["subject"] = args.subject
+    elif args.type == "samples":
+        scope["sample_ids"] = args.samples.split(",") if args.samples else []
+        scope["labels_known"] = not args.unlabelled
+    elif args.type == "class":
+        scope["label"] = args.label
+    else:
+        scope["concept"] = args.concept
+    body = {"model": args.model, "scope": scope, "kind": args.kind, "method": args.method}
+    with _client(args) as c:
+        return _print_response(c.post("/v1/deletion-requests", json=body,
+                                      headers={"Idempotency-Key": args.idempotency_key or uuid.uuid4().hex}))
+
+
+def cmd_request_status(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        return _print_response(c.get(f"/v1/deletion-requests/{args.id}"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unlearn", description="Make trained models forget data on request.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="train the demo zoo, serve deletion requests end to end, print a report")
+    d.add_argument("--report", help="write the JSON report here")
+    d.add_argument("--models", help="comma-separated subset of demo models")
+    d.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="run the API (with an in-process worker unless UNLEARN_BROKER_URL is set)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--models", default="", help="zoo models to build and register first, comma-separated")
+    s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("worker", help="run a Celery worker (queues gpu and cpu)")
+    w.add_argument("--queues", default="gpu,cpu")
+    w.add_argument("--concurrency", type=int, default=1)
+    w.add_argument("--max-tasks-per-child", type=int, default=0, help="1 frees GPU memory after each job")
+    w.add_argument("--loglevel", default="INFO")
+    w.set_defaults(func=cmd_worker)
+
+    b = sub.add_parser("beat", help="run the periodic scheduler (reconciler, compliance checks); run exactly one")
+    b.add_argument("--loglevel", default="INFO")
+    b.set_defaults(func=cmd_beat)
+
+    k = sub.add_parser("api-key", help="manage API keys").add_subparsers(dest="action", required=True)
+    kc = k.add_parser("create", help="create a key and print it once")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--role", required=True, choices=["submitter", "operator"])
+    kc.set_defaults(func=cmd_api_key)
+
+    m = sub.add_parser("model", help="manage models").add_subparsers(dest="action", required=True)
+    mi = m.add_parser("import-zoo", help="build and register zoo models")
+    mi.add_argument("names", nargs="+")
+    mi.set_defaults(func=cmd_model_import)
+
+    r = sub.add_parser("request", help="a small client of the HTTP API").add_subparsers(dest="action", required=True)
+    for name, fn in (("submit", cmd_request_submit), ("status", cmd_request_status)):
+        rp = r.add_parser(name)
+        rp.add_argument("--url", default=os.environ.get("UNLEARN_URL", "http://127.0.0.1:8000"))
+        rp.add_argument("--api-key")
+        rp.set_defaults(func=fn)
+        if name == "status":
+            rp.add_argument("id")
+            continue
+        rp.add_argument("--model")
+        rp.add_argument("--type", required=True, choices=["subject", "samples", "class", "concept"])
+        rp.add_argument("--subject")
+        rp.add_argument("--samples", help="comma-separated sample ids")
+        rp.add_argument("--unlabelled", action="store_true", help="the samples come without labels")
+        rp.add_argument("--label", type=int)
+        rp.add_argument("--concept")
+        rp.add_argument("--kind", default="privacy", choices=["privacy", "corrective"])
+        rp.add_argument("--method", default="auto")
+        rp.add_argument("--idempotency-key")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # one clear line, not a traceback
+        if os.environ.get("UNLEARN_DEBUG"):
+            raise
+        print(f"unlearn: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

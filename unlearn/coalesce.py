@@ -1,0 +1,83 @@
+"""Batching: the pending requests for one model become one job, not one job each.
+
+Requests wait `batch_window_s` after their arrival so that a burst lands in one batch. Requests
+batch together when they agree on model, kind, method (after `auto` is resolved), parameters
+and, for class or concept removal, the label: those decide how the job runs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from unlearn.families import Scope, get_family
+from unlearn.registry import champion
+from unlearn.settings import Settings
+from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
+from unlearn.store.transitions import audit, transition
+
+
+def scope_of(request: DeletionRequest) -> Scope:
+    s = request.scope
+    return Scope(kind=request.kind, type=s.get("type", "samples"), label=s.get("label"),
+                 concept=s.get("concept"), labels_known=s.get("labels_known", True))
+
+
+def job_scope(scopes: list[Scope]) -> dict:
+    """One scope for a batch: a class or concept removal keeps its label, a mixture is plain samples."""
+    first = scopes[0]
+    if all(s.type == first.type and s.label == first.label for s in scopes) and first.type in ("class", "concept"):
+        return {"type": first.type, "label": first.label, "concept": first.concept, "labels_known": True}
+    return {"type": "samples", "label": None, "concept": None,
+            "labels_known": all(s.labels_known for s in scopes)}
+
+
+def coalesce(session: Session, settings: Settings, *, force: bool = False) -> list[str]:
+    """Create jobs for pending targets older than the batch window; returns the new job ids.
+
+    Safe to run concurrently: targets are attached with a conditional update, so each joins
+    exactly one job; a job that won no target is deleted before commit."""
+    cutoff = utcnow() - timedelta(seconds=0 if force else settings.batch_window_s)
+    rows = session.exec(
+        select(RequestTarget, DeletionRequest).join(DeletionRequest, DeletionRequest.id == RequestTarget.request_id)
+        .where(col(RequestTarget.job_id).is_(None), RequestTarget.status == "pending",
+               col(DeletionRequest.status).in_(["received", "queued"]), DeletionRequest.received_at <= cutoff)
+        .order_by(DeletionRequest.received_at).limit(settings.max_batch_requests * 20)).all()
+    groups: dict[tuple, list[tuple[RequestTarget, DeletionRequest]]] = {}
+    for target, request in rows:
+        scope = scope_of(request)
+        method = request.method
+        if method == "auto":
+            base = champion(session, target.model_name)
+            method = get_family(base.family).auto_method(Path(base.artifact_path), scope)
+        label = scope.label if scope.type in ("class", "concept") else None
+        key = (target.model_name, request.kind, method, json.dumps(request.params, sort_keys=True),
+               scope.type if label is not None else "samples", label)
+        groups.setdefault(key, []).append((target, request))
+    job_ids = []
+    for (model_name, kind, method, params, _, _), members in groups.items():
+        for start in range(0, len(members), settings.max_batch_requests):
+            chunk = members[start:start + settings.max_batch_requests]
+            job = UnlearningJob(model_name=model_name, method=method, params=json.loads(params), kind=kind,
+                                scope=job_scope([scope_of(r) for _, r in chunk]), queue="gpu",
+                                max_attempts=settings.max_attempts, enqueued_at=utcnow())
+            session.add(job)
+            session.flush()
+            won = session.execute(update(RequestTarget).where(
+                col(RequestTarget.id).in_([t.id for t, _ in chunk]), col(RequestTarget.job_id).is_(None))
+                .values(job_id=job.id)).rowcount
+            if won == 0:
+                session.delete(job)
+                continue
+            audit(session, actor="coalescer", entity_type="job", entity_id=job.id, to_state="queued",
+                  data={"model": model_name, "method": method, "targets": won})
+            for request in {r.id: r for _, r in chunk}.values():
+                session.refresh(request)
+                if request.status == "received":
+                    transition(session, request, "queued", actor="coalescer", data={"job": job.id})
+            job_ids.append(job.id)
+    return job_ids

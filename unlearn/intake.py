@@ -1,0 +1,138 @@
+"""Accepting a deletion request: validate it, resolve its scope to training samples per model,
+and write it down. Nothing is queued here; the coalescer batches what intake accepted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlmodel import Session, col, select
+
+from unlearn.identity import hash_subject
+from unlearn.methods import METHODS, get_method
+from unlearn.settings import Settings
+from unlearn.store.models import DeletionRequest, Model, RequestTarget, TrainingRecord, utcnow
+from unlearn.store.transitions import audit
+
+
+class IntakeError(ValueError):
+    """A request that cannot be accepted; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, detail: str, status: int = 422, title: str = "Invalid deletion request") -> None:
+        super().__init__(detail)
+        self.detail, self.status, self.title = detail, status, title
+
+
+class ScopeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["subject", "samples", "class", "concept"]
+    subject: str | None = Field(None, min_length=1, max_length=256, description="the person's reference")
+    sample_ids: list[str] | None = Field(None, description="training sample ids")
+    label: int | None = Field(None, ge=0, le=1_000_000)
+    concept: str | None = Field(None, min_length=1, max_length=128)
+    labels_known: bool = Field(True, description="false: the samples come without labels (label-agnostic)")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ScopeIn:
+        need = {"subject": "subject", "samples": "sample_ids", "class": "label", "concept": "concept"}[self.type]
+        if getattr(self, need) in (None, []):
+            raise ValueError(f"scope type {self.type!r} needs a non-empty '{need}'")
+        if self.sample_ids is not None and any(not s or len(s) > 128 for s in self.sample_ids):
+            raise ValueError("sample ids must be 1 to 128 characters")
+        return self
+
+
+class DeletionRequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, max_length=64, description="target model; omit to reach every model "
+                              "trained on the subject (subject scope only)")
+    scope: ScopeIn
+    kind: Literal["privacy", "corrective"] = "privacy"
+    method: str = Field("auto", max_length=32)
+    params: dict[str, Any] = Field(default_factory=dict, description="method parameters, for operators")
+    external_id: str | None = Field(None, max_length=128)
+    due_days: int | None = Field(None, ge=1, le=90, description="deadline in days (default: settings)")
+
+
+def _train_ids(session: Session, model: str, *where: Any) -> list[str]:
+    return list(session.exec(select(TrainingRecord.sample_id).where(
+        TrainingRecord.model_name == model, TrainingRecord.split == "train", *where)).all())
+
+
+def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> tuple[dict[str, list[str]], dict]:
+    """Model name → sample ids to forget there, and the stored scope (no raw subject in it)."""
+    scope = body.scope
+    stored: dict[str, Any] = {"type": scope.type, "labels_known": scope.labels_known}
+    if scope.type == "subject":
+        h = hash_subject(scope.subject or "", settings.subject_salt)
+        where = [TrainingRecord.subject_hash == h, TrainingRecord.split == "train"]
+        if body.model:
+            where.append(TrainingRecord.model_name == body.model)
+        rows = session.exec(select(TrainingRecord.model_name, TrainingRecord.sample_id).where(*where)).all()
+        if not rows:
+            where_txt = f"model {body.model!r}" if body.model else "any registered model"
+            raise IntakeError(f"no training data of this subject is held by {where_txt}")
+        targets: dict[str, list[str]] = {}
+        for model, sid in rows:
+            targets.setdefault(model, []).append(sid)
+        return targets, stored
+    if not body.model:
+        raise IntakeError(f"scope type {scope.type!r} needs a target 'model'")
+    if scope.type == "samples":
+        ids = list(dict.fromkeys(scope.sample_ids or []))
+        if len(ids) > settings.max_scope_items:
+            raise IntakeError(f"scope has {len(ids)} samples; the limit is {settings.max_scope_items}", 413,
+                              "Scope too large")
+        known = set(_train_ids(session, body.model, col(TrainingRecord.sample_id).in_(ids)))
+        unknown = [s for s in ids if s not in known]
+        if unknown:
+            shown = ", ".join(repr(s) for s in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+            raise IntakeError(f"{len(unknown)} sample id(s) are not in the training data of "
+                              f"{body.model!r}: {shown}")
+        stored["sample_ids"] = ids
+        return {body.model: ids}, stored
+    label = scope.label
+    if scope.type == "concept":
+        stored["concept"] = scope.concept
+        if label is None:
+            try:
+                label = int(str(scope.concept).removeprefix("digit-").removeprefix("class-"))
+            except ValueError:
+                raise IntakeError(f"unknown concept {scope.concept!r} for model {body.model!r}") from None
+    ids = _train_ids(session, body.model, TrainingRecord.label == label)
+    if not ids:
+        raise IntakeError(f"model {body.model!r} was trained on no sample of class {label}")
+    stored["label"] = label
+    return {body.model: ids}, stored
+
+
+def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequestIn,
+           actor: str = "api") -> DeletionRequest:
+    """Validate and record a request (status `received`) with one target per affected model."""
+    if body.model is not None and session.get(Model, body.model) is None:
+        raise IntakeError(f"unknown model {body.model!r}", 404, "Unknown model")
+    if body.method != "auto":
+        if body.method not in METHODS:
+            raise IntakeError(f"unknown method {body.method!r}; known: auto, {', '.join(sorted(METHODS))}")
+        if body.model is not None:
+            family = session.get(Model, body.model).family
+            if family not in get_method(body.method).families:
+                raise IntakeError(f"method {body.method!r} does not apply to {family} model {body.model!r}")
+    targets, stored_scope = _resolve(session, body, settings)
+    received = utcnow()
+    request = DeletionRequest(
+        tenant=tenant, external_id=body.external_id, model_name=body.model, scope_type=body.scope.type,
+        scope=stored_scope, kind=body.kind, method=body.method, params=body.params,
+        subject_hash=hash_subject(body.scope.subject, settings.subject_salt) if body.scope.subject else None,
+        received_at=received, updated_at=received,
+        due_at=received + timedelta(days=body.due_days or settings.due_days))
+    session.add(request)
+    session.flush()
+    session.add_all([RequestTarget(request_id=request.id, model_name=m, forget_ids=sorted(ids))
+                     for m, ids in sorted(targets.items())])
+    audit(session, actor=actor, entity_type="request", entity_id=request.id, to_state="received",
+          data={"models": sorted(targets), "samples": sum(len(v) for v in targets.values())})
+    return request

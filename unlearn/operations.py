@@ -1,0 +1,56 @@
+"""Operator and housekeeping actions on requests and jobs: cancel, retry, reconcile."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+
+from unlearn.coalesce import coalesce
+from unlearn.jobs import expired_jobs
+from unlearn.settings import Settings
+from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
+from unlearn.store.transitions import IllegalTransition, transition
+
+
+def cancel_request(session: Session, request: DeletionRequest, *, actor: str, reason: str = "canceled") -> None:
+    """Cancel before any work started on it; a running request cannot be called back."""
+    if request.status not in ("received", "queued"):
+        raise IllegalTransition(f"request {request.id} is {request.status}: only received or queued "
+                                "requests can be canceled")
+    for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id)).all():
+        t.status, t.job_id = "canceled", None
+        session.add(t)
+    transition(session, request, "canceled", actor=actor, reason=reason)
+
+
+def retry_job(session: Session, job: UnlearningJob, *, actor: str) -> None:
+    """Operator retry of a failed job: a fresh attempt budget, its requests queued again."""
+    transition(session, job, "queued", actor=actor, reason="operator retry")
+    job.attempts, job.error, job.lease_until, job.enqueued_at = 0, None, None, utcnow()
+    for t in session.exec(select(RequestTarget).where(RequestTarget.job_id == job.id,
+                                                      RequestTarget.status == "failed")).all():
+        t.status = "pending"
+        session.add(t)
+        request = session.get(DeletionRequest, t.request_id)
+        if request.status == "failed":
+            transition(session, request, "queued", actor=actor, reason="operator retry")
+
+
+def reconcile(session: Session, settings: Settings) -> list[str]:
+    """The database is the system of record: return the jobs to (re-)enqueue.
+
+    - jobs whose lease expired (their worker died);
+    - queued jobs last enqueued long ago (their message may be gone with a wiped broker);
+    - new jobs for pending requests past the batch window."""
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.requeue_after_s)
+    ids = expired_jobs(session, now)
+    for job in session.exec(select(UnlearningJob).where(
+            UnlearningJob.stage == "queued", col(UnlearningJob.enqueued_at) < stale)).all():
+        ids.append(job.id)
+    for job_id in ids:
+        job = session.get(UnlearningJob, job_id)
+        job.enqueued_at = now
+        session.add(job)
+    return ids + coalesce(session, settings)

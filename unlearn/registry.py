@@ -1,0 +1,219 @@
+"""The model registry: versions as artifact folders with sha256 manifests, lineage, aliases
+(`champion` is what serving reads) and the taint rule.
+
+Taint rule: once a deletion request is completed, every version that still holds any of its
+samples is tainted; it is never served, promoted or rolled back to again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from unlearn.families import get_family
+from unlearn.identity import hash_subject, sha256_ids, valid_model_name
+from unlearn.store.models import (
+    Alias,
+    DeletionRequest,
+    Model,
+    ModelVersion,
+    RequestTarget,
+    TrainingRecord,
+    utcnow,
+)
+from unlearn.store.transitions import audit
+
+MANIFEST = "manifest.json"
+CHAMPION = "champion"
+
+
+class RegistryError(ValueError):
+    pass
+
+
+class TaintedVersion(RegistryError):
+    pass
+
+
+# ---------------------------------------------------------------- manifests
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_manifest(folder: Path) -> dict[str, Any]:
+    """sha256 of every file in the folder, and one hash over them all (the version's weights hash)."""
+    files = {str(p.relative_to(folder)): _sha256_file(p)
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    total = hashlib.sha256("\n".join(f"{k} {v}" for k, v in files.items()).encode()).hexdigest()
+    return {"files": files, "sha256": total}
+
+
+def write_manifest(folder: Path) -> str:
+    manifest = build_manifest(folder)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest["sha256"]
+
+
+def check_manifest(folder: Path) -> list[str]:
+    """The files whose content no longer matches the manifest (empty: intact)."""
+    recorded = json.loads((folder / MANIFEST).read_text())
+    actual = build_manifest(folder)
+    bad = [f for f, h in recorded["files"].items() if actual["files"].get(f) != h]
+    return bad + [f for f in actual["files"] if f not in recorded["files"]]
+
+
+def artifact_dir(root: Path, model_name: str, *parts: str) -> Path:
+    if not valid_model_name(model_name):
+        raise RegistryError(f"invalid model name {model_name!r}")
+    base = Path(root).resolve()
+    path = base.joinpath(model_name, *parts).resolve()
+    if not path.is_relative_to(base):
+        raise RegistryError("artifact path escapes the artifact root")
+    return path
+
+
+# ---------------------------------------------------------------- models and versions
+
+def import_model(session: Session, *, name: str, family: str, source_dir: Path, artifact_root: Path,
+                 salt: str, description: str = "", thresholds: dict | None = None,
+                 actor: str = "system") -> ModelVersion:
+    """Register a trained model: version 1, its training records, and the champion alias."""
+    if not valid_model_name(name):
+        raise RegistryError(f"invalid model name {name!r}: use lowercase letters, digits, '.', '_', '-'")
+    if session.get(Model, name) is not None:
+        raise RegistryError(f"model {name!r} is already registered")
+    fam = get_family(family)
+    dest = artifact_dir(artifact_root, name, "v1")
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(source_dir, dest)
+    sha = write_manifest(dest)
+    session.add(Model(name=name, family=family, description=description, thresholds=thresholds or {}))
+    session.flush()
+    session.add_all([TrainingRecord(model_name=name, sample_id=r.sample_id, label=r.label, split=r.split,
+                                    subject_hash=hash_subject(r.subject, salt) if r.subject else None)
+                     for r in fam.samples(dest)])
+    version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=str(dest),
+                           weights_sha256=sha, status="promoted", verdict=None, params_hash="",
+                           forget_hash=sha256_ids([]))
+    session.add(version)
+    session.flush()
+    session.add(Alias(model_name=name, alias=CHAMPION, version_id=version.id))
+    audit(session, actor=actor, entity_type="alias", entity_id=f"{name}@{CHAMPION}", to_state=version.id,
+          reason="model imported")
+    return version
+
+
+def champion(session: Session, model_name: str) -> ModelVersion:
+    alias = session.get(Alias, (model_name, CHAMPION))
+    if alias is None:
+        raise RegistryError(f"model {model_name!r} has no champion")
+    return session.get(ModelVersion, alias.version_id)
+
+
+def params_hash(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def register_version(session: Session, *, parent: ModelVersion, method: str, params: dict, folder: Path,
+                     forget_ids: list[str], request_ids: list[str], job_id: str, method_info: dict,
+                     verdict: dict) -> ModelVersion:
+    """Register a candidate; a second call for the same lineage step returns the first row."""
+    forget_hash, p_hash = sha256_ids(forget_ids), params_hash(params)
+    existing = session.exec(select(ModelVersion).where(
+        ModelVersion.parent_id == parent.id, ModelVersion.forget_hash == forget_hash,
+        ModelVersion.method == method, ModelVersion.params_hash == p_hash)).first()
+    if existing is not None:
+        return existing
+    sha = write_manifest(folder)
+    next_version = (session.exec(select(func.max(ModelVersion.version))
+                                 .where(ModelVersion.model_name == parent.model_name)).one() or 0) + 1
+    version = ModelVersion(
+        model_name=parent.model_name, version=next_version, family=parent.family, parent_id=parent.id,
+        method=method, params=params, params_hash=p_hash, forget_hash=forget_hash,
+        excluded_ids=sorted(set(parent.excluded_ids) | set(forget_ids)), request_ids=request_ids,
+        artifact_path=str(folder), weights_sha256=sha, verdict=verdict["verdict"], metrics=verdict,
+        method_info=method_info, status="candidate", job_id=job_id)
+    try:
+        with session.begin_nested():
+            session.add(version)
+    except IntegrityError:  # a concurrent delivery registered it first
+        return session.exec(select(ModelVersion).where(
+            ModelVersion.parent_id == parent.id, ModelVersion.forget_hash == forget_hash,
+            ModelVersion.method == method, ModelVersion.params_hash == p_hash)).one()
+    audit(session, actor="worker", entity_type="version", entity_id=version.id, to_state="candidate",
+          data={"model": parent.model_name, "version": next_version, "verdict": verdict["verdict"]})
+    return version
+
+
+def completed_forget_ids(session: Session, model_name: str) -> set[str]:
+    """Every sample a completed deletion request removed from this model."""
+    rows = session.exec(select(RequestTarget.forget_ids).join(
+        DeletionRequest, DeletionRequest.id == RequestTarget.request_id).where(
+        RequestTarget.model_name == model_name, DeletionRequest.status == "completed")).all()
+    return {s for ids in rows for s in ids}
+
+
+def is_tainted(session: Session, version: ModelVersion) -> bool:
+    return version.tainted or not completed_forget_ids(session, version.model_name) <= set(version.excluded_ids)
+
+
+def taint_stale_versions(session: Session, model_name: str, *, actor: str) -> list[str]:
+    """Mark (and retire) every version that still holds data of a completed request."""
+    gone = completed_forget_ids(session, model_name)
+    newly = []
+    for v in session.exec(select(ModelVersion).where(ModelVersion.model_name == model_name,
+                                                     ModelVersion.tainted == False)).all():  # noqa: E712
+        if not gone <= set(v.excluded_ids):
+            v.tainted = True
+            if v.status in ("promoted", "candidate"):
+                v.status = "retired"
+            session.add(v)
+            audit(session, actor=actor, entity_type="version", entity_id=v.id, to_state="tainted",
+                  reason="holds samples of a completed deletion request")
+            newly.append(v.id)
+    return newly
+
+
+def move_alias(session: Session, model_name: str, to_version: ModelVersion, *, expected: str | None,
+               actor: str, reason: str, alias: str = CHAMPION) -> bool:
+    """Compare-and-swap an alias; False when it no longer points at `expected`."""
+    if is_tainted(session, to_version):
+        raise TaintedVersion(f"version {to_version.id} of {model_name} is tainted: it still holds "
+                             "data of a completed deletion request")
+    stmt = update(Alias).where(Alias.model_name == model_name, Alias.alias == alias)
+    if expected is not None:
+        stmt = stmt.where(Alias.version_id == expected)
+    moved = session.execute(stmt.values(version_id=to_version.id, updated_at=utcnow())).rowcount == 1
+    if moved:
+        audit(session, actor=actor, entity_type="alias", entity_id=f"{model_name}@{alias}",
+              from_state=expected, to_state=to_version.id, reason=reason)
+    return moved
+
+
+def rollback(session: Session, model_name: str, version_id: str, *, actor: str, reason: str) -> ModelVersion:
+    target = session.get(ModelVersion, version_id)
+    if target is None or target.model_name != model_name:
+        raise RegistryError(f"model {model_name!r} has no version {version_id!r}")
+    if target.status == "rejected":
+        raise RegistryError(f"version {version_id} was rejected by the verifier")
+    current = champion(session, model_name)
+    move_alias(session, model_name, target, expected=current.id, actor=actor, reason=f"rollback: {reason}")
+    if current.id != target.id and current.status == "promoted":
+        current.status = "retired"
+        session.add(current)
+    target.status = "promoted"
+    session.add(target)
+    return target

@@ -1,0 +1,1 @@
+"""Celery app and tasks: a thin layer over `unlearn.jobs` and `unlearn.operations`."""

@@ -1,0 +1,58 @@
+"""The Celery application, configured for long GPU jobs.
+
+acks_late + reject_on_worker_lost: a crashed worker's job goes back to the queue; the job's
+attempt cap (in the database) stops poison loops. Prefetch 1: nothing waits behind a long job
+on a worker that could not start it. The visibility timeout exceeds the hard time limit, so
+Redis never redelivers a job that is still within its limit; when it does (a longer job), the
+database lease stops the second delivery from running it concurrently.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from unlearn.settings import Settings, get_settings
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("unlearn", broker=settings.broker_url, include=["workers.tasks"])
+    backend = settings.result_backend or ("cache+memory://" if settings.embedded else None)
+    vt = {"visibility_timeout": settings.visibility_timeout_s}
+    app.conf.update(
+        result_backend=backend,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_s,
+        task_soft_time_limit=settings.task_soft_time_limit_s,
+        broker_transport_options=vt,
+        result_backend_transport_options=vt,
+        visibility_timeout=settings.visibility_timeout_s,
+        task_routes={"unlearn.*": {"queue": "gpu"}, "verify.*": {"queue": "gpu"},
+                     "ops.*": {"queue": "cpu"}, "compliance.*": {"queue": "cpu"}},
+        task_default_queue="cpu",
+        task_serializer="json", accept_content=["json"], result_serializer="json",
+        task_track_started=True,
+        worker_send_task_events=True, task_send_sent_event=True,
+        worker_soft_shutdown_timeout=30,
+        broker_connection_retry_on_startup=True,
+        beat_schedule={
+            "reconcile": {"task": "ops.reconcile", "schedule": settings.reconcile_interval_s},
+        },
+        timezone="UTC",
+    )
+    app.conf.unlearn_settings = settings
+    return app
+
+
+app = make_celery(get_settings())
+
+
+@worker_process_init.connect
+def _init_process(**_kwargs) -> None:
+    # Per child, never in the parent: CUDA must not be initialised before a fork.
+    import torch
+
+    torch.set_num_threads(get_settings().torch_threads)

@@ -1,0 +1,57 @@
+"""Celery tasks. Messages carry only ids; every task re-reads the database."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from celery import current_app as app
+from celery import shared_task
+
+from unlearn import jobs, operations
+from unlearn.settings import Settings
+from unlearn.store.db import session_scope
+
+log = logging.getLogger(__name__)
+
+
+def _settings() -> Settings:
+    return app.conf.unlearn_settings
+
+
+def enqueue_jobs(job_ids: list[str], countdown: float = 0.0) -> None:
+    for job_id in job_ids:
+        run_job.apply_async((job_id,), countdown=countdown or None)
+
+
+@shared_task(name="unlearn.run_job", bind=True)
+def run_job(self, job_id: str) -> str:
+    settings = _settings()
+    worker = f"{self.request.hostname or socket.gethostname()}:{self.request.id}"
+    outcome = jobs.run_job(settings, job_id, worker)
+    log.info("job %s: %s %s", job_id, outcome.status, outcome.detail[:200])
+    if outcome.status in ("retry", "busy"):
+        # Re-send rather than Celery's retry: the delay stays below the visibility timeout.
+        delay = min(max(outcome.retry_in, 1.0), settings.visibility_timeout_s / 4)
+        run_job.apply_async((job_id,), countdown=delay)
+    return outcome.status
+
+
+@shared_task(name="ops.coalesce")
+def coalesce(force: bool = False) -> list[str]:
+    from unlearn.coalesce import coalesce as do_coalesce
+
+    settings = _settings()
+    with session_scope(settings.resolved_database_url) as s:
+        job_ids = do_coalesce(s, settings, force=force)
+    enqueue_jobs(job_ids)  # after commit: a worker must find the job row
+    return job_ids
+
+
+@shared_task(name="ops.reconcile")
+def reconcile() -> list[str]:
+    settings = _settings()
+    with session_scope(settings.resolved_database_url) as s:
+        job_ids = operations.reconcile(s, settings)
+    enqueue_jobs(job_ids)
+    return job_ids
