@@ -49,3 +49,28 @@ def digits_service(settings, zoo_dir):
     """`settings` with digits-mlp registered."""
     register(settings, zoo_dir)
     return settings
+
+
+@pytest.fixture()
+def api(digits_service):
+    """An in-process API client on `digits_service`, with one key per role and tenant."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.auth import create_api_key
+    from unlearn.store.db import session_scope
+
+    with session_scope(digits_service.resolved_database_url) as s:
+        keys = {"a": create_api_key(s, "tenant-a", "submitter"), "b": create_api_key(s, "tenant-b", "submitter"),
+                "op": create_api_key(s, "ops", "operator")}
+    client = TestClient(create_app(digits_service), raise_server_exceptions=False)
+    client.keys = keys
+    client.settings = digits_service
+    return client
+
+
+def post_request(client, body, key="a", idem=None):
+    import uuid
+
+    return client.post("/v1/deletion-requests", json=body,
+                       headers={"X-API-Key": client.keys[key], "Idempotency-Key": idem or uuid.uuid4().hex})

@@ -1,0 +1,37 @@
+"""What cannot run here (no Docker engine) is still checked for consistency."""
+
+from pathlib import Path
+
+import yaml
+
+from cli.main import build_parser
+from unlearn.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compose_file_is_consistent_with_the_cli_and_settings():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"api", "worker", "beat", "redis", "postgres"} <= set(services)
+    redis_cmd = " ".join(services["redis"]["command"])
+    assert "--appendonly yes" in redis_cmd and "--maxmemory-policy noeviction" in redis_cmd
+    parser = build_parser()
+    fields = set(Settings.model_fields)
+    for name in ("api", "worker", "beat"):
+        svc = services[name]
+        assert svc["command"][0] == "unlearn"
+        parser.parse_args(svc["command"][1:])  # a command the CLI does not know would exit here
+        for var in svc["environment"]:
+            assert var.startswith("UNLEARN_") and var.removeprefix("UNLEARN_").lower() in fields, var
+    assert "artifacts:/artifacts" in services["worker"]["volumes"]
+    assert "artifacts:/artifacts" in services["api"]["volumes"]
+
+
+def test_every_command_honours_the_same_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNLEARN_DATA_DIR", str(tmp_path))
+    s = Settings()
+    assert s.resolved_database_url == f"sqlite:///{(tmp_path / 'unlearn.db').resolve()}"
+    assert s.resolved_artifact_root == tmp_path / "artifacts"
+    monkeypatch.setenv("UNLEARN_ARTIFACT_ROOT", "/elsewhere")
+    assert str(Settings().resolved_artifact_root) == "/elsewhere"
