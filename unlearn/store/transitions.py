@@ -26,7 +26,8 @@ REQUEST_FINAL = {"completed", "rejected", "failed", "canceled"}
 
 JOB_TRANSITIONS: dict[str, set[str]] = {
     "queued": {"unlearning", "failed", "done"},
-    "unlearning": {"verifying", "queued", "failed", "unlearning"},  # unlearning→unlearning: lease taken over
+    # unlearning→unlearning: lease taken over; unlearning→done: nothing was left to forget.
+    "unlearning": {"verifying", "queued", "failed", "unlearning", "done"},
     "verifying": {"promoting", "done", "queued", "failed", "unlearning"},
     "promoting": {"done", "queued", "failed", "unlearning"},
     "done": set(),
