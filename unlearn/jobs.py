@@ -70,6 +70,7 @@ def claim(session: Session, job_id: str, worker: str, lease_s: float) -> int | N
     job = session.get(UnlearningJob, job_id)
     if job is None:
         return None
+    prior = job.stage
     busy_model = exists().where(other.model_name == UnlearningJob.model_name, other.id != UnlearningJob.id,
                                 col(other.stage).in_(JOB_ACTIVE), other.lease_until > now)
     claimable = or_(UnlearningJob.stage == "queued",
@@ -82,7 +83,8 @@ def claim(session: Session, job_id: str, worker: str, lease_s: float) -> int | N
     if got != 1:
         return None
     session.refresh(job)
-    audit(session, actor=worker, entity_type="job", entity_id=job_id, from_state="queued", to_state="unlearning",
+    # The conditional update above is the transition (it must be atomic); it is audited like any other.
+    audit(session, actor=worker, entity_type="job", entity_id=job_id, from_state=prior, to_state="unlearning",
           data={"attempt": job.attempts})
     return job.attempts
 

@@ -1,0 +1,67 @@
+"""The `unlearn` command as a user runs it: real processes, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.procs import ROOT, free_port, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+def _unlearn(env, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture()
+def env(tmp_path, zoo_dir):
+    # The served data dir gets the cached zoo through a link, so nothing is trained twice.
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "zoo").symlink_to(zoo_dir)
+    return {**os.environ, "UNLEARN_DATA_DIR": str(data), "UNLEARN_BATCH_WINDOW_S": "0.2", "PYTHONPATH": str(ROOT)}
+
+
+def test_bad_input_is_one_clear_line(env):
+    proc = _unlearn(env, "api-key", "create", "--tenant", "", "--role", "submitter", check=False)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "tenant" in proc.stderr
+    proc = _unlearn(env, "model", "import-zoo", "no-such-model", check=False)
+    assert proc.returncode != 0 and "unknown zoo model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_and_the_request_client(env, tmp_path):
+    _unlearn(env, "model", "import-zoo", "digits-mlp")
+    key = _unlearn(env, "api-key", "create", "--tenant", "acme", "--role", "submitter").stdout.strip()
+    assert key.startswith("ul_")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"))  # noqa: SIM115
+    try:
+        wait_for_port(port, timeout=60)
+        client = {**env, "UNLEARN_URL": f"http://127.0.0.1:{port}", "UNLEARN_API_KEY": key}
+        out = _unlearn(client, "request", "submit", "--model", "digits-mlp", "--type", "subject",
+                       "--subject", "subject-0004")
+        rid = json.loads(out.stdout)["id"]
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            status = json.loads(_unlearn(client, "request", "status", rid).stdout)["status"]
+            if status in ("completed", "rejected", "failed"):
+                break
+            time.sleep(1)
+        assert status == "completed", (tmp_path / "serve.log").read_text()[-2000:]
+        bad = _unlearn(client, "request", "submit", "--model", "nope", "--type", "class", "--label", "1", check=False)
+        assert bad.returncode == 1 and bad.stderr.strip() == "unlearn: 404 Unknown model: unknown model 'nope'"
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
