@@ -87,3 +87,19 @@ def test_a_subject_forgotten_twice_is_served_without_new_work(digits_service):
     assert (outcome.status, outcome.detail) == ("done", "already forgotten")
     with session_scope(settings.resolved_database_url) as s:
         assert s.get(DeletionRequest, rid).status == "completed"
+
+
+def test_requests_held_for_review_wait_for_an_operator(digits_service):
+    from unlearn.operations import review_request
+
+    settings = digits_service.model_copy(update={"review_required_for": ["class"]})
+    with session_scope(settings.resolved_database_url) as s:
+        held = submit(s, settings, "t", DeletionRequestIn(model="digits-mlp", scope={"type": "class", "label": 1}))
+        denied = submit(s, settings, "t", DeletionRequestIn(model="digits-mlp", scope={"type": "class", "label": 2}))
+        assert held.status == "pending_review"
+        assert coalesce(s, settings, force=True) == []  # nothing runs before approval
+        review_request(s, held, approve=True, actor="op", reason="verified identity")
+        review_request(s, denied, approve=False, actor="op", reason="art. 17(3) exception")
+        assert len(coalesce(s, settings, force=True)) == 1
+        assert s.get(DeletionRequest, denied.id).status == "rejected"
+        assert "art. 17(3)" in s.get(DeletionRequest, denied.id).reason

@@ -48,7 +48,7 @@ def test_illegal_request_moves_are_refused_and_leave_no_trace(settings, frm, to)
 
 def test_canceling_is_only_possible_before_running():
     can_cancel = {s for s, nxt in REQUEST_TRANSITIONS.items() if "canceled" in nxt}
-    assert can_cancel == {"received", "queued"}
+    assert can_cancel == {"pending_review", "received", "queued"}
 
 
 @hsettings(max_examples=60, deadline=None)

@@ -129,10 +129,13 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
         subject_hash=hash_subject(body.scope.subject, settings.subject_salt) if body.scope.subject else None,
         received_at=received, updated_at=received,
         due_at=received + timedelta(days=body.due_days or settings.due_days))
+    review = settings.review_required_for
+    if body.scope.type in review or body.kind in review:
+        request.status = "pending_review"
     session.add(request)
     session.flush()
     session.add_all([RequestTarget(request_id=request.id, model_name=m, forget_ids=sorted(ids))
                      for m, ids in sorted(targets.items())])
-    audit(session, actor=actor, entity_type="request", entity_id=request.id, to_state="received",
+    audit(session, actor=actor, entity_type="request", entity_id=request.id, to_state=request.status,
           data={"models": sorted(targets), "samples": sum(len(v) for v in targets.values())})
     return request

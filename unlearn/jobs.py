@@ -22,6 +22,7 @@ from sqlalchemy import and_, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from unlearn.certificates import issue_certificates
 from unlearn.families import Scope, get_family
 from unlearn.identity import sha256_ids
 from unlearn.methods import UnlearnTask, get_method
@@ -128,8 +129,9 @@ class JobHandle:
 
 # ---------------------------------------------------------------- settling requests
 
-def settle_requests(session: Session, request_ids: set[str], *, actor: str, reason: str | None = None) -> None:
-    """Move each request to the state its targets now add up to."""
+def settle_requests(session: Session, request_ids: set[str], *, actor: str, reason: str | None = None) -> list[str]:
+    """Move each request to the state its targets now add up to; returns those now completed."""
+    completed = []
     for rid in sorted(request_ids):
         request = session.get(DeletionRequest, rid)
         statuses = [t.status for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == rid))]
@@ -145,6 +147,8 @@ def settle_requests(session: Session, request_ids: set[str], *, actor: str, reas
             transition(session, request, "rejected", actor=actor, reason=reason)
         elif all(s in ("done", "canceled") for s in statuses):
             transition(session, request, "completed", actor=actor)
+            completed.append(rid)
+    return completed
 
 
 def _targets(session: Session, job_id: str) -> list[RequestTarget]:
@@ -273,7 +277,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
             transition(s, job, "done", actor=h.worker, reason="nothing left to forget")
             job.result_version_id, job.progress = base.id, 1.0
             s.flush()
-            settle_requests(s, set(request_ids), actor=h.worker)
+            issue_certificates(s, settings, settle_requests(s, set(request_ids), actor=h.worker))
             return Outcome("done", "already forgotten", version_id=base.id)
     method, params, kind, scope_d, family, thresholds = job_snapshot
     scope = Scope(kind=kind, type=scope_d.get("type", "samples"), label=scope_d.get("label"),
@@ -334,8 +338,10 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
                 t.status, t.version_id = "done", version.id
                 s.add(t)
             s.flush()
-            settle_requests(s, set(request_ids), actor=h.worker)
-            taint_stale_versions(s, job.model_name, actor=h.worker)
+            completed = settle_requests(s, set(request_ids), actor=h.worker)
+            taint_stale_versions(s, job.model_name, actor=h.worker)  # the completed requests define the taint
+            s.flush()
+            issue_certificates(s, settings, completed)
             outcome = Outcome("done", "promoted", version_id=version.id)
         else:
             version.status = "rejected"

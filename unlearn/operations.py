@@ -10,18 +10,47 @@ from unlearn.coalesce import coalesce
 from unlearn.jobs import expired_jobs
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
-from unlearn.store.transitions import IllegalTransition, transition
+from unlearn.store.transitions import IllegalTransition, audit, transition
 
 
 def cancel_request(session: Session, request: DeletionRequest, *, actor: str, reason: str = "canceled") -> None:
     """Cancel before any work started on it; a running request cannot be called back."""
-    if request.status not in ("received", "queued"):
-        raise IllegalTransition(f"request {request.id} is {request.status}: only received or queued "
-                                "requests can be canceled")
+    if request.status not in ("pending_review", "received", "queued"):
+        raise IllegalTransition(f"request {request.id} is {request.status}: only requests not yet running "
+                                "can be canceled")
     for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id)).all():
         t.status, t.job_id = "canceled", None
         session.add(t)
     transition(session, request, "canceled", actor=actor, reason=reason)
+
+
+def review_request(session: Session, request: DeletionRequest, *, approve: bool, actor: str,
+                   reason: str) -> None:
+    """An operator's decision on a request held for review: approved requests join the next batch."""
+    if request.status != "pending_review":
+        raise IllegalTransition(f"request {request.id} is {request.status}, not pending_review")
+    if approve:
+        transition(session, request, "received", actor=actor, reason=f"approved: {reason}")
+        request.received_at = utcnow()  # the batch window counts from approval
+        return
+    for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id)).all():
+        t.status = "rejected"
+        session.add(t)
+    transition(session, request, "rejected", actor=actor, reason=f"denied: {reason}")
+
+
+def extend_due(session: Session, request: DeletionRequest, *, days: int, actor: str, reason: str) -> None:
+    """Move a deadline later (GDPR art. 12(3) allows two more months, with reasons)."""
+    if not reason.strip():
+        raise ValueError("extending a deadline needs a reason")
+    if not 1 <= days <= 60:
+        raise ValueError("a deadline can be extended by 1 to 60 days")
+    old = request.due_at
+    request.due_at = old + timedelta(days=days)
+    session.add(request)
+    audit(session, actor=actor, entity_type="request", entity_id=request.id, from_state=request.status,
+          to_state=request.status, reason=f"due date extended by {days} days: {reason}",
+          data={"due_at_before": old.isoformat(), "due_at": request.due_at.isoformat()})
 
 
 def retry_job(session: Session, job: UnlearningJob, *, actor: str) -> None:

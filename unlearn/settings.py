@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # Request workflow
     due_days: int = 30
     at_risk_days: int = 5
+    # Requests held for operator approval before any work: scope types ("class", "concept",
+    # "subject", "samples") and/or kinds ("corrective"). Empty: none.
+    review_required_for: list[str] = Field(default_factory=list)
     batch_window_s: float = 2.0  # pending requests for one model wait this long to be coalesced
     max_batch_requests: int = 1000
     max_attempts: int = 3

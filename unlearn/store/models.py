@@ -182,3 +182,43 @@ class IdempotencyRecord(SQLModel, table=True):
     status_code: int = 202
     response: dict = json_column()
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class WorkerHeartbeat(SQLModel, table=True):
+    """Last sign of life of each worker process (written by the worker every few seconds)."""
+
+    worker: str = Field(primary_key=True, max_length=128)
+    hostname: str = Field(default="", max_length=128)
+    queues: str = Field(default="", max_length=64)
+    device: str = Field(default="cpu", max_length=32)
+    current_job_id: str | None = Field(default=None, max_length=32)
+    gpu_memory_mb: float | None = None
+    gpu_memory_total_mb: float | None = None
+    seen_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime = Field(default_factory=utcnow)
+
+
+class ComplianceCheck(SQLModel, table=True):
+    """One continuous-compliance re-verification of a champion against everything forgotten so far."""
+
+    __table_args__ = (Index("ix_compliance_model_at", "model_name", "checked_at"),)
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    model_name: str = Field(foreign_key="model.name", max_length=64)
+    version_id: str = Field(max_length=32)
+    trigger: str = Field(default="schedule", max_length=16)  # schedule | operator
+    passed: bool
+    regression: bool = False  # failed where the version had passed before
+    forgotten: int = 0  # samples re-checked
+    report: dict = json_column()
+    reopened_request_ids: list = json_list_column()
+    checked_at: datetime = Field(default_factory=utcnow)
+
+
+class Certificate(SQLModel, table=True):
+    """The signed deletion certificate issued when a request completes."""
+
+    request_id: str = Field(foreign_key="deletionrequest.id", primary_key=True, max_length=32)
+    body: dict = json_column()  # the signed payload
+    signature: str  # base64 Ed25519 signature over the canonical JSON of `body`
+    key_id: str = Field(max_length=64)
+    issued_at: datetime = Field(default_factory=utcnow)

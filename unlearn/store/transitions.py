@@ -12,7 +12,10 @@ from unlearn.store.models import AuditEvent, DeletionRequest, UnlearningJob, utc
 # received → queued → running → verifying → completed, plus rejected / failed / canceled.
 # queued is reachable again from running/verifying (a crashed attempt is retried) and from
 # completed (a continuous-compliance regression reopens the request).
+# pending_review: held for an operator (settings.review_required_for); approve → received,
+# deny → rejected.
 REQUEST_TRANSITIONS: dict[str, set[str]] = {
+    "pending_review": {"received", "rejected", "canceled"},
     "received": {"queued", "canceled", "failed", "completed"},
     "queued": {"running", "canceled", "failed", "completed"},
     "running": {"verifying", "queued", "failed", "completed"},

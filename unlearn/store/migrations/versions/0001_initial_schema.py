@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-29 03:14:19.635483
+Create Date: 2026-11-29 03:34:24.135922
 """
 import sqlalchemy as sa
 import sqlmodel
@@ -84,6 +84,18 @@ def upgrade() -> None:
     sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint('name')
     )
+    op.create_table('workerheartbeat',
+    sa.Column('worker', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('hostname', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+    sa.Column('queues', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('device', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('current_job_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+    sa.Column('gpu_memory_mb', sa.Float(), nullable=True),
+    sa.Column('gpu_memory_total_mb', sa.Float(), nullable=True),
+    sa.Column('seen_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.Column('started_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('worker')
+    )
     op.create_table('alias',
     sa.Column('model_name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('alias', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
@@ -92,6 +104,32 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['model_name'], ['model.name'], ),
     sa.PrimaryKeyConstraint('model_name', 'alias')
     )
+    op.create_table('certificate',
+    sa.Column('request_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('body', sa.JSON(), nullable=False),
+    sa.Column('signature', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('key_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('issued_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['request_id'], ['deletionrequest.id'], ),
+    sa.PrimaryKeyConstraint('request_id')
+    )
+    op.create_table('compliancecheck',
+    sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('model_name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('version_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('trigger', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('passed', sa.Boolean(), nullable=False),
+    sa.Column('regression', sa.Boolean(), nullable=False),
+    sa.Column('forgotten', sa.Integer(), nullable=False),
+    sa.Column('report', sa.JSON(), nullable=False),
+    sa.Column('reopened_request_ids', sa.JSON(), nullable=False),
+    sa.Column('checked_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['model_name'], ['model.name'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('compliancecheck', schema=None) as batch_op:
+        batch_op.create_index('ix_compliance_model_at', ['model_name', 'checked_at'], unique=False)
+
     op.create_table('modelversion',
     sa.Column('id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('model_name', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -208,7 +246,13 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_modelversion_model_name'))
 
     op.drop_table('modelversion')
+    with op.batch_alter_table('compliancecheck', schema=None) as batch_op:
+        batch_op.drop_index('ix_compliance_model_at')
+
+    op.drop_table('compliancecheck')
+    op.drop_table('certificate')
     op.drop_table('alias')
+    op.drop_table('workerheartbeat')
     op.drop_table('model')
     op.drop_table('idempotencyrecord')
     with op.batch_alter_table('deletionrequest', schema=None) as batch_op:
