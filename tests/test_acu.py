@@ -217,3 +217,20 @@ def test_synthetic_data_set_is_seeded_and_split():
     assert [len(a.ids_in(s)) for s in ("train", "holdout", "test")] == [2000, 300, 200]
     assert len(set(a.subjects)) < len(a.ids) and set(a.y.tolist()) == set(range(10))
     assert len(a.records()) == 2300
+
+
+@pytest.mark.slow
+def test_synthetic_zoo_model_forgets_a_subject_exactly_at_100k(zoo_dir, tmp_path):
+    base = ensure("synthetic-acu", zoo_dir)
+    data = get_dataset(read_meta(base)["dataset"])
+    train = data.ids_in("train")
+    assert len(train) == 100_000
+    subject = data.subjects[data.index[train[0]]]
+    forget = [s for s in train if data.subjects[data.index[s]] == subject]
+    get_method("acu").run(UnlearnTask("classifier", base, tmp_path / "cand", forget, Unreadable()))
+    gone = set(forget)
+    keep = [s for s in train if s not in gone]
+    fam = get_family("classifier")
+    fam.retrain(base, keep, tmp_path / "ref")
+    assert rel_err(load_classifier(tmp_path / "cand")[0].weight, load_classifier(tmp_path / "ref")[0].weight) <= 1e-9
+    assert fam.verify(tmp_path / "cand", tmp_path / "ref", forget, keep, Scope(type="subject")).passed

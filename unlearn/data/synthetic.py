@@ -8,12 +8,15 @@ Every subject owns about `samples_per_subject` samples, as in the digits data se
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from sklearn.datasets import make_classification
 
 from unlearn.data.tabular import TabularDataset
 
 
+@lru_cache(maxsize=4)  # generating 120,000 rows takes seconds; run, retrain and verify each ask
 def load(n: int = 100_000, seed: int = 0, n_holdout: int = 10_000, n_test: int = 10_000,
          n_features: int = 32, num_classes: int = 10, samples_per_subject: int = 5) -> TabularDataset:
     total = n + n_holdout + n_test
