@@ -20,8 +20,8 @@ R′ = R − s G Uᵀ and W′ = W + s G (Y − X W). Each update costs O(d²k +
 memory, whatever N is.
 
 `features` and `inputs`. Every method takes the classifier's *inputs*. When the classifier
-holds its own `backbone` (an `nn.Module`, frozen), the inputs are raw inputs and pass through
-that backbone first. Without a backbone, the inputs are the backbone's output features; the
+holds its own `backbone` (an `nn.Module`, frozen; the classifier keeps a float64 copy), the inputs
+are raw inputs and pass through that backbone first. Without a backbone, the inputs are the backbone's output features; the
 digits and synthetic zoo models use raw pixels or columns as those features.
 
 Exactness needs bit-identical features. The same inputs, buffer, γ and labels must be used as
@@ -45,6 +45,7 @@ therefore an operator decision (`reanchor`, `reanchor_artifact`) and never autom
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import time
@@ -111,7 +112,10 @@ class AnalyticClassifier:
         self.in_features, self.num_classes = in_features, num_classes
         self.buffer_size, self.gamma, self.seed = buffer_size, float(gamma), seed
         self.device = torch.device(device)
-        self.backbone = backbone.to(self.device).eval().requires_grad_(False) if backbone is not None else None
+        # The backbone runs in float64: float32 GEMMs round differently with the batch's shape, so a sample's
+        # features would depend on its batch, and the forget update would miss the learned ones by ~1e-7.
+        self.backbone = (copy.deepcopy(backbone).to(self.device, DTYPE).eval().requires_grad_(False)
+                         if backbone is not None else None)
         self.buffer = random_buffer(in_features, buffer_size, seed).to(self.device)
         gen = torch.Generator().manual_seed(seed + 1)
         self.probe = torch.randn(buffer_size, PROBES, generator=gen, dtype=DTYPE).to(self.device)
@@ -133,11 +137,10 @@ class AnalyticClassifier:
     @torch.no_grad()
     def expand(self, inputs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(1): the buffered features X, float64, one row per input."""
-        x = torch.as_tensor(inputs, device=self.device)
+        x = torch.as_tensor(inputs, device=self.device).to(DTYPE)
         if self.backbone is not None:
-            param = next(self.backbone.parameters(), None)
-            x = self.backbone(x.to(param.dtype if param is not None else torch.float32))
-        return torch.relu(x.to(DTYPE).reshape(len(x), -1) @ self.buffer)
+            x = self.backbone(x)
+        return torch.relu(x.reshape(len(x), -1) @ self.buffer)
 
     def _targets(self, labels: np.ndarray | torch.Tensor) -> torch.Tensor:
         y = torch.as_tensor(_numpy(labels).astype(np.int64), device=self.device)
