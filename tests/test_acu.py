@@ -11,7 +11,15 @@ from unlearn.data import get_dataset
 from unlearn.families import Scope, get_family
 from unlearn.families.classifier import ClassifierFamily, accuracy_on
 from unlearn.methods import MethodError, UnlearnTask, get_method
-from unlearn.methods.acu import AnalyticClassifier, NotHeldError, drift_state, load, load_classifier, reanchor
+from unlearn.methods.acu import (
+    AnalyticClassifier,
+    NotHeldError,
+    drift_state,
+    load,
+    load_classifier,
+    reanchor,
+    reanchor_artifact,
+)
 from unlearn.zoo import ensure
 
 BUFFER, GAMMA = 1024, 1.0
@@ -199,6 +207,12 @@ def test_service_path_chains_versions_and_passes_the_verifier(zoo_dir, tmp_path,
         spec.run(UnlearnTask("classifier", tmp_path / "v2", tmp_path / "v3", digits.ids_in("holdout")[:2],
                              Unreadable()))
     assert not (tmp_path / "v3" / "unlearn.json").exists()
+    # The operator's re-anchor: a fresh fit on exactly the held samples; the lineage's forgotten ids stay.
+    assert reanchor_artifact(tmp_path / "v2", tmp_path / "v2r")["reanchored_on"] == len(keep)
+    anchored, meta = load_classifier(tmp_path / "v2r")
+    assert meta["acu"]["requests_since_anchor"] == 0 and rel_err(anchored.weight, ref.weight) <= 1e-12
+    with pytest.raises(MethodError, match="already forgotten"):
+        spec.run(UnlearnTask("classifier", tmp_path / "v2r", tmp_path / "v3", first[:1], Unreadable()))
 
 
 def test_architecture_contract_returns_log_probabilities(zoo_dir, digits):
