@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import platform
 import threading
 import time
@@ -176,7 +177,9 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
         "### ACU: latency per forget request vs retraining",
         "",
         f"{env['device_name']}, {env['threads']} torch thread, float64, γ = {GAMMA}; backbone MLP "
-        f"in→{HIDDEN}→{HIDDEN}; median of {rows[0]['reps']} chained requests per k. Whole retrain = backbone "
+        f"in→{HIDDEN}→{HIDDEN}, trained for {env['backbone_epochs']} epochs; {env['cpu_count']} cores, 1-minute "
+        f"load average {env['loadavg_1min'][0]:.1f} → {env['loadavg_1min'][1]:.1f} (a shared machine: times are "
+        f"noisy); median of {rows[0]['reps']} chained requests per k. Whole retrain = backbone "
         "SGD on the retained samples (timed once per N, at k = 1) + head refit. Relative error "
         "‖W_acu − W_retrain‖_F/‖W_retrain‖_F after all requests so far. Peak memory: resident set above "
         "the level at the call's start.",
@@ -245,13 +248,15 @@ def main() -> None:
     else:
         cases = [("digits", 1797, 60, 64), ("synthetic", 20_000, 5, 256), ("synthetic", 100_000, 5, 256)]
         widths, ks, reps = [512, 2048], [1, 10, 100], args.reps
+    load_start = os.getloadavg()[0]
     rows = []
     for name, n, epochs, batch in cases:
         rows += bench_case(name, n, widths, ks, reps, epochs, batch, args.device)
     env = {"device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
            "device_name": torch.cuda.get_device_name() if args.device == "cuda" else
            f"CPU ({platform.processor() or platform.machine()})", "quick": args.quick,
-           "backbone_epochs": {name: e for name, _, e, _ in cases}}
+           "backbone_epochs": {name: e for name, _, e, _ in cases},
+           "cpu_count": os.cpu_count(), "loadavg_1min": [load_start, os.getloadavg()[0]]}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "acu.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2))
     (args.out / "acu.md").write_text(markdown(rows, env))
