@@ -187,7 +187,7 @@ class AnalyticClassifier:
         never learned, already forgotten (by content, or by id when `ids` name the samples),
         or named twice in the same request."""
         if ids is not None:
-            self._check_ids(ids)
+            self._check_ids(ids, len(labels))
         self._check_held(inputs, labels)
         x, y = self.expand(inputs), self._targets(labels)
         self.R, self.weight, self.probe_image, self.probe_target = self._woodbury(x, y, -1)
@@ -245,7 +245,9 @@ class AnalyticClassifier:
                                f"(never learned, already forgotten, or named twice; first at position "
                                f"{missing[0]}); R was left unchanged")
 
-    def _check_ids(self, ids: Sequence[str]) -> None:
+    def _check_ids(self, ids: Sequence[str], n: int) -> None:
+        if len(ids) != n:
+            raise ValueError(f"{len(ids)} ids for {n} samples")
         if len(set(ids)) != len(ids):
             raise NotHeldError("the request names the same sample id twice; R was left unchanged")
         again = [s for s, k in zip(ids, id_keys(ids), strict=True) if k in self.forgotten]
