@@ -12,6 +12,7 @@ from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
+    "acu": "unlearn.methods.acu:SPEC",
 }
 
 
