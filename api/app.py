@@ -14,76 +14,30 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 import unlearn
 from api import problems
 from api.auth import Principal, RateLimiter, api_key_header, authenticate
+from api.context import ApiContext, known_model, visible_request
+from api.dashboard import dashboard_router
+from api.operator import operator_router
 from api.problems import ERROR_RESPONSES, ProblemError
-from api.schemas import (
-    Health,
-    JobOut,
-    ModelOut,
-    RequestOut,
-    RequestPage,
-    RollbackIn,
-    TargetOut,
-    VersionOut,
-)
+from api.schemas import Health, ModelOut, RequestOut, RequestPage, RollbackIn, VersionOut
+from api.views import request_out, version_out
 from unlearn import registry
 from unlearn.intake import DeletionRequestIn, IntakeError, submit
 from unlearn.metrics import render_metrics
 from unlearn.operations import cancel_request
 from unlearn.settings import Settings
+from unlearn.sla import at_risk_clause, overdue_clause
 from unlearn.store.db import get_engine
-from unlearn.store.models import (
-    DeletionRequest,
-    IdempotencyRecord,
-    Model,
-    ModelVersion,
-    RequestTarget,
-    UnlearningJob,
-    utcnow,
-)
-from unlearn.store.transitions import IllegalTransition
+from unlearn.store.models import DeletionRequest, IdempotencyRecord, Model, ModelVersion, utcnow
+from unlearn.store.transitions import REQUEST_TRANSITIONS, IllegalTransition
 
-REQUEST_STATUSES = ("received", "queued", "running", "verifying", "completed", "rejected", "failed", "canceled")
-
-
-def version_out(v: ModelVersion) -> VersionOut:
-    return VersionOut(id=v.id, model=v.model_name, version=v.version, parent_id=v.parent_id, method=v.method,
-                      status=v.status, tainted=v.tainted, verdict=v.verdict, weights_sha256=v.weights_sha256,
-                      request_ids=v.request_ids, excluded_samples=len(v.excluded_ids), created_at=v.created_at,
-                      metrics=v.metrics)
-
-
-def job_out(j: UnlearningJob) -> JobOut:
-    return JobOut(id=j.id, model=j.model_name, method=j.method, stage=j.stage, progress=j.progress,
-                  message=j.message, attempts=j.attempts, worker=j.worker, error=j.error,
-                  base_version_id=j.base_version_id, result_version_id=j.result_version_id,
-                  created_at=j.created_at, finished_at=j.finished_at)
-
-
-def request_out(session: Session, r: DeletionRequest) -> RequestOut:
-    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
-    job_ids = sorted({t.job_id for t in targets if t.job_id})
-    jobs = session.exec(select(UnlearningJob).where(col(UnlearningJob.id).in_(job_ids))).all() if job_ids else []
-    verdicts = {}
-    for t in targets:
-        if t.version_id and (v := session.get(ModelVersion, t.version_id)) is not None and v.metrics:
-            verdicts[v.id] = {k: v.metrics.get(k) for k in ("verdict", "criteria", "reasons", "info")}
-    now = utcnow()
-    return RequestOut(
-        id=r.id, tenant=r.tenant, external_id=r.external_id, model=r.model_name, scope=r.scope, kind=r.kind,
-        method=r.method, status=r.status, reason=r.reason, received_at=r.received_at, due_at=r.due_at,
-        days_left=round((r.due_at - now).total_seconds() / 86400, 2), completed_at=r.completed_at,
-        seconds_to_compliance=(r.completed_at - r.received_at).total_seconds() if r.completed_at else None,
-        targets=[TargetOut(model=t.model_name, samples=len(t.forget_ids), status=t.status, job_id=t.job_id,
-                           version_id=t.version_id) for t in targets],
-        jobs=[job_out(j) for j in jobs], verdicts=verdicts,
-        links={"self": f"/v1/deletion-requests/{r.id}", "cancel": f"/v1/deletion-requests/{r.id}/cancel"})
+REQUEST_STATUSES = tuple(REQUEST_TRANSITIONS)  # pending_review, received, …, canceled
 
 
 class CoalesceScheduler:
@@ -105,8 +59,10 @@ class CoalesceScheduler:
         self.send(self.window_s)
 
 
-def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None] | None = None) -> FastAPI:
-    """`schedule_coalesce(delay_s)` asks the workers to batch pending requests after `delay_s`."""
+def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None] | None = None,
+               enqueue_jobs: Callable[[list[str]], None] | None = None) -> FastAPI:
+    """`schedule_coalesce(delay_s)` asks the workers to batch pending requests after `delay_s`;
+    `enqueue_jobs(ids)` sends jobs an operator retried (without it the reconciler sends them later)."""
     url = settings.resolved_database_url
     engine = get_engine(url)
     limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -140,11 +96,8 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
             raise ProblemError(403, "Forbidden", "this action needs an operator key")
         return p
 
-    def visible_request(session: Session, p: Principal, request_id: str) -> DeletionRequest:
-        r = session.get(DeletionRequest, request_id)
-        if r is None or (not p.is_operator and r.tenant != p.tenant):  # other tenants' requests do not exist
-            raise ProblemError(404, "Not Found", f"no deletion request {request_id!r}")
-        return r
+    def as_out(session: Session, r: DeletionRequest) -> RequestOut:
+        return request_out(session, r, settings.at_risk_days)
 
     # ------------------------------------------------------------------ requests
     @app.post("/v1/deletion-requests", status_code=202, response_model=RequestOut, responses=ERROR_RESPONSES,
@@ -170,7 +123,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
         try:
             req = submit(session, settings, p.tenant, body, actor=f"key:{p.key_id}")
             session.flush()
-            out = request_out(session, req)
+            out = as_out(session, req)
             session.add(IdempotencyRecord(tenant=p.tenant, key=idempotency_key, body_sha256=digest,
                                           status_code=202, response=json.loads(out.model_dump_json())))
             session.commit()
@@ -188,6 +141,9 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
              operation_id="listDeletionRequests", tags=["requests"])
     def list_requests(session: Annotated[Session, Depends(db)], p: Annotated[Principal, Depends(principal)],
                       status: Annotated[list[str] | None, Query()] = None,
+                      q: Annotated[str | None, Query(max_length=128, description="id prefix, external id or tenant")] = None,
+                      model: Annotated[str | None, Query(max_length=64)] = None,
+                      flag: Annotated[str | None, Query(pattern="^(overdue|at_risk)$")] = None,
                       page: Annotated[int, Query(ge=1, le=100_000)] = 1,
                       size: Annotated[int, Query(ge=1, le=200)] = 50) -> RequestPage:
         bad = [s for s in status or [] if s not in REQUEST_STATUSES]
@@ -198,17 +154,25 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
             where.append(DeletionRequest.tenant == p.tenant)
         if status:
             where.append(col(DeletionRequest.status).in_(status))
+        if model:
+            where.append(DeletionRequest.model_name == model)
+        if q:
+            where.append(or_(col(DeletionRequest.id).startswith(q, autoescape=True), DeletionRequest.external_id == q,
+                             DeletionRequest.tenant == q))
+        if flag:
+            now = utcnow()
+            where.append(overdue_clause(now) if flag == "overdue" else at_risk_clause(now, settings.at_risk_days))
         total = session.exec(select(func.count()).select_from(DeletionRequest).where(*where)).one()
         rows = session.exec(select(DeletionRequest).where(*where)
                             .order_by(col(DeletionRequest.received_at).desc(), col(DeletionRequest.id))
                             .offset((page - 1) * size).limit(size)).all()
-        return RequestPage(items=[request_out(session, r) for r in rows], total=total, page=page, size=size)
+        return RequestPage(items=[as_out(session, r) for r in rows], total=total, page=page, size=size)
 
     @app.get("/v1/deletion-requests/{request_id}", response_model=RequestOut, responses=ERROR_RESPONSES,
              operation_id="getDeletionRequest", tags=["requests"])
     def get_request(request_id: str, session: Annotated[Session, Depends(db)],
                     p: Annotated[Principal, Depends(principal)]) -> RequestOut:
-        return request_out(session, visible_request(session, p, request_id))
+        return as_out(session, visible_request(session, p, request_id))
 
     @app.post("/v1/deletion-requests/{request_id}/cancel", response_model=RequestOut, responses=ERROR_RESPONSES,
               operation_id="cancelDeletionRequest", tags=["requests"])
@@ -220,7 +184,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
         except IllegalTransition as exc:
             raise ProblemError(409, "Conflict", str(exc)) from None
         session.commit()
-        return request_out(session, r)
+        return as_out(session, r)
 
     # ------------------------------------------------------------------ models
     @app.get("/v1/models", response_model=list[ModelOut], responses=ERROR_RESPONSES, operation_id="listModels",
@@ -237,12 +201,6 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
                 champ = None
             out.append(ModelOut(name=m.name, family=m.family, description=m.description, champion=champ, versions=n))
         return out
-
-    def known_model(session: Session, name: str) -> Model:
-        m = session.get(Model, name)
-        if m is None:
-            raise ProblemError(404, "Not Found", f"unknown model {name!r}")
-        return m
 
     @app.get("/v1/models/{name}/versions", response_model=list[VersionOut], responses=ERROR_RESPONSES,
              operation_id="listModelVersions", tags=["models"])
@@ -268,6 +226,11 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
             raise ProblemError(404 if "has no version" in str(exc) else 409, "Rollback refused", str(exc)) from None
         session.commit()
         return version_out(v)
+
+    ctx = ApiContext(settings=settings, db=db, principal=principal, operator=operator, poke_coalescer=scheduler.poke,
+                     enqueue_jobs=enqueue_jobs or (lambda _ids: None))
+    app.include_router(operator_router(ctx))
+    app.include_router(dashboard_router(ctx))
 
     # ------------------------------------------------------------------ operations
     @app.get("/healthz", response_model=Health, operation_id="health", tags=["ops"])

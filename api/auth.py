@@ -1,7 +1,9 @@
 """API keys: stored hashed, one tenant and one role each.
 
 Submitters create and read their own tenant's requests; operators read everything, cancel
-and roll back. A key is sent as `X-API-Key: …` or `Authorization: Bearer …`.
+and roll back. A key is sent as `X-API-Key: …` or `Authorization: Bearer …`, or by the
+dashboard as the session cookie `unlearn_key` (HttpOnly, SameSite=Strict). A cookie-borne key
+changes nothing without the header `X-Requested-With`, which no cross-site form can send.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from unlearn.identity import hash_secret, new_api_key
 from unlearn.store.models import ApiKey
 
 ROLES = ("submitter", "operator")
+COOKIE = "unlearn_key"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
@@ -51,7 +55,10 @@ def authenticate(session: Session, request: Request, header_key: str | None) -> 
     if not key and auth.lower().startswith("bearer "):
         key = auth[7:].strip()
     if not key:
-        key = request.cookies.get("unlearn_key")
+        key = request.cookies.get(COOKIE)
+        if key and request.method not in SAFE_METHODS and not request.headers.get("x-requested-with"):
+            raise ProblemError(403, "Forbidden", "a session cookie needs the X-Requested-With header on "
+                               f"{request.method} requests")
     if not key:
         raise ProblemError(401, "Unauthorized", "an API key is required (X-API-Key header)",
                            headers={"WWW-Authenticate": "ApiKey"})

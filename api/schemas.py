@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class JobOut(BaseModel):
@@ -16,11 +16,15 @@ class JobOut(BaseModel):
     progress: float
     message: str
     attempts: int
+    max_attempts: int
+    queue: str
     worker: str | None
     error: str | None
     base_version_id: str | None
     result_version_id: str | None
     created_at: datetime
+    enqueued_at: datetime | None
+    started_at: datetime | None
     finished_at: datetime | None
 
 
@@ -45,6 +49,8 @@ class RequestOut(BaseModel):
     received_at: datetime
     due_at: datetime
     days_left: float
+    overdue: bool  # still open after its due date
+    at_risk: bool  # not started and fewer than the configured days left
     completed_at: datetime | None
     seconds_to_compliance: float | None
     targets: list[TargetOut]
@@ -93,3 +99,87 @@ class Health(BaseModel):
     status: str
     database: bool
     version: str
+
+
+class ReasonIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ExtendIn(BaseModel):
+    days: int = Field(ge=1, le=60)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    entity_type: str
+    entity_id: str
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    data: dict[str, Any]
+
+
+class PublicKeyOut(BaseModel):
+    algorithm: str
+    key_id: str  # sha256 (hex) of the public key's DER encoding
+    public_key_pem: str
+
+
+class CertificateOut(BaseModel):
+    certificate: dict[str, Any]
+    algorithm: str
+    key_id: str
+    signature: str  # base64 Ed25519 over the canonical JSON of `certificate`
+
+
+class WorkerOut(BaseModel):
+    worker: str
+    hostname: str
+    queues: str
+    device: str
+    alive: bool
+    seconds_since_seen: float
+    current_job_id: str | None
+    gpu_memory_mb: float | None
+    gpu_memory_total_mb: float | None
+    seen_at: datetime
+    started_at: datetime
+
+
+class QueueOut(BaseModel):
+    queue: str
+    depth: int
+    oldest_age_s: float | None
+
+
+class OverviewOut(BaseModel):
+    funnel: dict[str, int]  # requests by status
+    overdue: int
+    at_risk: int
+    at_risk_days: int
+    queues: list[QueueOut]
+    active_jobs: int
+    workers_alive: int
+    now: datetime
+
+
+class ComplianceOut(BaseModel):
+    id: str
+    model: str
+    version_id: str
+    trigger: str
+    passed: bool
+    regression: bool
+    forgotten: int
+    reopened_request_ids: list[str]
+    report: dict[str, Any]
+    checked_at: datetime
+
+
+class ComplianceSummary(BaseModel):
+    latest: list[ComplianceOut]  # the newest check per model
+    regressions: list[ComplianceOut]
+    reopened: list[dict[str, Any]]  # request id, model, current status

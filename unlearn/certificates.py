@@ -1,15 +1,257 @@
 """Deletion certificates: a signed record of what was forgotten, where, how, and how it was checked.
 
-(Stub: issue #7 fills in the Ed25519 signing; `issue_certificates` is already called by the job
-runner in the same transaction that completes the requests.)
+A certificate is issued in the transaction that completes its request. Its body is signed with
+the service's Ed25519 key over canonical JSON (sorted keys, no spaces, UTF-8), so anyone holding
+the public key (`GET /v1/keys`) can check it offline: `unlearn verify-certificate FILE`.
+
+The document handed out is `{"certificate": body, "algorithm": "Ed25519", "key_id": …,
+"signature": base64}`; the key id (sha256 of the public key's DER) is also inside the signed
+body, so a certificate cannot be passed off as signed by another key.
 """
 
 from __future__ import annotations
 
-from sqlmodel import Session
+import base64
+import hashlib
+import json
+import math
+import os
+from datetime import UTC, datetime
+from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlmodel import Session, col, select
+
+import unlearn
+from unlearn.identity import sha256_ids
 from unlearn.settings import Settings
+from unlearn.store.models import (
+    AuditEvent,
+    Certificate,
+    DeletionRequest,
+    Model,
+    ModelVersion,
+    RequestTarget,
+    UnlearningJob,
+    utcnow,
+)
+from unlearn.store.transitions import audit
+
+ALGORITHM = "Ed25519"
+CERTIFICATE_TYPE = "unlearn/deletion-certificate"
+FORMAT = 1
 
 
-def issue_certificates(session: Session, settings: Settings, request_ids: list[str]) -> None:
+# ---------------------------------------------------------------- keys
+
+def load_signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The service's private key; generated on first use (0600), never overwritten.
+
+    Several processes may start at once: the key is written to a private temporary file and
+    hard-linked into place, so exactly one of them wins and the others load its key."""
+    path = settings.resolved_signing_key_path
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} does not hold an Ed25519 private key")
+    return key
+
+
+def public_key_pem(settings: Settings) -> str:
+    return load_signing_key(settings).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def key_id(public_pem: str | bytes) -> str:
+    """sha256 (hex) of the public key's DER encoding: the same for any PEM spelling of it."""
+    key = _load_public(public_pem)
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _load_public(public_pem: str | bytes) -> Ed25519PublicKey:
+    raw = public_pem.encode() if isinstance(public_pem, str) else public_pem
+    key = serialization.load_pem_public_key(raw)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+# ---------------------------------------------------------------- signing and checking
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def sign(body: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
+    return base64.b64encode(private_key.sign(canonical_json(body))).decode()
+
+
+def document(row: Certificate) -> dict[str, Any]:
+    """The certificate as handed out: body, algorithm, key id and signature."""
+    return {"certificate": row.body, "algorithm": ALGORITHM, "key_id": row.key_id, "signature": row.signature}
+
+
+def check_certificate(doc: Any, public_key_pem: str | bytes) -> str | None:
+    """Why `doc` is not a valid certificate under this public key, or None when it is."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("certificate"), dict):
+        return "not a certificate document (no 'certificate' object)"
+    if doc.get("algorithm") != ALGORITHM:
+        return f"algorithm must be {ALGORITHM}"
+    body = doc["certificate"]
+    if body.get("type") != CERTIFICATE_TYPE:
+        return f"certificate type must be {CERTIFICATE_TYPE}"
+    try:
+        public = _load_public(public_key_pem)
+        kid = key_id(public_key_pem)
+    except ValueError as exc:
+        return f"unusable public key: {exc}"
+    if doc.get("key_id") != kid or body.get("issuer", {}).get("key_id") != kid:
+        return f"signed with another key (this public key's id is {kid[:16]}…)"
+    try:
+        signature = base64.b64decode(str(doc.get("signature", "")), validate=True)
+        public.verify(signature, canonical_json(body))
+    except (InvalidSignature, ValueError):
+        return "the signature does not match the certificate's content"
     return None
+
+
+def verify_certificate(doc: Any, public_key_pem: str | bytes) -> bool:
+    return check_certificate(doc, public_key_pem) is None
+
+
+# ---------------------------------------------------------------- issuing
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN or infinity: such metric values are recorded as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _tainted_versions(session: Session, model_name: str, forget_ids: set[str],
+                      until: datetime) -> list[dict[str, Any]]:
+    """The model's versions marked tainted up to `until`, and whether each held this request's samples."""
+    versions = {v.id: v for v in session.exec(select(ModelVersion).where(ModelVersion.model_name == model_name))}
+    events = session.exec(select(AuditEvent).where(
+        AuditEvent.entity_type == "version", AuditEvent.to_state == "tainted",
+        col(AuditEvent.entity_id).in_(list(versions)), AuditEvent.at <= until).order_by(AuditEvent.at)).all()
+    out, seen = [], set()
+    for e in events:
+        v = versions[e.entity_id]
+        if v.id in seen:
+            continue
+        seen.add(v.id)
+        out.append({"id": v.id, "version": v.version, "weights_sha256": v.weights_sha256, "status": v.status,
+                    "tainted_at": _ts(e.at), "held_request_data": not forget_ids <= set(v.excluded_ids)})
+    return out
+
+
+def _model_entry(session: Session, settings: Settings, request: DeletionRequest, target: RequestTarget,
+                 until: datetime) -> dict[str, Any]:
+    from unlearn.jobs import thresholds_for  # jobs imports this module
+
+    model = session.get(Model, target.model_name)
+    job = session.get(UnlearningJob, target.job_id) if target.job_id else None
+    version = session.get(ModelVersion, target.version_id) if target.version_id else None
+    metrics = version.metrics if version is not None else {}
+    forget = set(target.forget_ids)
+    entry: dict[str, Any] = {
+        "model": target.model_name,
+        "family": model.family if model else None,
+        "method": job.method if job else (version.method if version else request.method),
+        "job_id": target.job_id,
+        "forgotten_samples": len(forget),
+        "forget_ids_sha256": sha256_ids(forget),
+        "new_version": None if version is None else {
+            "id": version.id, "version": version.version, "parent_id": version.parent_id,
+            "method": version.method, "weights_sha256": version.weights_sha256, "created_at": _ts(version.created_at),
+            # a version made for other requests already excluded these samples
+            "made_for_this_request": request.id in version.request_ids,
+        },
+        "verifier": {
+            "verdict": metrics.get("verdict"),
+            "criteria": metrics.get("criteria", {}),
+            "reasons": metrics.get("reasons", []),
+            "thresholds": thresholds_for(settings, model) if model else {},
+        },
+        "tainted_versions_retired": _tainted_versions(session, target.model_name, forget, until),
+    }
+    return entry
+
+
+def certificate_body(session: Session, settings: Settings, request: DeletionRequest, *, kid: str,
+                     issued_at: datetime) -> dict[str, Any]:
+    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id,
+                                                       RequestTarget.status == "done")
+                           .order_by(RequestTarget.model_name)).all()
+    body = {
+        "type": CERTIFICATE_TYPE,
+        "format": FORMAT,
+        "issuer": {"service": "unlearn", "version": unlearn.__version__, "key_id": kid},
+        "request": {
+            "id": request.id, "tenant": request.tenant, "external_id": request.external_id,
+            "subject_hash": request.subject_hash,  # the salted HMAC; the raw reference is never stored
+            "kind": request.kind, "scope_type": request.scope_type, "scope": request.scope,
+            "method_requested": request.method,
+            "received_at": _ts(request.received_at), "due_at": _ts(request.due_at),
+            "completed_at": _ts(request.completed_at),
+        },
+        "models": [_model_entry(session, settings, request, t, issued_at) for t in targets],
+        "issued_at": _ts(issued_at),
+    }
+    return _finite(body)
+
+
+def issue_certificates(session: Session, settings: Settings, request_ids: list[str]) -> list[Certificate]:
+    """Sign and store a certificate for each completed request (a reopened and re-completed
+    request gets a fresh one). Runs inside the caller's transaction."""
+    if not request_ids:
+        return []
+    key = load_signing_key(settings)
+    kid = key_id(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+    session.flush()  # the completion and taint rows written so far in this transaction
+    issued = []
+    for rid in request_ids:
+        request = session.get(DeletionRequest, rid)
+        if request is None or request.status != "completed":
+            continue
+        now = utcnow()
+        body = certificate_body(session, settings, request, kid=kid, issued_at=now)
+        row = session.get(Certificate, rid)
+        state = "reissued" if row is not None else "issued"
+        if row is None:
+            row = Certificate(request_id=rid, body=body, signature="", key_id=kid)
+        row.body, row.signature, row.key_id, row.issued_at = body, sign(body, key), kid, now
+        session.add(row)
+        audit(session, actor="service", entity_type="certificate", entity_id=rid, to_state=state,
+              data={"key_id": kid, "models": [m["model"] for m in body["models"]]})
+        issued.append(row)
+    return issued
+

@@ -3,8 +3,6 @@ so every API process reports the same numbers)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -12,9 +10,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from unlearn.settings import Settings
+from unlearn.sla import at_risk_clause, overdue_clause
 from unlearn.store.models import DeletionRequest, UnlearningJob, utcnow
-
-OPEN = ("received", "queued", "running", "verifying")
 
 
 class _DatabaseCollector:
@@ -27,11 +24,9 @@ class _DatabaseCollector:
         for status, n in s.exec(select(DeletionRequest.status, func.count()).group_by(DeletionRequest.status)):
             by_status.add_metric([status], n)
         yield by_status
-        overdue = s.exec(select(func.count()).select_from(DeletionRequest).where(
-            col(DeletionRequest.status).in_(OPEN), DeletionRequest.due_at < now)).one()
+        overdue = s.exec(select(func.count()).select_from(DeletionRequest).where(overdue_clause(now))).one()
         at_risk = s.exec(select(func.count()).select_from(DeletionRequest).where(
-            col(DeletionRequest.status).in_(("received", "queued")), DeletionRequest.due_at >= now,
-            DeletionRequest.due_at < now + timedelta(days=self.settings.at_risk_days))).one()
+            at_risk_clause(now, self.settings.at_risk_days))).one()
         yield GaugeMetricFamily("unlearn_requests_overdue", "Open requests past their due date", value=overdue)
         yield GaugeMetricFamily("unlearn_requests_at_risk", "Requests not yet running with few days left",
                                 value=at_risk)

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = 30.0
     requeue_after_s: float = 600.0  # a queued job not started this long after its enqueue is sent again
     compliance_interval_s: float = 3600.0
+    heartbeat_interval_s: float = 5.0  # workers report this often; silent for 3 intervals: not alive
+
+    # Deletion certificates: the service's Ed25519 key (PEM, PKCS#8), created on first use.
+    signing_key_path: Path | None = None  # default: data_dir / "keys" / "service_ed25519.pem"
 
     # Celery (long GPU jobs): visibility timeout must exceed the hard time limit.
     task_time_limit_s: int = 3600
@@ -57,6 +61,10 @@ class Settings(BaseSettings):
     @property
     def resolved_artifact_root(self) -> Path:
         return Path(self.artifact_root or self.data_dir / "artifacts")
+
+    @property
+    def resolved_signing_key_path(self) -> Path:
+        return Path(self.signing_key_path or self.data_dir / "keys" / "service_ed25519.pem")
 
     @property
     def resolved_database_url(self) -> str:

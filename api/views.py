@@ -1,0 +1,49 @@
+"""Rows of the store as the API's response bodies."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from api.schemas import JobOut, RequestOut, TargetOut, VersionOut
+from unlearn.sla import flags
+from unlearn.store.models import DeletionRequest, ModelVersion, RequestTarget, UnlearningJob, utcnow
+
+
+def version_out(v: ModelVersion) -> VersionOut:
+    return VersionOut(id=v.id, model=v.model_name, version=v.version, parent_id=v.parent_id, method=v.method,
+                      status=v.status, tainted=v.tainted, verdict=v.verdict, weights_sha256=v.weights_sha256,
+                      request_ids=v.request_ids, excluded_samples=len(v.excluded_ids), created_at=v.created_at,
+                      metrics=v.metrics)
+
+
+def job_out(j: UnlearningJob) -> JobOut:
+    return JobOut(id=j.id, model=j.model_name, method=j.method, stage=j.stage, progress=j.progress,
+                  message=j.message, attempts=j.attempts, max_attempts=j.max_attempts, queue=j.queue,
+                  worker=j.worker, error=j.error, base_version_id=j.base_version_id,
+                  result_version_id=j.result_version_id, created_at=j.created_at, enqueued_at=j.enqueued_at,
+                  started_at=j.started_at, finished_at=j.finished_at)
+
+
+def request_out(session: Session, r: DeletionRequest, at_risk_days: float) -> RequestOut:
+    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
+    job_ids = sorted({t.job_id for t in targets if t.job_id})
+    jobs = session.exec(select(UnlearningJob).where(col(UnlearningJob.id).in_(job_ids))).all() if job_ids else []
+    verdicts = {}
+    for t in targets:
+        if t.version_id and (v := session.get(ModelVersion, t.version_id)) is not None and v.metrics:
+            verdicts[v.id] = {k: v.metrics.get(k) for k in ("verdict", "criteria", "reasons", "info")}
+    now = utcnow()
+    overdue, at_risk = flags(r, now, at_risk_days)
+    base = f"/v1/deletion-requests/{r.id}"
+    links = {"self": base, "cancel": f"{base}/cancel", "audit": f"{base}/audit"}
+    if r.status == "completed":
+        links["certificate"] = f"{base}/certificate"
+    return RequestOut(
+        id=r.id, tenant=r.tenant, external_id=r.external_id, model=r.model_name, scope=r.scope, kind=r.kind,
+        method=r.method, status=r.status, reason=r.reason, received_at=r.received_at, due_at=r.due_at,
+        days_left=round((r.due_at - now).total_seconds() / 86400, 2), overdue=overdue, at_risk=at_risk,
+        completed_at=r.completed_at,
+        seconds_to_compliance=(r.completed_at - r.received_at).total_seconds() if r.completed_at else None,
+        targets=[TargetOut(model=t.model_name, samples=len(t.forget_ids), status=t.status, job_id=t.job_id,
+                           version_id=t.version_id) for t in targets],
+        jobs=[job_out(j) for j in jobs], verdicts=verdicts, links=links)
