@@ -1,4 +1,4 @@
-"""`unlearn` — demo, serve, worker, beat, api-key, request, model."""
+"""`unlearn` — demo, serve, worker, beat, api-key, request, model, verify-certificate."""
 
 from __future__ import annotations
 
@@ -33,15 +33,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.models:
         register_zoo_models(settings, args.models.split(","))
     if settings.embedded:
+        from workers.celery_app import job_sender
         from workers.embedded import coalesce_sender, embedded_worker
 
         with embedded_worker(settings) as app:
-            uvicorn.run(create_app(settings, schedule_coalesce=coalesce_sender(app)), host=args.host, port=args.port)
+            uvicorn.run(create_app(settings, schedule_coalesce=coalesce_sender(app), enqueue_jobs=job_sender(app)),
+                        host=args.host, port=args.port)
         return 0
     from workers.celery_app import app as celery_app
+    from workers.celery_app import job_sender
 
     uvicorn.run(create_app(settings, schedule_coalesce=lambda d: celery_app.send_task(
-        "ops.coalesce", kwargs={"force": True}, countdown=d)), host=args.host, port=args.port, workers=1)
+        "ops.coalesce", kwargs={"force": True}, countdown=d), enqueue_jobs=job_sender(celery_app)),
+        host=args.host, port=args.port, workers=1)
     return 0
 
 
@@ -130,6 +134,36 @@ def cmd_request_status(args: argparse.Namespace) -> int:
         return _print_response(c.get(f"/v1/deletion-requests/{args.id}"))
 
 
+def cmd_verify_certificate(args: argparse.Namespace) -> int:
+    from unlearn.certificates import check_certificate
+
+    doc = json.loads(Path(args.file).read_text())
+    if args.public_key:
+        pem = Path(args.public_key).read_text()
+    elif args.url:
+        import httpx
+
+        resp = httpx.get(args.url.rstrip("/") + "/v1/keys", timeout=30)
+        resp.raise_for_status()
+        pem = resp.json()["public_key_pem"]
+    else:  # this installation's own key, if it has one (never created here)
+        path = _settings().resolved_signing_key_path
+        if not path.exists():
+            raise SystemExit("unlearn: no public key: give --public-key PEM or --url of the service")
+        from unlearn.certificates import public_key_pem
+
+        pem = public_key_pem(_settings())
+    problem = check_certificate(doc, pem)
+    if problem:
+        print(f"unlearn: certificate INVALID: {problem}", file=sys.stderr)
+        return 1
+    body = doc["certificate"]
+    models = ", ".join(m["model"] for m in body.get("models", [])) or "no model"
+    print(f"certificate valid: request {body['request']['id']} ({models}), issued {body['issued_at']}, "
+          f"key {doc['key_id'][:16]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearn", description="Make trained models forget data on request.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -166,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     mi = m.add_parser("import-zoo", help="build and register zoo models")
     mi.add_argument("names", nargs="+")
     mi.set_defaults(func=cmd_model_import)
+
+    v = sub.add_parser("verify-certificate", help="check a deletion certificate's signature offline")
+    v.add_argument("file", help="the certificate JSON (as GET /v1/deletion-requests/ID/certificate returns it)")
+    src = v.add_mutually_exclusive_group()
+    src.add_argument("--public-key", help="the service's public key (PEM, as published at /v1/keys)")
+    src.add_argument("--url", help="fetch the public key from this service's /v1/keys")
+    v.set_defaults(func=cmd_verify_certificate)
 
     r = sub.add_parser("request", help="a small client of the HTTP API").add_subparsers(dest="action", required=True)
     for name, fn in (("submit", cmd_request_submit), ("status", cmd_request_status)):

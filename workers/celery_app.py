@@ -47,6 +47,14 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def job_sender(app: Celery):
+    """`enqueue_jobs` for the API: sends job ids (an operator's retries) to the workers."""
+    def send(job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            app.send_task("unlearn.run_job", (job_id,))
+    return send
+
+
 app = make_celery(get_settings())
 
 

@@ -15,7 +15,10 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
 from unlearn.settings import Settings
+from workers import heartbeat
 from workers.celery_app import make_celery
+
+NODES = {"gpu": "embedded-gpu@localhost", "cpu": "embedded-cpu@localhost"}
 
 
 @contextmanager
@@ -36,9 +39,11 @@ def embedded_worker(settings: Settings) -> Iterator[Celery]:
 
     # Two worker threads: bookkeeping (queue cpu) never waits behind a long job (queue gpu).
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=600.0,
-                      queues=["gpu"], loglevel="WARNING", hostname="embedded-gpu@localhost"), \
+                      queues=["gpu"], loglevel="WARNING", hostname=NODES["gpu"]), \
             start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=60.0,
-                         queues=["cpu"], loglevel="WARNING", hostname="embedded-cpu@localhost"):
+                         queues=["cpu"], loglevel="WARNING", hostname=NODES["cpu"]):
+        for queue, node in NODES.items():
+            heartbeat.start(settings, node, queue)
         app.tasks["ops.reconcile"].delay()  # pick up whatever an earlier run left behind
         thread = threading.Thread(target=reconcile_loop, name="unlearn-reconcile", daemon=True)
         thread.start()
@@ -46,6 +51,8 @@ def embedded_worker(settings: Settings) -> Iterator[Celery]:
             yield app
         finally:
             stop.set()
+            for node in NODES.values():
+                heartbeat.stop(node)
 
 
 def coalesce_sender(app: Celery):

@@ -11,6 +11,7 @@ from celery import shared_task
 from unlearn import jobs, operations
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
+from workers import heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ def enqueue_jobs(job_ids: list[str], countdown: float = 0.0) -> None:
 def run_job(self, job_id: str) -> str:
     settings = _settings()
     worker = f"{self.request.hostname or socket.gethostname()}:{self.request.id}"
-    outcome = jobs.run_job(settings, job_id, worker)
+    with heartbeat.running_job(settings, self.request.hostname or socket.gethostname(), job_id):
+        outcome = jobs.run_job(settings, job_id, worker)
     log.info("job %s: %s %s", job_id, outcome.status, outcome.detail[:200])
     if outcome.status in ("retry", "busy"):
         # Re-send rather than Celery's retry: the delay stays below the visibility timeout.

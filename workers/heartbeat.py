@@ -1,0 +1,145 @@
+"""Worker heartbeats: each worker writes its `WorkerHeartbeat` row every few seconds.
+
+A thread per worker node (started on Celery's `worker_ready`, or by the embedded runtime)
+records that it is alive, its device and, on a GPU, the device's memory in use. The job a
+worker is running is written by the task itself (`running_job`), because under the prefork
+pool the task runs in a child process that does not share the heartbeat thread's memory.
+
+GPU memory is read only where CUDA is already initialised in this process, or through NVML:
+initialising CUDA in a prefork parent would break its children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from celery.signals import worker_ready, worker_shutdown
+from sqlalchemy import update
+
+from unlearn.settings import Settings
+from unlearn.store.db import session_scope
+from unlearn.store.models import WorkerHeartbeat, utcnow
+
+log = logging.getLogger(__name__)
+
+_beats: dict[str, Heartbeat] = {}
+_lock = threading.Lock()
+
+
+def gpu_memory_mb(device: str) -> tuple[float | None, float | None]:
+    """(used, total) MiB of the worker's GPU, or (None, None) without one we may look at."""
+    if not device.startswith("cuda"):
+        return None, None
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None, None
+        index = torch.device(device).index or 0
+        if torch.cuda.is_initialized():
+            free, total = torch.cuda.mem_get_info(index)
+            return (total - free) / 2**20, total / 2**20
+        import pynvml  # optional; never initialises CUDA
+
+        pynvml.nvmlInit()
+        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+        return info.used / 2**20, info.total / 2**20
+    except Exception:  # no NVML, no driver: the row simply shows no memory figure
+        return None, None
+
+
+def beat(settings: Settings, worker: str, queues: str = "") -> None:
+    """Upsert this worker's row (never touching `current_job_id`, which the task owns)."""
+    used, total = gpu_memory_mb(settings.device)
+    now = utcnow()
+    with session_scope(settings.resolved_database_url) as s:
+        row = s.get(WorkerHeartbeat, worker)
+        if row is None:
+            row = WorkerHeartbeat(worker=worker, started_at=now)
+        row.hostname, row.queues, row.device = socket.gethostname()[:128], queues[:64], settings.device
+        row.gpu_memory_mb, row.gpu_memory_total_mb, row.seen_at = used, total, now
+        s.add(row)
+
+
+@contextmanager
+def running_job(settings: Settings, worker: str, job_id: str) -> Iterator[None]:
+    """Show `job_id` as the worker's current job while the block runs."""
+    _set_job(settings, worker, job_id, expect=None)
+    try:
+        yield
+    finally:
+        _set_job(settings, worker, None, expect=job_id)
+
+
+def _set_job(settings: Settings, worker: str, job_id: str | None, *, expect: str | None) -> None:
+    try:
+        with session_scope(settings.resolved_database_url) as s:
+            stmt = update(WorkerHeartbeat).where(WorkerHeartbeat.worker == worker)
+            if expect is not None:  # clear only our own job
+                stmt = stmt.where(WorkerHeartbeat.current_job_id == expect)
+            if s.execute(stmt.values(current_job_id=job_id, seen_at=utcnow())).rowcount == 0 and job_id:
+                s.add(WorkerHeartbeat(worker=worker, hostname=socket.gethostname()[:128], device=settings.device,
+                                      current_job_id=job_id))
+    except Exception as exc:  # bookkeeping must never fail a job
+        log.warning("heartbeat of %s: %s", worker, exc)
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, settings: Settings, worker: str, queues: str = "") -> None:
+        super().__init__(name=f"heartbeat-{worker}", daemon=True)
+        self.settings, self.worker, self.queues = settings, worker, queues
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                beat(self.settings, self.worker, self.queues)
+            except Exception as exc:  # a database hiccup: try again next time
+                log.warning("heartbeat of %s: %s", self.worker, exc)
+            if self.stop_event.wait(self.settings.heartbeat_interval_s):
+                return
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+
+
+def start(settings: Settings, worker: str, queues: str = "") -> Heartbeat:
+    """Start (once per worker name in this process) and return the worker's heartbeat thread."""
+    with _lock:
+        hb = _beats.get(worker)
+        if hb is None or not hb.is_alive():
+            hb = _beats[worker] = Heartbeat(settings, worker, queues)
+            hb.start()
+        return hb
+
+
+def stop(worker: str) -> None:
+    with _lock:
+        hb = _beats.pop(worker, None)
+    if hb is not None:
+        hb.stop()
+
+
+@worker_ready.connect
+def _on_worker_ready(sender=None, **_kwargs) -> None:
+    settings = getattr(sender.app.conf, "unlearn_settings", None)
+    if settings is None:
+        return
+    try:
+        queues = ",".join(sorted(q.name for q in sender.task_consumer.queues))
+    except Exception:
+        queues = ""
+    start(settings, sender.hostname or f"{socket.gethostname()}:{os.getpid()}", queues)
+
+
+@worker_shutdown.connect
+def _on_worker_shutdown(sender=None, **_kwargs) -> None:
+    name = getattr(sender, "hostname", None)
+    if name:
+        stop(name)
