@@ -192,7 +192,10 @@ def operator_router(ctx: ApiContext) -> APIRouter:
     def overview(session: Db, p: Operator) -> OverviewOut:
         now = utcnow()
         counts = dict(session.exec(select(DeletionRequest.status, func.count()).group_by(DeletionRequest.status)).all())
-        count = lambda clause: session.exec(select(func.count()).select_from(DeletionRequest).where(clause)).one()  # noqa: E731
+
+        def count(clause: Any) -> int:
+            return session.exec(select(func.count()).select_from(DeletionRequest).where(clause)).one()
+
         queues = []
         for queue, n, oldest in session.exec(
                 select(UnlearningJob.queue, func.count(), func.min(func.coalesce(UnlearningJob.enqueued_at,

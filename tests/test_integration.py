@@ -83,6 +83,10 @@ def test_requests_flow_through_redis_and_a_celery_worker(service, zoo_dir, tmp_p
             assert resp.status_code == 202, resp.text
             ids.append(resp.json()["id"])
         done = _wait(client, ids, h)
+        workers = client.get("/v1/workers", headers=h).json()  # the prefork parent's heartbeat thread
+    assert [(w["alive"], w["queues"]) for w in workers] == [(True, "cpu,gpu")], workers
+    for rid in ids:
+        assert client.get(f"/v1/deletion-requests/{rid}/certificate", headers=h).status_code == 200
     assert [b["status"] for b in done] == ["completed"] * 3, (tmp_path / "worker.log").read_text()[-3000:]
     # The two subject requests arrived together: one job served both.
     assert done[1]["jobs"][0]["id"] == done[2]["jobs"][0]["id"]

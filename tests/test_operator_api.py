@@ -147,6 +147,8 @@ def test_retry_of_a_failed_job_requeues_and_enqueues_it(api):
     resp = client.post(f"/v1/jobs/{job_id}/retry", headers=_h(api))
     assert resp.status_code == 200 and resp.json()["stage"] == "queued" and resp.json()["attempts"] == 0
     assert sent == [job_id]
+    (queue,) = api.get("/v1/overview", headers=_h(api)).json()["queues"]
+    assert queue["queue"] == "gpu" and queue["depth"] == 1 and 0 <= queue["oldest_age_s"] < 60
     assert api.get(f"/v1/deletion-requests/{rid}", headers=_h(api)).json()["status"] == "queued"
     _problem(client.post(f"/v1/jobs/{job_id}/retry", headers=_h(api)), 409)
 

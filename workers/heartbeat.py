@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from celery.signals import worker_ready, worker_shutdown
-from sqlalchemy import update
+from sqlalchemy import create_engine, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session
 
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
@@ -28,7 +31,27 @@ from unlearn.store.models import WorkerHeartbeat, utcnow
 log = logging.getLogger(__name__)
 
 _beats: dict[str, Heartbeat] = {}
+_engines: dict[str, Engine] = {}
 _lock = threading.Lock()
+_engines_lock = threading.Lock()
+
+
+@contextmanager
+def _unpooled_session(url: str) -> Iterator[Session]:
+    """A session that keeps no connection open between beats: the heartbeat thread may live in a
+    prefork parent, whose pooled connections every later-forked child would inherit."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
+            engine = _engines[url] = create_engine(url, poolclass=NullPool, connect_args=args)
+    with Session(engine, expire_on_commit=False) as s:
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
 
 
 def gpu_memory_mb(device: str) -> tuple[float | None, float | None]:
@@ -57,7 +80,7 @@ def beat(settings: Settings, worker: str, queues: str = "") -> None:
     """Upsert this worker's row (never touching `current_job_id`, which the task owns)."""
     used, total = gpu_memory_mb(settings.device)
     now = utcnow()
-    with session_scope(settings.resolved_database_url) as s:
+    with _unpooled_session(settings.resolved_database_url) as s:
         row = s.get(WorkerHeartbeat, worker)
         if row is None:
             row = WorkerHeartbeat(worker=worker, started_at=now)

@@ -274,7 +274,7 @@ async function loadDetail() {
   $("#h-request-detail").tabIndex = -1;
   renderInto($("#request-facts"), "facts", r, () => {
     const facts = [["Status", badge(r.status)], ["Tenant", r.tenant], ["External id", r.external_id || "–"],
-      ["Scope", `${r.scope.type}${r.scope.label !== undefined ? ` ${r.scope.label}` : ""}`], ["Kind", r.kind],
+      ["Scope", `${r.scope.type}${r.scope.label != null ? ` ${r.scope.label}` : ""}`], ["Kind", r.kind],
       ["Models", r.targets.map((t) => `${t.model} (${t.samples} samples, ${t.status})`).join("; ") || "–"],
       ["Received", fmtTime(r.received_at)], ["Due", fmtTime(r.due_at)],
       ["Completed", fmtTime(r.completed_at)], ["Time to compliance", fmtDuration(r.seconds_to_compliance)],
