@@ -71,6 +71,15 @@ def page(tmp_path):
         browser.close()
 
 
+# Controls a screen reader could not name: buttons and links without text, fields without a label.
+UNLABELLED = """() => [...document.querySelectorAll('button, a[href], input, select, textarea, img')]
+  .filter(el => el.offsetParent !== null)
+  .filter(el => el.tagName === 'IMG' ? !el.alt
+    : ['INPUT', 'SELECT', 'TEXTAREA'].includes(el.tagName) ? !(el.labels && el.labels.length) && !el.ariaLabel
+    : !(el.textContent.trim() || el.ariaLabel))
+  .map(el => el.outerHTML.slice(0, 80))"""
+
+
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
 
@@ -149,6 +158,7 @@ def test_operator_follows_a_request_to_completion_and_rolls_back(server, page):
 
     page.goto(f"{base}/dashboard")
     expect(page.get_by_role("heading", name="Operator sign-in")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_be_hidden()
     shot(page, "01-login")
     login(page, base, keys["op"])
     expect(page.get_by_role("navigation", name="Sections")).to_be_visible()
@@ -212,7 +222,12 @@ def test_operator_follows_a_request_to_completion_and_rolls_back(server, page):
     page.get_by_role("link", name="Compliance").click()
     expect(page.locator("#compliance-table")).to_contain_text("digits-mlp")
     shot(page, "09-compliance")
+    page.get_by_role("link", name="Requests").click()
+    assert page.evaluate(UNLABELLED) == []
     assert page.js_errors == []
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Operator sign-in")).to_be_visible()
+    assert page.evaluate("() => fetch('/v1/overview').then(r => r.status)") == 401  # the cookie is gone
 
 
 def test_submitter_keys_and_wrong_keys_are_refused_at_login(server, page):

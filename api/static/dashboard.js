@@ -156,6 +156,9 @@ async function act(options, call, success) {
     say(success);
     state.rendered = {};
     await refresh();
+    if (state.report && !$("#report-panel").hidden) {
+      await openReport(state.report.model, state.report.versionId, { focus: false }).catch(() => null);
+    }
   } catch (err) {
     warn(`${options.title} refused: ${err.message}`);
   }
@@ -306,7 +309,7 @@ async function loadDetail() {
 
 /* ------------------------------------------------------------------ verifier report */
 
-async function openReport(model, versionId) {
+async function openReport(model, versionId, { focus = true } = {}) {
   state.report = { model, versionId };
   const rep = await api("GET", `/v1/models/${encodeURIComponent(model)}/versions/${versionId}/report`);
   const r = rep.report;
@@ -346,7 +349,7 @@ async function openReport(model, versionId) {
   $("#h-report").textContent = `Verifier report: ${model} v${rep.version}`;
   $("#h-report").tabIndex = -1;
   $("#report-panel").hidden = false;
-  $("#h-report").focus();
+  if (focus) $("#h-report").focus();
 }
 
 /* ------------------------------------------------------------------ jobs */
