@@ -30,6 +30,12 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "digits-mlp": ZooEntry("classifier", "unlearn.zoo:build_digits_mlp",
                            "MLP on scikit-learn digits; every sample owned by a synthetic subject"),
+    "digits-cnn": ZooEntry("classifier", "unlearn.zoo:build_digits_cnn",
+                           "CNN (extractor + head) on scikit-learn digits; LAF's model"),
+    "digits-backdoor": ZooEntry("classifier", "unlearn.zoo:build_digits_backdoor",
+                                "CNN on digits with a pixel-trigger backdoor (label 0) in 4% of training samples"),
+    "digits-swap": ZooEntry("classifier", "unlearn.zoo:build_digits_swap",
+                            "CNN on digits with labels 1 and 7 swapped in 40% of their training samples"),
 }
 
 
@@ -38,6 +44,27 @@ def build_digits_mlp(out_dir: Path, *, device: str = "cpu", progress: Progress =
             "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 128, "num_classes": 10,
             "train": {"epochs": 60, "lr": 1e-3, "batch_size": 64}}
     train_on_split(meta, out_dir, device=device, progress=progress)
+
+
+def digits_cnn_meta(name: str, dataset: dict) -> dict:
+    return {"family": "classifier", "model": name, "arch": "cnn", "seed": 0, "dataset": dataset,
+            "in_features": 64, "image_shape": [1, 8, 8], "num_classes": 10,
+            "train": {"epochs": 40, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4}}
+
+
+def build_digits_cnn(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_cnn_meta("digits-cnn", {"name": "digits", "seed": 0}), out_dir,
+                   device=device, progress=progress)
+
+
+def build_digits_backdoor(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_cnn_meta("digits-backdoor", {"name": "digits-backdoor", "seed": 0}), out_dir,
+                   device=device, progress=progress)
+
+
+def build_digits_swap(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_cnn_meta("digits-swap", {"name": "digits-swap", "seed": 0}), out_dir,
+                   device=device, progress=progress)
 
 
 def train_on_split(meta: dict, out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:

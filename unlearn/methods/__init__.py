@@ -12,6 +12,8 @@ from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
+    "laf": "unlearn.methods.laf:SPEC",
+    "ssd": "unlearn.methods.ssd:SPEC",
 }
 
 
