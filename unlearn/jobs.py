@@ -198,8 +198,10 @@ def seed_reference(settings: Settings, model_name: str, keep_ids: list[str], sou
 
 
 def thresholds_for(settings: Settings, model: Model) -> dict[str, float]:
-    return {"forget_acc_margin": settings.gate_forget_acc_margin, "test_acc_margin": settings.gate_test_acc_margin,
-            "mia_rel_tol": settings.gate_mia_rel_tol, **(model.thresholds or {})}
+    """Only the gates someone set (deployment-wide, then per model): the verifier owns the defaults."""
+    deployment = {"forget_acc_margin": settings.gate_forget_acc_margin,
+                  "test_acc_margin": settings.gate_test_acc_margin, "mia_rel_tol": settings.gate_mia_rel_tol}
+    return {**{k: v for k, v in deployment.items() if v is not None}, **(model.thresholds or {})}
 
 
 def run_job(settings: Settings, job_id: str, worker: str) -> Outcome:

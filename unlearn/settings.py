@@ -49,10 +49,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 6000
     subject_salt: str = "unlearn-default-salt"  # production: set a secret per deployment
 
-    # Verifier gates (classifier family; the other families add theirs)
-    gate_forget_acc_margin: float = 0.05  # candidate forget accuracy <= retrain's + margin
-    gate_test_acc_margin: float = 0.03  # candidate test accuracy >= retrain's - margin
-    gate_mia_rel_tol: float = Field(0.15, description="|AUC - AUC_retrain| / AUC_retrain at most this")
+    # Verifier gates that override the verifier's own defaults (which depend on family and method)
+    # for every model; unset, each verifier uses its defaults. Per-model overrides live in Model.thresholds.
+    gate_forget_acc_margin: float | None = None  # candidate forget accuracy <= retrain's + margin
+    gate_test_acc_margin: float | None = None  # candidate test accuracy >= retrain's - margin
+    gate_mia_rel_tol: float | None = Field(None, description="|AUC - AUC_retrain| / AUC_retrain at most this")
 
     @property
     def resolved_artifact_root(self) -> Path:

@@ -13,6 +13,8 @@ from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
     "acu": "unlearn.methods.acu:SPEC",
+    "laf": "unlearn.methods.laf:SPEC",
+    "ssd": "unlearn.methods.ssd:SPEC",
 }
 
 
