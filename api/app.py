@@ -107,6 +107,7 @@ class CoalesceScheduler:
 
 def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None] | None = None) -> FastAPI:
     """`schedule_coalesce(delay_s)` asks the workers to batch pending requests after `delay_s`."""
+    settings.register_plugins()
     url = settings.resolved_database_url
     engine = get_engine(url)
     limiter = RateLimiter(settings.rate_limit_per_minute)

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     result_backend: str | None = None
 
     device: str = "cpu"
+    # Methods from outside the package: {"name": "module:attribute"} (JSON in UNLEARN_EXTRA_METHODS).
+    extra_methods: dict[str, str] = Field(default_factory=dict)
     # Tiny models run fastest on one thread; several threads per process thrash a small machine.
     torch_threads: int = 1
     seed: int = 0
@@ -42,6 +44,9 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 3600
     task_soft_time_limit_s: int = 3300
     visibility_timeout_s: int = 4000
+    # How often workers sweep Redis for unacked messages past the visibility timeout (kombu's
+    # default is roughly every 100 s).
+    restore_interval_s: int = 30
 
     # API
     max_body_bytes: int = 256 * 1024
@@ -54,6 +59,12 @@ class Settings(BaseSettings):
     gate_forget_acc_margin: float | None = None  # candidate forget accuracy <= retrain's + margin
     gate_test_acc_margin: float | None = None  # candidate test accuracy >= retrain's - margin
     gate_mia_rel_tol: float | None = Field(None, description="|AUC - AUC_retrain| / AUC_retrain at most this")
+
+    def register_plugins(self) -> None:
+        from unlearn.methods import register_method
+
+        for name, target in self.extra_methods.items():
+            register_method(name, target)
 
     @property
     def resolved_artifact_root(self) -> Path:
