@@ -87,6 +87,20 @@ def cmd_model_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    from cli.bootstrap import prepare
+    from unlearn import registry
+    from unlearn.store.db import session_scope
+
+    settings = _settings()
+    prepare(settings)
+    with session_scope(settings.resolved_database_url) as s:
+        v = registry.rollback(s, args.name, args.version_id, actor=f"cli:{os.environ.get('USER', 'operator')}",
+                              reason=args.reason)
+        print(f"{args.name}: champion is now version {v.version} ({v.id})")
+    return 0
+
+
 def _client(args: argparse.Namespace):
     import httpx
 
@@ -166,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     mi = m.add_parser("import-zoo", help="build and register zoo models")
     mi.add_argument("names", nargs="+")
     mi.set_defaults(func=cmd_model_import)
+
+    mr = m.add_parser("rollback", help="point the champion at an earlier, untainted version (operator)")
+    mr.add_argument("name")
+    mr.add_argument("version_id")
+    mr.add_argument("--reason", default="operator rollback")
+    mr.set_defaults(func=cmd_model_rollback)
 
     r = sub.add_parser("request", help="a small client of the HTTP API").add_subparsers(dest="action", required=True)
     for name, fn in (("submit", cmd_request_submit), ("status", cmd_request_status)):
