@@ -22,8 +22,8 @@ import unlearn
 from api import problems
 from api.auth import Principal, RateLimiter, api_key_header, authenticate
 from api.context import ApiContext, known_model, visible_request
-from api.dashboard import dashboard_router
-from api.operator import operator_router
+from api.dashboard import add_dashboard_routes
+from api.operator import add_operator_routes
 from api.problems import ERROR_RESPONSES, ProblemError
 from api.schemas import Health, ModelOut, RequestOut, RequestPage, RollbackIn, VersionOut
 from api.views import request_out, version_out
@@ -63,6 +63,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
                enqueue_jobs: Callable[[list[str]], None] | None = None) -> FastAPI:
     """`schedule_coalesce(delay_s)` asks the workers to batch pending requests after `delay_s`;
     `enqueue_jobs(ids)` sends jobs an operator retried (without it the reconciler sends them later)."""
+    settings.register_plugins()
     url = settings.resolved_database_url
     engine = get_engine(url)
     limiter = RateLimiter(settings.rate_limit_per_minute)
@@ -229,8 +230,8 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
 
     ctx = ApiContext(settings=settings, db=db, principal=principal, operator=operator, poke_coalescer=scheduler.poke,
                      enqueue_jobs=enqueue_jobs or (lambda _ids: None))
-    app.include_router(operator_router(ctx))
-    app.include_router(dashboard_router(ctx))
+    add_operator_routes(app, ctx)
+    add_dashboard_routes(app, ctx)
 
     # ------------------------------------------------------------------ operations
     @app.get("/healthz", response_model=Health, operation_id="health", tags=["ops"])

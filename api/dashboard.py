@@ -8,9 +8,9 @@ No `from __future__ import annotations`: FastAPI reads the dependencies from liv
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session
@@ -41,21 +41,26 @@ class SessionOut(BaseModel):
     role: str
 
 
-def dashboard_router(ctx: ApiContext) -> APIRouter:
-    router = APIRouter(tags=["dashboard"], responses=ERROR_RESPONSES)
+def add_dashboard_routes(app: FastAPI, ctx: ApiContext) -> None:
+    def get(path: str, **kw: Any) -> Any:
+        return app.get(path, responses=ERROR_RESPONSES, tags=["dashboard"], **kw)
+
+    def post(path: str, **kw: Any) -> Any:
+        return app.post(path, responses=ERROR_RESPONSES, tags=["dashboard"], **kw)
+
     Db = Annotated[Session, Depends(ctx.db)]
 
-    @router.get("/dashboard", response_class=FileResponse, include_in_schema=False)
+    @get("/dashboard", response_class=FileResponse, include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers=SECURITY_HEADERS)
 
-    @router.get("/dashboard/static/{name}", response_class=FileResponse, include_in_schema=False)
-    def asset(name: str) -> FileResponse:
-        if not _ASSET.match(name) or not (STATIC / name).is_file():
-            raise ProblemError(404, "Not Found", f"no dashboard asset {name!r}")
-        return FileResponse(STATIC / name, media_type=_MEDIA[name.rsplit(".", 1)[1]], headers=SECURITY_HEADERS)
+    @get("/dashboard/static/{asset}", response_class=FileResponse, include_in_schema=False)
+    def static_asset(asset: str) -> FileResponse:
+        if not _ASSET.match(asset) or not (STATIC / asset).is_file():
+            raise ProblemError(404, "Not Found", f"no dashboard asset {asset!r}")
+        return FileResponse(STATIC / asset, media_type=_MEDIA[asset.rsplit(".", 1)[1]], headers=SECURITY_HEADERS)
 
-    @router.post("/dashboard/login", response_model=SessionOut, operation_id="dashboardLogin")
+    @post("/dashboard/login", response_model=SessionOut, operation_id="dashboardLogin")
     def login(body: LoginIn, request: Request, response: Response, session: Db) -> SessionOut:
         p = authenticate(session, request, body.api_key)
         if not p.is_operator:
@@ -64,14 +69,13 @@ def dashboard_router(ctx: ApiContext) -> APIRouter:
                             secure=request.url.scheme == "https", max_age=12 * 3600)
         return SessionOut(tenant=p.tenant, role=p.role)
 
-    @router.post("/dashboard/logout", status_code=204, operation_id="dashboardLogout")
+    @post("/dashboard/logout", status_code=204, operation_id="dashboardLogout")
     def logout() -> Response:
         response = Response(status_code=204)
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
 
-    @router.get("/dashboard/session", response_model=SessionOut, operation_id="dashboardSession")
+    @get("/dashboard/session", response_model=SessionOut, operation_id="dashboardSession")
     def whoami(p: Annotated[Principal, Depends(ctx.principal)]) -> SessionOut:
         return SessionOut(tenant=p.tenant, role=p.role)
 
-    return router

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import FileResponse
 from sqlalchemy import func
 from sqlmodel import Session, col, or_, select
@@ -83,9 +83,14 @@ def _version(session: Session, name: str, version_id: str) -> ModelVersion:
     return v
 
 
-def operator_router(ctx: ApiContext) -> APIRouter:
+def add_operator_routes(app: FastAPI, ctx: ApiContext) -> None:
+    def get(path: str, **kw: Any) -> Any:
+        return app.get(path, responses=ERROR_RESPONSES, **kw)
+
+    def post(path: str, **kw: Any) -> Any:
+        return app.post(path, responses=ERROR_RESPONSES, **kw)
+
     settings = ctx.settings
-    router = APIRouter(responses=ERROR_RESPONSES)
     Db = Annotated[Session, Depends(ctx.db)]
     Anyone = Annotated[Principal, Depends(ctx.principal)]
     Operator = Annotated[Principal, Depends(ctx.operator)]
@@ -94,12 +99,12 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         return f"key:{p.key_id}"
 
     # ------------------------------------------------------------------ certificates
-    @router.get("/v1/keys", response_model=PublicKeyOut, operation_id="publicKey", tags=["certificates"])
+    @get("/v1/keys", response_model=PublicKeyOut, operation_id="publicKey", tags=["certificates"])
     def public_key() -> PublicKeyOut:
         pem = certificates.public_key_pem(settings)
         return PublicKeyOut(algorithm=certificates.ALGORITHM, key_id=certificates.key_id(pem), public_key_pem=pem)
 
-    @router.get("/v1/deletion-requests/{request_id}/certificate", response_model=CertificateOut,
+    @get("/v1/deletion-requests/{request_id}/certificate", response_model=CertificateOut,
                 operation_id="getCertificate", tags=["certificates"])
     def get_certificate(request_id: str, session: Db, p: Anyone) -> Any:
         r = visible_request(session, p, request_id)
@@ -110,7 +115,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         return certificates.document(row)
 
     # ------------------------------------------------------------------ requests
-    @router.get("/v1/deletion-requests/{request_id}/audit", response_model=list[AuditOut],
+    @get("/v1/deletion-requests/{request_id}/audit", response_model=list[AuditOut],
                 operation_id="getRequestAudit", tags=["requests"])
     def request_audit(request_id: str, session: Db, p: Anyone) -> list[AuditOut]:
         r = visible_request(session, p, request_id)
@@ -127,17 +132,17 @@ def operator_router(ctx: ApiContext) -> APIRouter:
             ctx.poke_coalescer()
         return request_out(session, r, settings.at_risk_days)
 
-    @router.post("/v1/deletion-requests/{request_id}/approve", response_model=RequestOut,
+    @post("/v1/deletion-requests/{request_id}/approve", response_model=RequestOut,
                  operation_id="approveDeletionRequest", tags=["operator"])
     def approve(request_id: str, body: ReasonIn, session: Db, p: Operator) -> RequestOut:
         return review(request_id, session, p, True, body.reason)
 
-    @router.post("/v1/deletion-requests/{request_id}/deny", response_model=RequestOut,
+    @post("/v1/deletion-requests/{request_id}/deny", response_model=RequestOut,
                  operation_id="denyDeletionRequest", tags=["operator"])
     def deny(request_id: str, body: ReasonIn, session: Db, p: Operator) -> RequestOut:
         return review(request_id, session, p, False, body.reason)
 
-    @router.post("/v1/deletion-requests/{request_id}/extend", response_model=RequestOut,
+    @post("/v1/deletion-requests/{request_id}/extend", response_model=RequestOut,
                  operation_id="extendDeletionRequest", tags=["operator"])
     def extend(request_id: str, body: ExtendIn, session: Db, p: Operator) -> RequestOut:
         r = visible_request(session, p, request_id)
@@ -151,7 +156,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         return request_out(session, r, settings.at_risk_days)
 
     # ------------------------------------------------------------------ jobs and workers
-    @router.get("/v1/jobs", response_model=list[JobOut], operation_id="listJobs", tags=["operator"])
+    @get("/v1/jobs", response_model=list[JobOut], operation_id="listJobs", tags=["operator"])
     def list_jobs(session: Db, p: Operator,
                   stage: Annotated[list[str] | None, Query()] = None,
                   model: Annotated[str | None, Query(max_length=64)] = None,
@@ -165,7 +170,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
                             .order_by(col(UnlearningJob.created_at).desc()).limit(limit)).all()
         return [job_out(j) for j in rows]
 
-    @router.post("/v1/jobs/{job_id}/retry", response_model=JobOut, operation_id="retryJob", tags=["operator"])
+    @post("/v1/jobs/{job_id}/retry", response_model=JobOut, operation_id="retryJob", tags=["operator"])
     def retry(job_id: str, session: Db, p: Operator) -> JobOut:
         job = session.get(UnlearningJob, job_id)
         if job is None:
@@ -178,7 +183,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         ctx.enqueue_jobs([job.id])
         return job_out(job)
 
-    @router.get("/v1/workers", response_model=list[WorkerOut], operation_id="listWorkers", tags=["operator"])
+    @get("/v1/workers", response_model=list[WorkerOut], operation_id="listWorkers", tags=["operator"])
     def list_workers(session: Db, p: Operator) -> list[WorkerOut]:
         now = utcnow()
         out = []
@@ -188,7 +193,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
                                  alive=since <= ALIVE_INTERVALS * settings.heartbeat_interval_s))
         return out
 
-    @router.get("/v1/overview", response_model=OverviewOut, operation_id="overview", tags=["operator"])
+    @get("/v1/overview", response_model=OverviewOut, operation_id="overview", tags=["operator"])
     def overview(session: Db, p: Operator) -> OverviewOut:
         now = utcnow()
         counts = dict(session.exec(select(DeletionRequest.status, func.count()).group_by(DeletionRequest.status)).all())
@@ -215,7 +220,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
             now=now)
 
     # ------------------------------------------------------------------ verifier reports
-    @router.get("/v1/models/{name}/versions/{version_id}/report", operation_id="getVersionReport",
+    @get("/v1/models/{name}/versions/{version_id}/report", operation_id="getVersionReport",
                 tags=["models"])
     def version_report(name: str, version_id: str, session: Db, p: Anyone) -> dict[str, Any]:
         v = _version(session, name, version_id)
@@ -225,7 +230,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         return {"model": name, "version_id": v.id, "version": v.version, "method": v.method, "status": v.status,
                 "tainted": v.tainted, "report": report}
 
-    @router.get("/v1/models/{name}/versions/{version_id}/report/plots/{plot}", response_class=FileResponse,
+    @get("/v1/models/{name}/versions/{version_id}/report/plots/{plot}", response_class=FileResponse,
                 operation_id="getVersionReportPlot", tags=["models"])
     def version_plot(name: str, version_id: str, plot: str, session: Db, p: Anyone) -> FileResponse:
         v = _version(session, name, version_id)
@@ -239,7 +244,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         return FileResponse(resolved, media_type="image/png")
 
     # ------------------------------------------------------------------ continuous compliance
-    @router.get("/v1/compliance", response_model=ComplianceSummary, operation_id="complianceSummary",
+    @get("/v1/compliance", response_model=ComplianceSummary, operation_id="complianceSummary",
                 tags=["operator"])
     def compliance_summary(session: Db, p: Operator) -> ComplianceSummary:
         latest = []
@@ -259,7 +264,7 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         return ComplianceSummary(latest=latest, regressions=[compliance_out(c) for c in regressions],
                                  reopened=reopened)
 
-    @router.post("/v1/models/{name}/compliance-check", response_model=ComplianceOut,
+    @post("/v1/models/{name}/compliance-check", response_model=ComplianceOut,
                  operation_id="runComplianceCheck", tags=["operator"])
     def compliance_check(name: str, session: Db, p: Operator) -> ComplianceOut:
         known_model(session, name)
@@ -275,4 +280,3 @@ def operator_router(ctx: ApiContext) -> APIRouter:
         session.commit()
         return compliance_out(check)
 
-    return router

@@ -91,6 +91,20 @@ def cmd_model_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    from cli.bootstrap import prepare
+    from unlearn import registry
+    from unlearn.store.db import session_scope
+
+    settings = _settings()
+    prepare(settings)
+    with session_scope(settings.resolved_database_url) as s:
+        v = registry.rollback(s, args.name, args.version_id, actor=f"cli:{os.environ.get('USER', 'operator')}",
+                              reason=args.reason)
+        print(f"{args.name}: champion is now version {v.version} ({v.id})")
+    return 0
+
+
 def _client(args: argparse.Namespace):
     import httpx
 
@@ -200,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     mi = m.add_parser("import-zoo", help="build and register zoo models")
     mi.add_argument("names", nargs="+")
     mi.set_defaults(func=cmd_model_import)
+
+    mr = m.add_parser("rollback", help="point the champion at an earlier, untainted version (operator)")
+    mr.add_argument("name")
+    mr.add_argument("version_id")
+    mr.add_argument("--reason", default="operator rollback")
+    mr.set_defaults(func=cmd_model_rollback)
 
     v = sub.add_parser("verify-certificate", help="check a deletion certificate's signature offline")
     v.add_argument("file", help="the certificate JSON (as GET /v1/deletion-requests/ID/certificate returns it)")

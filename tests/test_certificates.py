@@ -67,7 +67,9 @@ def test_a_completed_request_gets_a_certificate_that_verifies(completed):
     assert model["new_version"]["id"] == new.id and model["new_version"]["weights_sha256"] == new.weights_sha256
     assert model["verifier"]["verdict"] == "pass"
     assert set(model["verifier"]["criteria"]) >= {"forget_acc", "test_acc"}
-    assert model["verifier"]["thresholds"]["forget_acc_margin"] == settings.gate_forget_acc_margin
+    verifier = model["verifier"]
+    assert verifier["thresholds"]["forget_acc"] == {"op": "<=", "threshold": verifier["criteria"]["forget_acc"]["threshold"]}
+    assert verifier["gate_overrides"] == {}  # none set: the verifier's defaults applied
     (retired,) = model["tainted_versions_retired"]
     assert retired["id"] == versions[1].id and retired["held_request_data"] is True
     assert [e.to_state for e in events] == ["issued"]

@@ -65,3 +65,21 @@ def test_serve_and_the_request_client(env, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_cli_rollback_refuses_a_tainted_version(env, zoo_dir):
+    from tests.conftest import register
+    from unlearn.settings import Settings
+    from unlearn.store.db import migrate, session_scope
+    from unlearn.store.models import DeletionRequest, RequestTarget, utcnow
+
+    settings = Settings(data_dir=env["UNLEARN_DATA_DIR"])
+    migrate(settings.resolved_database_url)
+    v1 = register(settings, zoo_dir)
+    with session_scope(settings.resolved_database_url) as s:  # a completed deletion v1 still holds
+        req = DeletionRequest(tenant="t", scope_type="samples", due_at=utcnow(), status="completed")
+        s.add(req)
+        s.flush()
+        s.add(RequestTarget(request_id=req.id, model_name="digits-mlp", forget_ids=["digits-0000"], status="done"))
+    proc = _unlearn(env, "model", "rollback", "digits-mlp", v1.id, check=False)
+    assert proc.returncode == 1 and "tainted" in proc.stderr and proc.stderr.count("\n") == 1

@@ -84,10 +84,12 @@ def test_requests_flow_through_redis_and_a_celery_worker(service, zoo_dir, tmp_p
             ids.append(resp.json()["id"])
         done = _wait(client, ids, h)
         workers = client.get("/v1/workers", headers=h).json()  # the prefork parent's heartbeat thread
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert [b["status"] for b in done] == ["completed"] * 3, worker_log[-3000:]
+    assert "subject-0001" not in worker_log and "subject-0002" not in worker_log  # no personal data in logs
     assert [(w["alive"], w["queues"]) for w in workers] == [(True, "cpu,gpu")], workers
     for rid in ids:
         assert client.get(f"/v1/deletion-requests/{rid}/certificate", headers=h).status_code == 200
-    assert [b["status"] for b in done] == ["completed"] * 3, (tmp_path / "worker.log").read_text()[-3000:]
     # The two subject requests arrived together: one job served both.
     assert done[1]["jobs"][0]["id"] == done[2]["jobs"][0]["id"]
     assert all(j["attempts"] == 1 for b in done for j in b["jobs"])

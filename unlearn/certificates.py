@@ -180,6 +180,7 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
     job = session.get(UnlearningJob, target.job_id) if target.job_id else None
     version = session.get(ModelVersion, target.version_id) if target.version_id else None
     metrics = version.metrics if version is not None else {}
+    criteria = metrics.get("criteria") or {}
     forget = set(target.forget_ids)
     entry: dict[str, Any] = {
         "model": target.model_name,
@@ -196,9 +197,11 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
         },
         "verifier": {
             "verdict": metrics.get("verdict"),
-            "criteria": metrics.get("criteria", {}),
+            "criteria": criteria,  # each: value, op, threshold, passed, retrain reference
+            "thresholds": {name: {"op": c.get("op"), "threshold": c.get("threshold")} for name, c in criteria.items()},
             "reasons": metrics.get("reasons", []),
-            "thresholds": thresholds_for(settings, model) if model else {},
+            # gates set for this deployment or model over the verifier's own defaults
+            "gate_overrides": thresholds_for(settings, model) if model else {},
         },
         "tainted_versions_retired": _tainted_versions(session, target.model_name, forget, until),
     }

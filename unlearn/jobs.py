@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -106,6 +107,32 @@ class JobHandle:
     def __init__(self, url: str, job_id: str, worker: str, attempt: int, lease_s: float) -> None:
         self.url, self.job_id, self.worker, self.attempt, self.lease_s = url, job_id, worker, attempt, lease_s
         self._last = 0.0
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> JobHandle:
+        # Methods report progress at their own pace (a reference retrain not at all): a heartbeat
+        # renews the lease meanwhile, so only a dead worker's lease runs out.
+        self._thread = threading.Thread(target=self._heartbeat, name=f"lease-{self.job_id[:8]}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(max(self.lease_s / 3, 0.2)):
+            try:
+                with session_scope(self.url) as s:
+                    self.write(s)
+            except LeaseLost:
+                self.lost = True
+                return
+            except Exception:  # a database hiccup: the next beat tries again
+                log.warning("lease renewal of job %s failed", self.job_id, exc_info=True)
 
     def _mine(self):
         return and_(UnlearningJob.id == self.job_id, UnlearningJob.worker == self.worker,
@@ -118,6 +145,8 @@ class JobHandle:
             raise LeaseLost(f"job {self.job_id}: attempt {self.attempt} lost its lease")
 
     def progress(self, fraction: float, message: str, *, stage_span: tuple[float, float] = (0.0, 0.8)) -> None:
+        if self.lost:
+            raise LeaseLost(f"job {self.job_id}: attempt {self.attempt} lost its lease")
         now = time.monotonic()
         if now - self._last < 0.5 and fraction < 1.0:
             return
@@ -198,8 +227,10 @@ def seed_reference(settings: Settings, model_name: str, keep_ids: list[str], sou
 
 
 def thresholds_for(settings: Settings, model: Model) -> dict[str, float]:
-    return {"forget_acc_margin": settings.gate_forget_acc_margin, "test_acc_margin": settings.gate_test_acc_margin,
-            "mia_rel_tol": settings.gate_mia_rel_tol, **(model.thresholds or {})}
+    """Only the gates someone set (deployment-wide, then per model): the verifier owns the defaults."""
+    deployment = {"forget_acc_margin": settings.gate_forget_acc_margin,
+                  "test_acc_margin": settings.gate_test_acc_margin, "mia_rel_tol": settings.gate_mia_rel_tol}
+    return {**{k: v for k, v in deployment.items() if v is not None}, **(model.thresholds or {})}
 
 
 def run_job(settings: Settings, job_id: str, worker: str) -> Outcome:
@@ -219,9 +250,9 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Outcome:
         attempt = claim(s, job_id, worker, settings.lease_s)
         if attempt is None:
             return Outcome("busy", "held by another worker or its model is busy", retry_in=max(lease_wait(s, job_id), 1.0))
-    handle = JobHandle(url, job_id, worker, attempt, settings.lease_s)
     try:
-        return _run_claimed(settings, handle)
+        with JobHandle(url, job_id, worker, attempt, settings.lease_s) as handle:
+            return _run_claimed(settings, handle)
     except LeaseLost as exc:
         log.warning("%s", exc)
         return Outcome("skipped", str(exc))

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     result_backend: str | None = None
 
     device: str = "cpu"
+    # Methods from outside the package: {"name": "module:attribute"} (JSON in UNLEARN_EXTRA_METHODS).
+    extra_methods: dict[str, str] = Field(default_factory=dict)
     # Tiny models run fastest on one thread; several threads per process thrash a small machine.
     torch_threads: int = 1
     seed: int = 0
@@ -46,6 +48,9 @@ class Settings(BaseSettings):
     task_time_limit_s: int = 3600
     task_soft_time_limit_s: int = 3300
     visibility_timeout_s: int = 4000
+    # How often workers sweep Redis for unacked messages past the visibility timeout (kombu's
+    # default is roughly every 100 s).
+    restore_interval_s: int = 30
 
     # API
     max_body_bytes: int = 256 * 1024
@@ -53,10 +58,17 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = 6000
     subject_salt: str = "unlearn-default-salt"  # production: set a secret per deployment
 
-    # Verifier gates (classifier family; the other families add theirs)
-    gate_forget_acc_margin: float = 0.05  # candidate forget accuracy <= retrain's + margin
-    gate_test_acc_margin: float = 0.03  # candidate test accuracy >= retrain's - margin
-    gate_mia_rel_tol: float = Field(0.15, description="|AUC - AUC_retrain| / AUC_retrain at most this")
+    # Verifier gates that override the verifier's own defaults (which depend on family and method)
+    # for every model; unset, each verifier uses its defaults. Per-model overrides live in Model.thresholds.
+    gate_forget_acc_margin: float | None = None  # candidate forget accuracy <= retrain's + margin
+    gate_test_acc_margin: float | None = None  # candidate test accuracy >= retrain's - margin
+    gate_mia_rel_tol: float | None = Field(None, description="|AUC - AUC_retrain| / AUC_retrain at most this")
+
+    def register_plugins(self) -> None:
+        from unlearn.methods import register_method
+
+        for name, target in self.extra_methods.items():
+            register_method(name, target)
 
     @property
     def resolved_artifact_root(self) -> Path:

@@ -34,6 +34,12 @@ ZOO: dict[str, ZooEntry] = {
                            "Analytic head (1024-wide random buffer, ridge) on digits pixels; ACU forgets exactly"),
     "synthetic-acu": ZooEntry("classifier", "unlearn.zoo:build_synthetic_acu",
                               "Analytic head on a generated 100,000-sample, 10-class data set; ACU at scale"),
+    "digits-cnn": ZooEntry("classifier", "unlearn.zoo:build_digits_cnn",
+                           "CNN (extractor + head) on scikit-learn digits; LAF's model"),
+    "digits-backdoor": ZooEntry("classifier", "unlearn.zoo:build_digits_backdoor",
+                                "CNN on digits with a pixel-trigger backdoor (label 0) in 4% of training samples"),
+    "digits-swap": ZooEntry("classifier", "unlearn.zoo:build_digits_swap",
+                            "CNN on digits with labels 1 and 7 swapped in 40% of their training samples"),
 }
 
 
@@ -56,6 +62,27 @@ def build_synthetic_acu(out_dir: Path, *, device: str = "cpu", progress: Progres
             "dataset": {"name": "synthetic", "n": 100_000, "seed": 0}, "in_features": 32, "num_classes": 10,
             "backbone": "identity", "buffer_size": 1024, "gamma": 1.0}
     train_on_split(meta, out_dir, device=device, progress=progress)
+
+
+def digits_cnn_meta(name: str, dataset: dict) -> dict:
+    return {"family": "classifier", "model": name, "arch": "cnn", "seed": 0, "dataset": dataset,
+            "in_features": 64, "image_shape": [1, 8, 8], "num_classes": 10,
+            "train": {"epochs": 40, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4}}
+
+
+def build_digits_cnn(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_cnn_meta("digits-cnn", {"name": "digits", "seed": 0}), out_dir,
+                   device=device, progress=progress)
+
+
+def build_digits_backdoor(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_cnn_meta("digits-backdoor", {"name": "digits-backdoor", "seed": 0}), out_dir,
+                   device=device, progress=progress)
+
+
+def build_digits_swap(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_cnn_meta("digits-swap", {"name": "digits-swap", "seed": 0}), out_dir,
+                   device=device, progress=progress)
 
 
 def train_on_split(meta: dict, out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:

@@ -19,6 +19,7 @@ def make_celery(settings: Settings) -> Celery:
     app = Celery("unlearn", broker=settings.broker_url, include=["workers.tasks"])
     backend = settings.result_backend or ("cache+memory://" if settings.embedded else None)
     vt = {"visibility_timeout": settings.visibility_timeout_s}
+    broker_options = {**vt, "unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1}
     app.conf.update(
         result_backend=backend,
         task_ignore_result=True,
@@ -27,7 +28,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=settings.task_soft_time_limit_s,
-        broker_transport_options=vt,
+        broker_transport_options=broker_options,
         result_backend_transport_options=vt,
         visibility_timeout=settings.visibility_timeout_s,
         task_routes={"unlearn.*": {"queue": "gpu"}, "verify.*": {"queue": "gpu"},
@@ -44,6 +45,7 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
     )
     app.conf.unlearn_settings = settings
+    settings.register_plugins()
     return app
 
 

@@ -14,7 +14,8 @@ from unlearn.artifacts import read_meta
 from unlearn.data import TabularDataset, get_dataset
 from unlearn.families.base import Family, Progress, SampleRecord, Scope, no_progress
 from unlearn.models import get_arch
-from unlearn.verify.classifier import verify_classifier
+from unlearn.verify.classifier import thresholds_for, verify_classifier
+from unlearn.verify.corrective import verify_corrective
 from unlearn.verify.verdict import Verdict
 
 
@@ -40,7 +41,8 @@ class ClassifierFamily(Family):
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
                 device: str = "cpu", progress: Progress = no_progress) -> None:
-        meta = read_meta(model_dir)
+        meta = {**read_meta(model_dir), "parent_dir": str(model_dir)}  # the corrective verifier's original
+        meta.pop("method", None)
         data = get_dataset(meta["dataset"])
         X, y = data.take(list(keep_ids))
         get_arch(meta["arch"]).train(dict(meta), X, y, out_dir, device=device, progress=progress)
@@ -49,8 +51,16 @@ class ClassifierFamily(Family):
                retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
         data = dataset_of(candidate_dir)
-        arch = get_arch(read_meta(candidate_dir)["arch"])
+        meta = read_meta(candidate_dir)
+        arch = get_arch(meta["arch"])
         ref_arch = get_arch(read_meta(reference_dir)["arch"])
+        if scope.kind == "corrective":
+            if "parent_dir" not in meta:
+                raise ValueError(f"{candidate_dir}: corrective verification needs the original model; "
+                                 "unlearn.json has no parent_dir")
+            original = get_arch(read_meta(meta["parent_dir"])["arch"]).load(Path(meta["parent_dir"]), device)
+            return verify_corrective(arch.load(candidate_dir, device), original,
+                                     ref_arch.load(reference_dir, device), data, forget_ids, thresholds=thresholds)
         forget = data.rows(list(forget_ids))
         retain = data.rows(list(retain_ids))
         holdout = data.rows(data.ids_in("holdout"))
@@ -61,7 +71,7 @@ class ClassifierFamily(Family):
             test = test[data.y[test] != scope.label]
         return verify_classifier(arch.load(candidate_dir, device), ref_arch.load(reference_dir, device),
                                  data.X, data.y, forget=forget, retain=retain, holdout=holdout, test=test,
-                                 thresholds=thresholds)
+                                 thresholds=thresholds_for(meta.get("method"), scope.type, thresholds))
 
     def summary(self, model_dir: Path) -> dict[str, Any]:
         meta = read_meta(model_dir)

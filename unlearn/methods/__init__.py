@@ -13,7 +13,17 @@ from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
     "acu": "unlearn.methods.acu:SPEC",
+    "laf": "unlearn.methods.laf:SPEC",
+    "ssd": "unlearn.methods.ssd:SPEC",
 }
+
+
+def register_method(name: str, target: str) -> None:
+    """Add a method from outside the package ("module:attribute" of a MethodSpec), e.g. a plugin
+    named in `UNLEARN_EXTRA_METHODS`."""
+    if ":" not in target:
+        raise ValueError(f"method target {target!r} must look like 'module:attribute'")
+    METHODS[name] = target
 
 
 def get_method(name: str) -> MethodSpec:
@@ -27,4 +37,4 @@ def methods_for(family: str) -> list[str]:
     return [n for n in METHODS if family in get_method(n).families]
 
 
-__all__ = ["METHODS", "MethodError", "MethodSpec", "UnlearnTask", "get_method", "methods_for"]
+__all__ = ["METHODS", "MethodError", "MethodSpec", "UnlearnTask", "get_method", "methods_for", "register_method"]

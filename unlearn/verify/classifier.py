@@ -21,6 +21,20 @@ DEFAULT_THRESHOLDS = {
     "mia_rel_tol": 0.15,
 }
 
+# Gates a method's issue sets for itself, by request type ("class" or "*" for any other):
+# layered over the defaults, under any thresholds the caller passes explicitly.
+# "forget_acc_tol" adds a two-sided gate |forget acc − retrain's| <= tol.
+METHOD_THRESHOLDS: dict[str, dict[str, dict[str, float]]] = {
+    "laf": {"class": {"forget_acc_margin": 0.05, "test_acc_margin": 0.02},
+            "*": {"forget_acc_tol": 0.03}},
+}
+
+
+def thresholds_for(method: str | None, scope_type: str, explicit: dict[str, float] | None = None) -> dict[str, float]:
+    by_type = METHOD_THRESHOLDS.get(method or "", {})
+    own = by_type.get(scope_type, by_type.get("*", {}))
+    return {**DEFAULT_THRESHOLDS, **own, **(explicit or {})}
+
 
 def accuracy(logp: np.ndarray, y: np.ndarray) -> float:
     return float((logp.argmax(1) == y).mean()) if len(y) else float("nan")
@@ -52,6 +66,9 @@ def verify_classifier(candidate, reference, X: np.ndarray, y: np.ndarray, *,
     fa_c, fa_r = accuracy(lp_c[forget], y[forget]), accuracy(lp_r[forget], y[forget])
     rows.append(criterion("forget_acc", fa_c, "<=", fa_r + th["forget_acc_margin"], reference=fa_r,
                           detail="accuracy on the forgotten samples; at most the retrain reference's + margin"))
+    if "forget_acc_tol" in th:
+        rows.append(criterion("forget_acc_gap", fa_c - fa_r, "within", th["forget_acc_tol"], reference=0.0,
+                              detail="forget accuracy minus the retrain reference's, either way"))
     ta_c, ta_r = accuracy(lp_c[test], y[test]), accuracy(lp_r[test], y[test])
     rows.append(criterion("test_acc", ta_c, ">=", ta_r - th["test_acc_margin"], reference=ta_r,
                           detail="accuracy on never-seen test samples of the retained classes"))
