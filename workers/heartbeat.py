@@ -1,31 +1,32 @@
 """Worker heartbeats: each worker writes its `WorkerHeartbeat` row every few seconds.
 
-A thread per worker node (started on Celery's `worker_ready`, or by the embedded runtime)
-records that it is alive, its device and, on a GPU, the device's memory in use. The job a
-worker is running is written by the task itself (`running_job`), because under the prefork
-pool the task runs in a child process that does not share the heartbeat thread's memory.
+A thread in every process that runs tasks (a prefork pool child, or the worker itself with the
+solo pool; started on Celery's `worker_process_init`, or `worker_ready` for other pools, or by
+the embedded runtime) records that the node is alive, its device and, on a GPU, the device's
+memory in use. Never in a prefork parent: a database connection open there at a fork would
+be inherited by the new child. The job a worker is running is written by the task itself
+(`running_job`).
 
-GPU memory is read only where CUDA is already initialised in this process, or through NVML:
-initialising CUDA in a prefork parent would break its children.
+Heartbeats are bookkeeping: they use short lock timeouts and keep no connection between writes,
+so a busy database delays a job by seconds at most and never fails it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from celery.signals import worker_ready, worker_shutdown
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from sqlalchemy import create_engine, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from unlearn.settings import Settings
-from unlearn.store.db import session_scope
 from unlearn.store.models import WorkerHeartbeat, utcnow
 
 log = logging.getLogger(__name__)
@@ -38,12 +39,14 @@ _engines_lock = threading.Lock()
 
 @contextmanager
 def _unpooled_session(url: str) -> Iterator[Session]:
-    """A session that keeps no connection open between beats: the heartbeat thread may live in a
-    prefork parent, whose pooled connections every later-forked child would inherit."""
+    """A session with a short lock timeout, whose connection is closed when it ends."""
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
-            args = {"check_same_thread": False, "timeout": 30} if url.startswith("sqlite") else {}
+            if url.startswith("sqlite"):
+                args: dict = {"check_same_thread": False, "timeout": 2}
+            else:
+                args = {"options": "-c lock_timeout=2000 -c statement_timeout=5000"}
             engine = _engines[url] = create_engine(url, poolclass=NullPool, connect_args=args)
     with Session(engine, expire_on_commit=False) as s:
         try:
@@ -101,7 +104,7 @@ def running_job(settings: Settings, worker: str, job_id: str) -> Iterator[None]:
 
 def _set_job(settings: Settings, worker: str, job_id: str | None, *, expect: str | None) -> None:
     try:
-        with session_scope(settings.resolved_database_url) as s:
+        with _unpooled_session(settings.resolved_database_url) as s:
             stmt = update(WorkerHeartbeat).where(WorkerHeartbeat.worker == worker)
             if expect is not None:  # clear only our own job
                 stmt = stmt.where(WorkerHeartbeat.current_job_id == expect)
@@ -149,16 +152,31 @@ def stop(worker: str) -> None:
         hb.stop()
 
 
-@worker_ready.connect
-def _on_worker_ready(sender=None, **_kwargs) -> None:
-    settings = getattr(sender.app.conf, "unlearn_settings", None)
-    if settings is None:
+def _start_for(app: Celery, node: str | None) -> None:
+    settings = getattr(app.conf, "unlearn_settings", None)
+    if settings is None or not node:
         return
     try:
-        queues = ",".join(sorted(q.name for q in sender.task_consumer.queues))
+        queues = ",".join(sorted(app.amqp.queues.consume_from))
     except Exception:
         queues = ""
-    start(settings, sender.hostname or f"{socket.gethostname()}:{os.getpid()}", queues)
+    start(settings, node, queues)
+
+
+@worker_process_init.connect
+def _on_process_init(sender=None, **_kwargs) -> None:
+    """A process that runs tasks starts (sender: the node name)."""
+    from celery import current_app
+
+    _start_for(current_app, sender)
+
+
+@worker_ready.connect
+def _on_worker_ready(sender=None, **_kwargs) -> None:
+    """Pools without `worker_process_init` (threads): the worker process runs the tasks itself."""
+    if type(sender.pool).__module__.endswith(".prefork"):
+        return  # its children report; see the module's docstring
+    _start_for(sender.app, sender.hostname)
 
 
 @worker_shutdown.connect
