@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 import unlearn
 from api import problems
-from api.auth import Principal, RateLimiter, api_key_header, authenticate
+from api.auth import KeyCache, Principal, RateLimiter, api_key_header, authenticate
 from api.problems import ERROR_RESPONSES, ProblemError
 from api.schemas import (
     Health,
@@ -66,8 +66,9 @@ def job_out(j: UnlearningJob) -> JobOut:
                   created_at=j.created_at, finished_at=j.finished_at)
 
 
-def request_out(session: Session, r: DeletionRequest) -> RequestOut:
-    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
+def request_out(session: Session, r: DeletionRequest, targets: list[RequestTarget] | None = None) -> RequestOut:
+    if targets is None:
+        targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
     job_ids = sorted({t.job_id for t in targets if t.job_id})
     jobs = session.exec(select(UnlearningJob).where(col(UnlearningJob.id).in_(job_ids))).all() if job_ids else []
     verdicts = {}
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
     url = settings.resolved_database_url
     engine = get_engine(url)
     limiter = RateLimiter(settings.rate_limit_per_minute)
+    keys = KeyCache()
     scheduler = CoalesceScheduler(schedule_coalesce or (lambda _d: None), settings.batch_window_s)
 
     app = FastAPI(title="unlearn", version=unlearn.__version__,
@@ -132,7 +134,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
 
     def principal(request: Request, session: Annotated[Session, Depends(db)],
                   key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
-        p = authenticate(session, request, key)
+        p = authenticate(session, request, key, keys)
         limiter.check(p.key_id)
         return p
 
@@ -169,9 +171,9 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
             response.headers["Idempotent-Replayed"] = "true"
             return prior.response
         try:
-            req = submit(session, settings, p.tenant, body, actor=f"key:{p.key_id}")
+            req, targets = submit(session, settings, p.tenant, body, actor=f"key:{p.key_id}")
             session.flush()
-            out = request_out(session, req)
+            out = request_out(session, req, targets)
             session.add(IdempotencyRecord(tenant=p.tenant, key=idempotency_key, body_sha256=digest,
                                           status_code=202, response=json.loads(out.model_dump_json())))
             session.commit()
