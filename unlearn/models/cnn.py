@@ -4,7 +4,10 @@ LAF needs that split: it adapts the extractor's representation (the 256-d output
 `fc1`, as in LAF's official CNN) and leaves the head alone. Layout, after LAF's code and
 scaled to 8×8 inputs: Conv3×3(1→16)–pool–Conv3×3(16→32)–pool → 128 features → fc1 (256,
 linear: the embedding) → head Linear(256→128)–Linear(128→C), no non-linearity in between.
-Training, saving and prediction reuse the MLP module's helpers.
+Saving and prediction reuse the MLP module's helpers. Training is `mlp.fit`'s minibatch Adam
+plus optional label smoothing (`train.label_smoothing`), which the corrective zoo models use:
+a network trained to zero loss has near-zero, heavy-tailed per-sample gradients, and SSD's
+Fisher importances (squared gradients of the cross-entropy) then rank parameters by noise.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import nn
 
 from unlearn.artifacts import load_tensors, read_meta
 from unlearn.families.base import Progress, no_progress
-from unlearn.models.mlp import fit, predictor, save
+from unlearn.models.mlp import predictor, save
 
 
 class CNN(nn.Module):
@@ -43,13 +46,35 @@ def build(meta: dict[str, Any]) -> CNN:
     return CNN(tuple(meta.get("image_shape", (1, 8, 8))), meta["num_classes"], meta.get("embed_dim", 256))
 
 
+def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_size: int, seed: int,
+        device: str = "cpu", weight_decay: float = 0.0, label_smoothing: float = 0.0,
+        progress: Progress = no_progress) -> nn.Module:
+    """`mlp.fit` with a label-smoothed cross-entropy; at label_smoothing 0 the two are the same."""
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
+    yt = torch.as_tensor(y, dtype=torch.long, device=device)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        perm = torch.randperm(len(Xt), generator=gen).to(device)
+        for i in range(0, len(Xt), batch_size):
+            b = perm[i:i + batch_size]
+            loss = nn.functional.cross_entropy(model(Xt[b]), yt[b], label_smoothing=label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}")
+    return model.eval()
+
+
 def train(meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *, device: str = "cpu",
           progress: Progress = no_progress) -> None:
     torch.manual_seed(meta["seed"])
     model = build(meta)
     t = meta.get("train", {})
     fit(model, X, y, epochs=t.get("epochs", 40), lr=t.get("lr", 1e-3), batch_size=t.get("batch_size", 64),
-        seed=meta["seed"], device=device, weight_decay=t.get("weight_decay", 1e-4), progress=progress)
+        seed=meta["seed"], device=device, weight_decay=t.get("weight_decay", 1e-4),
+        label_smoothing=t.get("label_smoothing", 0.0), progress=progress)
     save(model, meta, out_dir)
 
 
@@ -66,4 +91,4 @@ def load(model_dir: Path, device: str = "cpu"):
     return predictor(model, device)
 
 
-__all__ = ["CNN", "build", "load", "load_module", "save", "train"]
+__all__ = ["CNN", "build", "fit", "load", "load_module", "save", "train"]
