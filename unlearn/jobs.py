@@ -293,7 +293,10 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
         targets = _targets(s, job.id)
         h.write(s, base_version_id=base.id, message="preparing")
         already = set(base.excluded_ids)
-        forget = sorted({sid for t in targets for sid in t.forget_ids} - already)
+        asked = {sid for t in targets for sid in t.forget_ids}
+        # A reopened request (a compliance regression) is forgotten again even though the champion
+        # already excludes its samples: the exact retrain below re-derives the model without them.
+        forget = sorted(asked if job.params.get("reopened") else asked - already)
         request_ids = sorted({t.request_id for t in targets})
         train_ids = list(s.exec(select(TrainingRecord.sample_id).where(
             TrainingRecord.model_name == job.model_name, TrainingRecord.split == "train")).all())

@@ -21,7 +21,7 @@ from torch import nn
 
 from unlearn.artifacts import load_tensors, read_meta
 from unlearn.families.base import Progress, no_progress
-from unlearn.models.mlp import predictor, save
+from unlearn.models.mlp import fit, predictor, save
 
 
 class CNN(nn.Module):
@@ -44,27 +44,6 @@ class CNN(nn.Module):
 
 def build(meta: dict[str, Any]) -> CNN:
     return CNN(tuple(meta.get("image_shape", (1, 8, 8))), meta["num_classes"], meta.get("embed_dim", 256))
-
-
-def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_size: int, seed: int,
-        device: str = "cpu", weight_decay: float = 0.0, label_smoothing: float = 0.0,
-        progress: Progress = no_progress) -> nn.Module:
-    """`mlp.fit` with a label-smoothed cross-entropy; at label_smoothing 0 the two are the same."""
-    model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
-    yt = torch.as_tensor(y, dtype=torch.long, device=device)
-    gen = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        perm = torch.randperm(len(Xt), generator=gen).to(device)
-        for i in range(0, len(Xt), batch_size):
-            b = perm[i:i + batch_size]
-            loss = nn.functional.cross_entropy(model(Xt[b]), yt[b], label_smoothing=label_smoothing)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}")
-    return model.eval()
 
 
 def train(meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *, device: str = "cpu",
