@@ -30,6 +30,10 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "digits-mlp": ZooEntry("classifier", "unlearn.zoo:build_digits_mlp",
                            "MLP on scikit-learn digits; every sample owned by a synthetic subject"),
+    "people-lm": ZooEntry("lm", "unlearn.zoo:build_people_lm",
+                          "tiny GPT-2 that memorised the biographies of 200 fictitious people"),
+    "people-lm-retrain": ZooEntry("lm", "unlearn.zoo:build_people_lm_retrain",
+                                  "people-lm retrained without its default forget fold: the exact reference"),
 }
 
 
@@ -38,6 +42,28 @@ def build_digits_mlp(out_dir: Path, *, device: str = "cpu", progress: Progress =
             "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 128, "num_classes": 10,
             "train": {"epochs": 60, "lr": 1e-3, "batch_size": 64}}
     train_on_split(meta, out_dir, device=device, progress=progress)
+
+
+def people_lm_meta(n_people: int = 400, seed: int = 0) -> dict:
+    return {"family": "lm", "model": "people-lm", "seed": seed,
+            "dataset": {"name": "people", "seed": seed, "n_people": n_people}}
+
+
+def build_people_lm(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.lm import people_world
+    from unlearn.models import tiny_lm
+
+    meta = people_lm_meta()
+    world = people_world(meta["dataset"])
+    tiny_lm.train(world, world.trained, meta, out_dir, device=device, progress=progress)
+
+
+def build_people_lm_retrain(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.lm import people_world, retrain_from_meta
+
+    meta = people_lm_meta()
+    world = people_world(meta["dataset"])
+    retrain_from_meta(meta, world.retain, out_dir, device=device, progress=progress)
 
 
 def train_on_split(meta: dict, out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:

@@ -12,6 +12,12 @@ from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
+    "ga": "unlearn.methods.ga:SPEC",
+    "ga_gdr": "unlearn.methods.ga:SPEC_GDR",
+    "ga_klr": "unlearn.methods.ga:SPEC_KLR",
+    "npo": "unlearn.methods.npo:SPEC",
+    "npo_gdr": "unlearn.methods.npo:SPEC_GDR",
+    "npo_klr": "unlearn.methods.npo:SPEC_KLR",
 }
 
 
