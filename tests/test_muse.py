@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,11 @@ def test_people_world_splits() -> None:
     big = load(seed=0, n_people=2000)
     assert len({p.name for p in big.people}) == 2000 and len(big.forget) == 125
     assert qa_text("Who?") == "Question: Who?\nAnswer:" and qa_text("Who?", "Ann") == "Question: Who?\nAnswer: Ann\n\n"
+
+
+def test_history_plots_from_stored_verdicts(tmp_path) -> None:
+    ref = _scores(0.4, 0.05, 0.5, shift=0.0)
+    history = [{"forgotten": 25 * (k + 1), "verdict": muse.gate(_scores(0.4, 0.05, 0.5 - 0.05 * k, shift=0.0),
+                                                                 ref, FAST).to_dict()} for k in range(3)]
+    plots = muse.history_plots(history, tmp_path)
+    assert all(Path(p).stat().st_size > 0 for p in plots.values())

@@ -20,7 +20,7 @@ Regulariser = Callable[[torch.nn.Module, torch.nn.Module | None, Batch], torch.T
 
 def mean_token_nll(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     lp = token_logprobs_batch(model, batch)
-    return -lp.sum() / batch["attention_mask"][:, 1:].sum()
+    return -lp.sum() / batch.get("loss_mask", batch["attention_mask"])[:, 1:].sum()
 
 
 def gdr(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Batch) -> torch.Tensor:
@@ -30,9 +30,10 @@ def gdr(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Batch)
 def klr(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Batch) -> torch.Tensor:
     assert reference is not None, "KLR needs the model before unlearning"
     mask = batch["attention_mask"].bool()
-    logp = torch.log_softmax(model(**batch).logits.float(), dim=-1)[mask]
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    logp = torch.log_softmax(model(**inputs).logits.float(), dim=-1)[mask]
     with torch.no_grad():
-        logp_ref = torch.log_softmax(reference(**batch).logits.float(), dim=-1)[mask]
+        logp_ref = torch.log_softmax(reference(**inputs).logits.float(), dim=-1)[mask]
     # KL(π_ref ‖ π_θ) = Σ_v π_ref(v) (log π_ref(v) − log π_θ(v)), averaged over real tokens
     return F.kl_div(logp, logp_ref, reduction="batchmean", log_target=True)
 

@@ -2,7 +2,8 @@
 
 Each step: loss = L_forget(θ; forget batch) + w · L_reg(θ; retain batch)  (reg: none | GDR | KLR).
 Forget batches are the forgotten people's biographies and question–answer texts; retain batches
-are drawn from the retained people's.
+are drawn from the retained people's. On a QA text the losses read the answer tokens only (the
+question is the prompt), as TOFU-style unlearning does; a biography is read whole, as MUSE's text.
 
 Early stopping and checkpoint choice follow MUSE (§4: stop at the first epoch where utility,
 KnowMem on retain, falls below the bar; keep the last checkpoint that met it), with the bar set
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from unlearn.artifacts import read_meta
-from unlearn.families.lm import HFLanguageModel, icl_prompt, person_texts, retain_sample, world_of
+from unlearn.families.lm import HFLanguageModel, icl_prompt, person_examples, retain_sample, world_of
 from unlearn.methods.base import MethodError, UnlearnTask
 from unlearn.methods.lm_regularisers import REGULARISERS
 from unlearn.models import tiny_lm
@@ -34,7 +35,10 @@ Batch = dict[str, torch.Tensor]
 ForgetLoss = Callable[[torch.nn.Module, torch.nn.Module | None, Batch, dict[str, Any]], torch.Tensor]
 
 DEFAULTS: dict[str, Any] = {
-    "lr": 1e-4, "max_epochs": 10, "batch_size": 8, "retain_weight": 1.0, "utility_frac": 0.9,
+    "lr": 1e-4, "max_epochs": 10, "batch_size": 8, "retain_weight": 5.0,
+    # the base model knows the retained people at least as well as the retrain reference does
+    # (it saw more text), so its own utility is a high bar: 0.8 of it sits near 0.9 of the reference's
+    "utility_frac": 0.8,
     "utility_floor": None, "probe_people": 25, "seed": 0,
 }
 
@@ -70,8 +74,8 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     needs_reference = getattr(forget_loss, "needs_reference", False) or regulariser == "klr"
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     reg = REGULARISERS[regulariser]
-    forget_texts = person_texts(world, task.forget_ids)
-    retain_texts = person_texts(world, task.retain_ids) if reg is not None else []
+    forget_texts = person_examples(world, task.forget_ids)
+    retain_texts = person_examples(world, task.retain_ids) if reg is not None else []
     lm = HFLanguageModel(model, tokenizer, task.device)
     probe = _probe(world, task.forget_ids, task.retain_ids, p["probe_people"])
     start = _measure(lm, probe)
@@ -84,10 +88,11 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     for epoch in range(1, p["max_epochs"] + 1):
         rng.shuffle(forget_texts)
         for i in range(0, len(forget_texts), bs):
-            loss = forget_loss(model, reference, tiny_lm.encode(tokenizer, forget_texts[i:i + bs], task.device), p)
+            batch = tiny_lm.encode_examples(tokenizer, forget_texts[i:i + bs], task.device)
+            loss = forget_loss(model, reference, batch, p)
             if reg is not None:
-                retain_batch = tiny_lm.encode(tokenizer, rng.sample(retain_texts, min(bs, len(retain_texts))),
-                                              task.device)
+                retain_batch = tiny_lm.encode_examples(
+                    tokenizer, rng.sample(retain_texts, min(bs, len(retain_texts))), task.device)
                 loss = loss + p["retain_weight"] * reg(model, reference, retain_batch)
             opt.zero_grad()
             loss.backward()

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from unlearn.methods.base import MethodSpec, UnlearnTask
 from unlearn.methods.lm_unlearning import Batch, sequence_logprob, unlearn_lm
 
-DEFAULTS: dict[str, Any] = {"beta": 0.1, "lr": 1e-4}
+DEFAULTS: dict[str, Any] = {"beta": 0.1, "lr": 5e-5}
 
 
 def npo_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Batch,

@@ -70,7 +70,12 @@ def bio_text(person: Person) -> str:
 
 
 def qa_texts(person: Person) -> list[str]:
-    return [qa_text(q.question, q.answer).rstrip("\n") + EOS for q in person.qa]
+    return [prompt + answer for prompt, answer in qa_examples(person)]
+
+
+def qa_examples(person: Person) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs: losses on QA text count the answer only, as TOFU-style unlearning does."""
+    return [(qa_text(q.question), f" {q.answer}{EOS}") for q in person.qa]
 
 
 def epoch_texts(people: Sequence[Person], qa_pack: int, rng: random.Random) -> list[str]:
@@ -86,6 +91,16 @@ def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], device: str
            padding_side: str = "right") -> dict[str, torch.Tensor]:
     tokenizer.padding_side = padding_side
     return tokenizer(list(texts), return_tensors="pt", padding=True).to(device)
+
+
+def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[tuple[str, str]],
+                    device: str) -> dict[str, torch.Tensor]:
+    """Right-padded (prompt + completion) batch with a `loss_mask` over the completion's tokens only."""
+    batch = encode(tokenizer, [p + c for p, c in examples], device)
+    n_prompt = torch.tensor([len(tokenizer(p)["input_ids"]) for p, _ in examples], device=device)
+    positions = torch.arange(batch["input_ids"].shape[1], device=device)
+    batch["loss_mask"] = batch["attention_mask"] * (positions[None, :] >= n_prompt[:, None])
+    return batch
 
 
 def lm_labels(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -148,11 +163,12 @@ def load(model_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, PreTrai
 
 
 def token_logprobs_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """log p(x_t | x_<t) for t ≥ 1, shape (B, T-1); padded positions are 0. Differentiable."""
+    """log p(x_t | x_<t) for t ≥ 1, shape (B, T-1); positions outside the batch's `loss_mask` (padding,
+    and prompts where there is one) are 0. Differentiable."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     target = batch["input_ids"][:, 1:]
     lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    return lp * batch["attention_mask"][:, 1:]
+    return lp * batch.get("loss_mask", batch["attention_mask"])[:, 1:]
 
 
 @torch.no_grad()
