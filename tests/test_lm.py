@@ -86,7 +86,7 @@ def test_npo_gradient_at_the_reference_is_the_sequence_log_likelihood_gradient(t
     batch = tiny_lm.encode(tok, person_texts(world, world.forget[:2]), "cpu")
     reference = tiny_lm.load(target)[0]
     loss = npo_loss(model, reference, batch, {"beta": 0.1})
-    assert float(loss) == pytest.approx(20 * torch.log(torch.tensor(2.0)).item(), rel=1e-4)  # (2/β)·log 2
+    assert loss.item() == pytest.approx(20 * torch.log(torch.tensor(2.0)).item(), rel=1e-4)  # (2/β)·log 2
     g_npo = torch.autograd.grad(loss, list(model.parameters()))
     g_seq = torch.autograd.grad(sequence_logprob(model, batch).mean(), list(model.parameters()))
     for a, b in zip(g_npo, g_seq, strict=True):
