@@ -40,6 +40,10 @@ ZOO: dict[str, ZooEntry] = {
                                 "CNN on digits with a pixel-line trigger backdoor (label 0) in 4% of training samples"),
     "digits-swap": ZooEntry("classifier", "unlearn.zoo:build_digits_swap",
                             "CNN on digits with labels 1 and 7 swapped in 40% of their training samples"),
+    "people-lm": ZooEntry("lm", "unlearn.zoo:build_people_lm",
+                          "tiny GPT-2 that memorised the biographies of 200 fictitious people"),
+    "people-lm-retrain": ZooEntry("lm", "unlearn.zoo:build_people_lm_retrain",
+                                  "people-lm retrained without its default forget fold: the exact reference"),
 }
 
 
@@ -88,6 +92,26 @@ def build_digits_backdoor(out_dir: Path, *, device: str = "cpu", progress: Progr
 def build_digits_swap(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
     train_on_split(digits_cnn_meta("digits-swap", {"name": "digits-swap", "seed": 0}, **CORRECTIVE_TRAIN),
                    out_dir, device=device, progress=progress)
+def people_lm_meta(n_people: int = 400, seed: int = 0) -> dict:
+    return {"family": "lm", "model": "people-lm", "seed": seed,
+            "dataset": {"name": "people", "seed": seed, "n_people": n_people}}
+
+
+def build_people_lm(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.lm import people_world
+    from unlearn.models import tiny_lm
+
+    meta = people_lm_meta()
+    world = people_world(meta["dataset"])
+    tiny_lm.train(world, world.trained, meta, out_dir, device=device, progress=progress)
+
+
+def build_people_lm_retrain(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.lm import people_world, retrain_from_meta
+
+    meta = people_lm_meta()
+    world = people_world(meta["dataset"])
+    retrain_from_meta(meta, world.retain, out_dir, device=device, progress=progress)
 
 
 def train_on_split(meta: dict, out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
