@@ -92,6 +92,8 @@ def build_digits_backdoor(out_dir: Path, *, device: str = "cpu", progress: Progr
 def build_digits_swap(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
     train_on_split(digits_cnn_meta("digits-swap", {"name": "digits-swap", "seed": 0}, **CORRECTIVE_TRAIN),
                    out_dir, device=device, progress=progress)
+
+
 def people_lm_meta(n_people: int = 400, seed: int = 0) -> dict:
     return {"family": "lm", "model": "people-lm", "seed": seed,
             "dataset": {"name": "people", "seed": seed, "n_people": n_people}}
