@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from unlearn.data.poison import flagged_subset
 from unlearn.families import Scope, get_family  # noqa: E402
 from unlearn.families.classifier import dataset_of  # noqa: E402
 from unlearn.methods import UnlearnTask, get_method  # noqa: E402
@@ -71,12 +72,9 @@ def main() -> None:
         for scenario in ("digits-backdoor", "digits-swap"):
             base = ensure(scenario, zoo)
             data = dataset_of(base)
-            manipulated = data.extra["manipulated_ids"]
             for share in SHARES:
                 for draw in DRAWS:
-                    rng = np.random.default_rng(draw)
-                    flagged = [str(s) for s in rng.choice(manipulated, size=round(share * len(manipulated)),
-                                                          replace=False)]
+                    flagged = flagged_subset(data, share, draw)
                     keep = [s for s in data.ids_in("train") if s not in set(flagged)]
                     work = zoo / "work"
                     shutil.rmtree(work, ignore_errors=True)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from unlearn.data.poison import flagged_subset
 from unlearn.families import Scope, get_family
 from unlearn.families.classifier import dataset_of
 from unlearn.methods import UnlearnTask, get_method
@@ -51,9 +52,7 @@ def test_dampening_never_grows_a_weight():
 
 
 def _flag(data, share, seed=0):
-    manipulated = data.extra["manipulated_ids"]
-    rng = np.random.default_rng(seed)
-    flagged = [str(s) for s in rng.choice(manipulated, size=round(share * len(manipulated)), replace=False)]
+    flagged = flagged_subset(data, share, seed)
     keep = [s for s in data.ids_in("train") if s not in set(flagged)]
     return flagged, keep
 

@@ -94,3 +94,11 @@ def load_noisy(seed: int = 0, classes: Sequence[int] = (0, 1, 2, 3, 4), fraction
 
 
 __all__ = ["EDGE_LINE", "apply_trigger", "load_backdoor", "load_noisy", "load_swap"]
+
+
+def flagged_subset(data: TabularDataset, share: float, seed: int = 0) -> list[str]:
+    """The part of the manipulated samples an investigation found: `share` of them, drawn with `seed`.
+    Corrective requests flag these; the rest of the manipulation stays unknown."""
+    manipulated = data.extra["manipulated_ids"]
+    rng = np.random.default_rng(seed)
+    return [str(s) for s in rng.choice(manipulated, size=round(share * len(manipulated)), replace=False)]
