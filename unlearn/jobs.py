@@ -226,6 +226,33 @@ def seed_reference(settings: Settings, model_name: str, keep_ids: list[str], sou
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# The utility and forgetting criteria whose course over a lineage C5 and C6 plot, per family.
+LINEAGE_CRITERIA = {"lm": ("knowmem_retain", "verbmem", "knowmem_forget"),
+                    "classifier": ("test_acc", "retain_acc", "forget_acc"),
+                    "diffusion": ("retained_acc_ratio", "forget_rate", "retained_fd_ratio")}
+
+
+def _lineage_plots(settings: Settings, parent_id: str, family: str, report: dict, forgotten: int,
+                   report_dir: Path) -> dict[str, str]:
+    """C5 (utility against the forget set's size) and C6 (over sequential requests) for this lineage,
+    drawn from the verdicts its versions already stored plus this one."""
+    from unlearn.verify.muse import history_plots
+
+    history = [{"forgotten": forgotten, "verdict": report}]
+    with session_scope(settings.resolved_database_url) as s:
+        v = s.get(ModelVersion, parent_id)
+        while v is not None:
+            if v.metrics.get("criteria"):
+                history.append({"forgotten": len(v.excluded_ids), "verdict": v.metrics})
+            v = s.get(ModelVersion, v.parent_id) if v.parent_id else None
+    names = [c for c in LINEAGE_CRITERIA.get(family, ()) if c in report["criteria"]] or list(report["criteria"])[:3]
+    try:
+        return history_plots(history[::-1], report_dir, names)
+    except Exception:  # a plot is a convenience; it never fails a verification
+        log.warning("lineage plots failed", exc_info=True)
+        return {}
+
+
 def thresholds_for(settings: Settings, model: Model) -> dict[str, float]:
     """Only the gates someone set (deployment-wide, then per model): the verifier owns the defaults."""
     deployment = {"forget_acc_margin": settings.gate_forget_acc_margin,
@@ -342,6 +369,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     verdict = get_family(family).verify(out, ref, cumulative, keep, scope, device=settings.device,
                                         thresholds=thresholds, report_dir=report_dir)
     report = verdict.to_dict()
+    report["plots"].update(_lineage_plots(settings, base.id, family, report, len(cumulative), report_dir))
     report.update({"method": method, "unlearn_seconds": round(unlearn_s, 4),
                    "verify_seconds": round(time.perf_counter() - t1, 4), "reference": str(ref)})
     (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))

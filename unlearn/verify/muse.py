@@ -311,13 +311,14 @@ def _plot_criteria(verdict: Verdict, path: Path) -> None:
     plt.close(fig)
 
 
-def history_plots(history: Sequence[dict[str, Any]], report_dir: Path) -> dict[str, str]:
+def history_plots(history: Sequence[dict[str, Any]], report_dir: Path,
+                  criteria: Sequence[str] = ("knowmem_retain", "verbmem", "knowmem_forget")) -> dict[str, str]:
     """C5 and C6 for a served model's lineage, from verdicts already stored: each row is one request,
     {"forgotten": people forgotten so far, "verdict": Verdict.to_dict()}, oldest first. C6 plots the
     criteria against the request number, C5 against the cumulative forget-set size."""
     rows = [{"request": k + 1, "size": h["forgotten"],
              **{name: c["value"] for name, c in h["verdict"]["criteria"].items()}} for k, h in enumerate(history)]
-    ys = [y for y in ("knowmem_retain", "verbmem", "knowmem_forget") if rows and y in rows[0]]
+    ys = [y for y in criteria if rows and all(y in r for r in rows)]
     c5 = plot_curves({"served": rows}, "size", ys, Path(report_dir) / "c5_scalability.png", "C5 over this lineage")
     c6 = plot_curves({"served": rows}, "request", ys, Path(report_dir) / "c6_sustainability.png",
                      "C6 over this lineage")
