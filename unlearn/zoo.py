@@ -30,6 +30,10 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     "digits-mlp": ZooEntry("classifier", "unlearn.zoo:build_digits_mlp",
                            "MLP on scikit-learn digits; every sample owned by a synthetic subject"),
+    "digits-diffusion": ZooEntry("diffusion", "unlearn.zoo:build_digits_diffusion",
+                                 "class-conditional diffusers UNet2DModel (DDPM) on 8x8 digits: SFD's teacher"),
+    "digits-judge": ZooEntry("classifier", "unlearn.zoo:build_digits_judge",
+                             "MLP that judges generated digits for the diffusion verifier; no method uses it"),
 }
 
 
@@ -37,6 +41,23 @@ def build_digits_mlp(out_dir: Path, *, device: str = "cpu", progress: Progress =
     meta = {"family": "classifier", "model": "digits-mlp", "arch": "mlp", "seed": 0,
             "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 128, "num_classes": 10,
             "train": {"epochs": 60, "lr": 1e-3, "batch_size": 64}}
+    train_on_split(meta, out_dir, device=device, progress=progress)
+
+
+def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.diffusion import train_teacher_artifact
+
+    meta = {"family": "diffusion", "model": "digits-diffusion", "sampler": "multistep", "seed": 0,
+            "dataset": {"name": "digits", "seed": 0}, "judge": "digits-judge",
+            "train": {"steps": 1500, "lr": 2e-3, "batch_size": 64, "ema": 0.995}}
+    train_teacher_artifact(meta, get_dataset(meta["dataset"]).ids_in("train"), out_dir, device=device,
+                           progress=progress)
+
+
+def build_digits_judge(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    meta = {"family": "classifier", "model": "digits-judge", "arch": "mlp", "seed": 1,
+            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 64, "num_classes": 10,
+            "train": {"epochs": 100, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4}}
     train_on_split(meta, out_dir, device=device, progress=progress)
 
 

@@ -12,6 +12,8 @@ from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
+    "sfd": "unlearn.methods.sfd:SPEC",
+    "erasure-finetune": "unlearn.methods.erasure_finetune:SPEC",
 }
 
 
