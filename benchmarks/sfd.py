@@ -63,7 +63,7 @@ def reference_row(teacher_verdict, digit: int, seconds: float) -> dict[str, Any]
             "passed": not reasons, "reasons": reasons, "nfe": NFE["retrain"]}
 
 
-def run(digits: list[int], work: Path, device: str) -> dict[str, Any]:
+def run(digits: list[int], work: Path, device: str, sfd_steps: int) -> dict[str, Any]:
     zoo = get_settings().zoo_dir
     ensure("digits-judge", zoo, device=device)
     teacher = ensure("digits-diffusion", zoo, device=device)
@@ -86,12 +86,14 @@ def run(digits: list[int], work: Path, device: str) -> dict[str, Any]:
         for method in ("sfd", "erasure-finetune"):
             out = work / f"{method}-{c}"
             started = time.perf_counter()
-            get_method(method).run(UnlearnTask("diffusion", teacher, out, forget, keep, scope=scope, device=device))
+            params = {"steps": sfd_steps} if method == "sfd" else {}
+            get_method(method).run(UnlearnTask("diffusion", teacher, out, forget, keep, scope=scope, device=device,
+                                               params=params))
             seconds = time.perf_counter() - started
             v = fam.verify(out, ref, forget, keep, scope, device=device, report_dir=work / f"report-{method}-{c}")
             rows.append(row(method, c, v, seconds))
             print(json.dumps(rows[-1]), flush=True)
-    return {"digits": digits, "overrides": {c: default_override(c) for c in digits}, "rows": rows,
+    return {"digits": digits, "sfd_steps": sfd_steps, "overrides": {c: default_override(c) for c in digits}, "rows": rows,
             "teacher": str(teacher), "device": device, "torch_threads": torch.get_num_threads(),
             "machine": platform.platform(), "gates": {"forget_rate": "<= 0.05", "retained_acc_ratio": ">= 0.95",
                                                       "retained_fd_ratio": "<= 1.25"}}
@@ -101,8 +103,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"SFD benchmark on digits ({result['device']}, {result['torch_threads']} torch thread(s), "
              f"{result['machine']}; total {result.get('total_seconds', 0) / 60:.1f} min). Judge: `digits-judge`, "
              "100 generations per class from fixed seeds; FD on its penultimate features against all real "
-             "digits of the retained classes. Teacher: `digits-diffusion` sampled with DDIM-50. SFD: method "
-             "defaults (400 steps, λ=0.01, α=1.2, t_init=440). Erasure fine-tune: 400 steps, λ=1, pool of "
+             "digits of the retained classes. Teacher: `digits-diffusion` sampled with DDIM-50. SFD: "
+             f"{result.get('sfd_steps', 400)} steps, other parameters the method's defaults (λ=0.01, α=1.2, "
+             "t_init=440). Erasure fine-tune: 400 steps, λ=1, pool of "
              "64 teacher samples per class. Retrain: the teacher's 1,500 steps on the train split without "
              "the digit. Gates: forget rate ≤ 0.05, retained acc ≥ 0.95× teacher's, retained FD ≤ 1.25× "
              "teacher's. Wall times include sampling the pool (fine-tune) but not verification.",
@@ -148,6 +151,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--work", type=Path, default=Path(".unlearn/bench-sfd"))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sfd-steps", type=int, default=400, help="SFD steps (the method's default is 800)")
     parser.add_argument("--render", action="store_true", help="only redraw the table and plot from sfd.json")
     args = parser.parse_args()
     if args.render:
@@ -157,7 +161,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    result = run(parse_digits(args.digits), args.work, args.device)
+    result = run(parse_digits(args.digits), args.work, args.device, args.sfd_steps)
     result["total_seconds"] = time.perf_counter() - started
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sfd.json").write_text(json.dumps(result, indent=2))
