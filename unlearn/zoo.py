@@ -44,6 +44,10 @@ ZOO: dict[str, ZooEntry] = {
                           "tiny GPT-2 that memorised the biographies of 200 fictitious people"),
     "people-lm-retrain": ZooEntry("lm", "unlearn.zoo:build_people_lm_retrain",
                                   "people-lm retrained without its default forget fold: the exact reference"),
+    "digits-diffusion": ZooEntry("diffusion", "unlearn.zoo:build_digits_diffusion",
+                                 "class-conditional diffusers UNet2DModel (DDPM) on 8x8 digits: SFD's teacher"),
+    "digits-judge": ZooEntry("classifier", "unlearn.zoo:build_digits_judge",
+                             "MLP that judges generated digits for the diffusion verifier; no method uses it"),
 }
 
 
@@ -114,6 +118,23 @@ def build_people_lm_retrain(out_dir: Path, *, device: str = "cpu", progress: Pro
     meta = people_lm_meta()
     world = people_world(meta["dataset"])
     retrain_from_meta(meta, world.retain, out_dir, device=device, progress=progress)
+
+
+def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.diffusion import train_teacher_artifact
+
+    meta = {"family": "diffusion", "model": "digits-diffusion", "sampler": "multistep", "seed": 0,
+            "dataset": {"name": "digits", "seed": 0}, "judge": "digits-judge",
+            "train": {"steps": 1500, "lr": 2e-3, "batch_size": 64, "ema": 0.995}}
+    train_teacher_artifact(meta, get_dataset(meta["dataset"]).ids_in("train"), out_dir, device=device,
+                           progress=progress)
+
+
+def build_digits_judge(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    meta = {"family": "classifier", "model": "digits-judge", "arch": "mlp", "seed": 1,
+            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 64, "num_classes": 10,
+            "train": {"epochs": 100, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4}}
+    train_on_split(meta, out_dir, device=device, progress=progress)
 
 
 def train_on_split(meta: dict, out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
