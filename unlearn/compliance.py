@@ -39,12 +39,13 @@ def run_compliance_check(session: Session, settings: Settings, model_name: str,
             TrainingRecord.model_name == model_name, TrainingRecord.split == "train")).all())
         keep = sorted(train - set(version.excluded_ids))
         base_dir = Path(version.artifact_path)
-        ref = reference_model(settings, model_name, base_dir, keep, device=settings.device, family=model.family)
+        fam = get_family(model.family)
+        ref = (reference_model(settings, model_name, base_dir, keep, device=settings.device, family=model.family)
+               if fam.needs_reference else None)
         report_dir = artifact_dir(settings.resolved_artifact_root, model_name, "compliance", version.id)
         report_dir.mkdir(parents=True, exist_ok=True)
-        verdict = get_family(model.family).verify(base_dir, ref, sorted(gone), keep, Scope(type="samples"),
-                                                  device=settings.device, thresholds=thresholds_for(settings, model),
-                                                  report_dir=report_dir)
+        verdict = fam.verify(base_dir, ref, sorted(gone), keep, Scope(type="samples"), device=settings.device,
+                             thresholds=thresholds_for(settings, model), report_dir=report_dir)
         report["verdict"] = verdict.to_dict()
         (report_dir / "compliance.json").write_text(json.dumps(report, indent=2, default=str))
         passed = verdict.passed

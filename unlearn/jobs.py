@@ -361,17 +361,20 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
         h.write(s, stage="verifying", progress=0.6, message="retrain reference")
         _move_requests(s, _targets(s, h.job_id), {"running"}, "verifying", h.worker)
     t1 = time.perf_counter()
-    ref = reference_model(settings, base.model_name, base_dir, keep, device=settings.device, family=family)
+    fam = get_family(family)
+    ref = (reference_model(settings, base.model_name, base_dir, keep, device=settings.device, family=family)
+           if fam.needs_reference else None)
     h.progress(0.5, "verifying", stage_span=(0.6, 1.0))
     report_dir = artifact_dir(root, base.model_name, "reports", h.job_id, f"attempt-{h.attempt}")
     report_dir.mkdir(parents=True, exist_ok=True)
     cumulative = sorted(set(base.excluded_ids) | set(forget))
-    verdict = get_family(family).verify(out, ref, cumulative, keep, scope, device=settings.device,
-                                        thresholds=thresholds, report_dir=report_dir)
+    verdict = fam.verify(out, ref, cumulative, keep, scope, device=settings.device, thresholds=thresholds,
+                         report_dir=report_dir)
     report = verdict.to_dict()
     report["plots"].update(_lineage_plots(settings, base.id, family, report, len(cumulative), report_dir))
     report.update({"method": method, "unlearn_seconds": round(unlearn_s, 4),
-                   "verify_seconds": round(time.perf_counter() - t1, 4), "reference": str(ref)})
+                   "verify_seconds": round(time.perf_counter() - t1, 4),
+                   "reference": str(ref) if ref else None})
     (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))
 
     with session_scope(url) as s:

@@ -84,6 +84,7 @@ def judge_dir_for(teacher_dir: Path, name: str = DEFAULT_JUDGE, device: str = "c
 
 class DiffusionFamily(Family):
     name = "diffusion"
+    needs_reference = False
 
     def samples(self, model_dir: Path) -> list[SampleRecord]:
         return get_dataset(read_meta(model_dir)["dataset"]).records()
