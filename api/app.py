@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 import unlearn
 from api import problems
-from api.auth import Principal, RateLimiter, api_key_header, authenticate
+from api.auth import KeyCache, Principal, RateLimiter, api_key_header, authenticate
 from api.context import ApiContext, known_model, visible_request
 from api.dashboard import add_dashboard_routes
 from api.operator import add_operator_routes
@@ -34,7 +34,14 @@ from unlearn.operations import cancel_request
 from unlearn.settings import Settings
 from unlearn.sla import at_risk_clause, overdue_clause
 from unlearn.store.db import get_engine
-from unlearn.store.models import DeletionRequest, IdempotencyRecord, Model, ModelVersion, utcnow
+from unlearn.store.models import (
+    DeletionRequest,
+    IdempotencyRecord,
+    Model,
+    ModelVersion,
+    RequestTarget,
+    utcnow,
+)
 from unlearn.store.transitions import REQUEST_TRANSITIONS, IllegalTransition
 
 REQUEST_STATUSES = tuple(REQUEST_TRANSITIONS)  # pending_review, received, …, canceled
@@ -67,6 +74,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
     url = settings.resolved_database_url
     engine = get_engine(url)
     limiter = RateLimiter(settings.rate_limit_per_minute)
+    keys = KeyCache()
     scheduler = CoalesceScheduler(schedule_coalesce or (lambda _d: None), settings.batch_window_s)
 
     app = FastAPI(title="unlearn", version=unlearn.__version__,
@@ -88,7 +96,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
 
     def principal(request: Request, session: Annotated[Session, Depends(db)],
                   key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
-        p = authenticate(session, request, key)
+        p = authenticate(session, request, key, keys)
         limiter.check(p.key_id)
         return p
 
@@ -97,8 +105,8 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
             raise ProblemError(403, "Forbidden", "this action needs an operator key")
         return p
 
-    def as_out(session: Session, r: DeletionRequest) -> RequestOut:
-        return request_out(session, r, settings.at_risk_days)
+    def as_out(session: Session, r: DeletionRequest, targets: list[RequestTarget] | None = None) -> RequestOut:
+        return request_out(session, r, settings.at_risk_days, targets)
 
     # ------------------------------------------------------------------ requests
     @app.post("/v1/deletion-requests", status_code=202, response_model=RequestOut, responses=ERROR_RESPONSES,
@@ -122,9 +130,9 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
             response.headers["Idempotent-Replayed"] = "true"
             return prior.response
         try:
-            req = submit(session, settings, p.tenant, body, actor=f"key:{p.key_id}")
+            req, targets = submit(session, settings, p.tenant, body, actor=f"key:{p.key_id}")
             session.flush()
-            out = as_out(session, req)
+            out = as_out(session, req, targets)
             session.add(IdempotencyRecord(tenant=p.tenant, key=idempotency_key, body_sha256=digest,
                                           status_code=202, response=json.loads(out.model_dump_json())))
             session.commit()

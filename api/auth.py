@@ -49,7 +49,29 @@ def create_api_key(session: Session, tenant: str, role: str) -> str:
     return key
 
 
-def authenticate(session: Session, request: Request, header_key: str | None) -> Principal:
+class KeyCache:
+    """Recently seen keys, so that a burst of requests does not look its key up every time.
+    A revoked key stops working within `ttl_s`."""
+
+    def __init__(self, ttl_s: float = 30.0, size: int = 10_000) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self._items: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Principal | None:
+        with self._lock:
+            hit = self._items.get(key_hash)
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
+    def put(self, key_hash: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._items) >= self.size:
+                self._items.clear()
+            self._items[key_hash] = (time.monotonic() + self.ttl_s, principal)
+
+
+def authenticate(session: Session, request: Request, header_key: str | None,
+                 cache: KeyCache | None = None) -> Principal:
     key = header_key
     auth = request.headers.get("authorization", "")
     if not key and auth.lower().startswith("bearer "):
@@ -62,10 +84,16 @@ def authenticate(session: Session, request: Request, header_key: str | None) -> 
     if not key:
         raise ProblemError(401, "Unauthorized", "an API key is required (X-API-Key header)",
                            headers={"WWW-Authenticate": "ApiKey"})
-    row = session.exec(select(ApiKey).where(ApiKey.key_hash == hash_secret(key))).first()
+    key_hash = hash_secret(key)
+    if cache is not None and (hit := cache.get(key_hash)) is not None:
+        return hit
+    row = session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
     if row is None or row.revoked:
         raise ProblemError(401, "Unauthorized", "unknown or revoked API key", headers={"WWW-Authenticate": "ApiKey"})
-    return Principal(row.id, row.tenant, row.role)
+    principal = Principal(row.id, row.tenant, row.role)
+    if cache is not None:
+        cache.put(key_hash, principal)
+    return principal
 
 
 class RateLimiter:

@@ -33,6 +33,7 @@ from api.schemas import (
 from api.views import job_out, request_out
 from unlearn import certificates
 from unlearn.operations import extend_due, retry_job, review_request
+from unlearn.registry import RegistryError
 from unlearn.sla import at_risk_clause, overdue_clause
 from unlearn.store.models import (
     AuditEvent,
@@ -273,7 +274,11 @@ def add_operator_routes(app: FastAPI, ctx: ApiContext) -> None:
         except ImportError:
             raise ProblemError(501, "Not Implemented", "continuous compliance checks are not available in "
                                "this build") from None
-        check = run_compliance_check(session, settings, name, trigger="operator")
+        try:
+            check = run_compliance_check(session, settings, name, trigger="operator")
+        except RegistryError as exc:
+            session.rollback()
+            raise ProblemError(409, "Conflict", str(exc)) from None
         audit(session, actor=actor(p), entity_type="compliance", entity_id=check.id,
               to_state="passed" if check.passed else "failed", reason="operator re-ran the compliance check",
               data={"model": name, "version_id": check.version_id, "regression": check.regression})

@@ -24,8 +24,10 @@ def job_out(j: UnlearningJob) -> JobOut:
                   started_at=j.started_at, finished_at=j.finished_at)
 
 
-def request_out(session: Session, r: DeletionRequest, at_risk_days: float) -> RequestOut:
-    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
+def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
+                targets: list[RequestTarget] | None = None) -> RequestOut:
+    if targets is None:
+        targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
     job_ids = sorted({t.job_id for t in targets if t.job_id})
     jobs = session.exec(select(UnlearningJob).where(col(UnlearningJob.id).in_(job_ids))).all() if job_ids else []
     verdicts = {}

@@ -1,1 +1,2 @@
-"""Benchmarks: each module runs with `python -m benchmarks.<name>` and writes JSON + PNG into results/."""
+"""Benchmarks: each module runs with `python -m benchmarks.<name>` and writes JSON, PNG plots and a
+Markdown table into benchmarks/results/."""

@@ -24,6 +24,7 @@ from api.app import create_app
 from api.auth import create_api_key
 from cli.bootstrap import prepare, register_zoo_models
 from unlearn.data import get_dataset
+from unlearn.data.poison import flagged_subset
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
 from unlearn.store.models import Model, ModelVersion, UnlearningJob
@@ -40,29 +41,51 @@ class DemoRequest:
     tags: list[str] = field(default_factory=list)
 
 
-def _digits_subject(index: int) -> str:
-    data = get_dataset({"name": "digits", "seed": 0})
+def _digits_subject(index: int, dataset: str = "digits") -> str:
+    data = get_dataset({"name": dataset, "seed": 0})
     trained = sorted({data.subjects[data.index[s]] for s in data.ids_in("train")})
     return trained[index]
 
 
+def _subject_samples(index: int) -> list[str]:
+    data = get_dataset({"name": "digits", "seed": 0})
+    subject = _digits_subject(index)
+    return [s for s in data.ids_in("train") if data.subjects[data.index[s]] == subject]
+
+
 def demo_plan(models: list[str]) -> list[DemoRequest]:
-    """The requests the demo submits, for the models it serves."""
+    """The requests the demo submits, for the models it serves: every family and method."""
     plan: list[DemoRequest] = []
     if "digits-mlp" in models:
         plan += [
-            DemoRequest("forget a person (by subject, every model trained on them)",
+            DemoRequest("forget a person (exact retrain)",
                         {"scope": {"type": "subject", "subject": _digits_subject(0)}, "model": "digits-mlp"}),
-            DemoRequest("forget two people in one batch (coalesced)",
+            DemoRequest("two people at once: coalesced into one job",
                         {"scope": {"type": "subject", "subject": _digits_subject(1)}, "model": "digits-mlp"}),
             DemoRequest("", {"scope": {"type": "subject", "subject": _digits_subject(2)}, "model": "digits-mlp"}),
             DemoRequest("remove a whole class",
                         {"scope": {"type": "class", "label": 7}, "model": "digits-mlp", "method": "retrain"}),
         ]
+    if "digits-acu" in models:
+        plan += [
+            DemoRequest("ACU: forget a person, closed form",
+                        {"scope": {"type": "subject", "subject": _digits_subject(3)}, "model": "digits-acu"}),
+            DemoRequest("ACU: remove a class, chained on the previous version",
+                        {"scope": {"type": "class", "label": 4}, "model": "digits-acu"}),
+        ]
+    if "digits-cnn" in models:
+        plan.append(DemoRequest("LAF: forget unlabelled samples",
+                                {"scope": {"type": "samples", "sample_ids": _subject_samples(4),
+                                           "labels_known": False}, "model": "digits-cnn"}))
+    if "digits-backdoor" in models:
+        flagged = flagged_subset(get_dataset({"name": "digits-backdoor", "seed": 0}), 0.25)
+        plan.append(DemoRequest("SSD: a backdoor, 25% of the poisoned samples flagged",
+                                {"scope": {"type": "samples", "sample_ids": flagged}, "model": "digits-backdoor",
+                                 "kind": "corrective"}))
     return plan
 
 
-DEMO_MODELS = ["digits-mlp"]
+DEMO_MODELS = ["digits-mlp", "digits-acu", "digits-cnn", "digits-backdoor"]
 
 
 def _free_port() -> int:

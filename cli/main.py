@@ -40,12 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             uvicorn.run(create_app(settings, schedule_coalesce=coalesce_sender(app), enqueue_jobs=job_sender(app)),
                         host=args.host, port=args.port)
         return 0
-    from workers.celery_app import app as celery_app
-    from workers.celery_app import job_sender
-
-    uvicorn.run(create_app(settings, schedule_coalesce=lambda d: celery_app.send_task(
-        "ops.coalesce", kwargs={"force": True}, countdown=d), enqueue_jobs=job_sender(celery_app)),
-        host=args.host, port=args.port, workers=1)
+    uvicorn.run("api.asgi:build", factory=True, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
@@ -191,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--models", default="", help="zoo models to build and register first, comma-separated")
+    s.add_argument("--workers", type=int, default=1, help="API processes (production layout only)")
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="run a Celery worker (queues gpu and cpu)")

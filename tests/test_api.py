@@ -118,6 +118,10 @@ def test_end_to_end_without_celery_then_rollback_is_refused_for_tainted(api):
     assert next(iter(req["verdicts"].values()))["verdict"] == "pass"
     versions = api.get("/v1/models/digits-mlp/versions", headers=h).json()
     assert [(v["version"], v["status"], v["tainted"]) for v in versions] == [(1, "retired", True), (2, "promoted", False)]
+    from pathlib import Path
+
+    plots = versions[1]["metrics"]["plots"]
+    assert Path(plots["c5"]).is_file() and Path(plots["c6"]).is_file()  # C5/C6 over the lineage, with the version
     models = api.get("/v1/models", headers=h).json()
     assert models[0]["champion"]["version"] == 2
     refused = api.post("/v1/models/digits-mlp/rollback", json={"version_id": versions[0]["id"]}, headers=h)

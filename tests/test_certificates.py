@@ -29,8 +29,9 @@ def completed(tmp_path_factory, zoo_dir):
     migrate(settings.resolved_database_url)
     register(settings, zoo_dir)
     with session_scope(settings.resolved_database_url) as s:
-        rid = submit(s, settings, "tenant-a", DeletionRequestIn(
-            model="digits-mlp", scope={"type": "subject", "subject": SUBJECT}), actor="test").id
+        request, _ = submit(s, settings, "tenant-a", DeletionRequestIn(
+            model="digits-mlp", scope={"type": "subject", "subject": SUBJECT}), actor="test")
+        rid = request.id
     with session_scope(settings.resolved_database_url) as s:
         (job_id,) = coalesce(s, settings, force=True)
     assert run_job(settings, job_id, "test-worker").status == "done"

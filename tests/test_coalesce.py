@@ -8,7 +8,7 @@ from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob
 
 def _submit(settings, **body):
     with session_scope(settings.resolved_database_url) as s:
-        return submit(s, settings, "t1", DeletionRequestIn(**body)).id
+        return submit(s, settings, "t1", DeletionRequestIn(**body))[0].id
 
 
 def test_pending_requests_for_one_model_become_one_job(digits_service):

@@ -220,7 +220,12 @@ def test_operator_follows_a_request_to_completion_and_rolls_back(server, page):
     expect(page.locator("#jobs-table")).to_contain_text("done")
     shot(page, "08-jobs")
     page.get_by_role("link", name="Compliance").click()
-    expect(page.locator("#compliance-table")).to_contain_text("digits-mlp")
+    expect(page.locator("#compliance-table")).to_contain_text("never checked")
+    page.get_by_role("button", name="Re-run check").click()
+    page.get_by_role("dialog", name="Re-run compliance check").get_by_role("button", name="Run check").click()
+    expect(page.get_by_role("status")).to_contain_text("Compliance check of digits-mlp finished")
+    expect(page.locator("#compliance-table")).to_contain_text("operator")  # the trigger
+    expect(page.locator("#compliance-table")).to_contain_text("pass")
     shot(page, "09-compliance")
     page.get_by_role("link", name="Requests").click()
     assert page.evaluate(UNLABELLED) == []

@@ -59,7 +59,7 @@ class Service:
             for i in range(start, start + n):
                 body = DeletionRequestIn(model="digits-mlp", method=method, params=params or {},
                                          scope={"type": "subject", "subject": f"subject-{i:04d}"})
-                ids.append(submit(s, self.settings, "t", body).id)
+                ids.append(submit(s, self.settings, "t", body)[0].id)
         self.celery.send_task("ops.coalesce", kwargs={"force": True})
         return ids
 

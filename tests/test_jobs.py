@@ -17,7 +17,7 @@ from unlearn.store.models import DeletionRequest, ModelVersion, UnlearningJob, u
 def _job(settings, subject="subject-0001", method="auto"):
     with session_scope(settings.resolved_database_url) as s:
         rid = submit(s, settings, "t", DeletionRequestIn(model="digits-mlp", method=method,
-                                                          scope={"type": "subject", "subject": subject})).id
+                                                          scope={"type": "subject", "subject": subject}))[0].id
         (job_id,) = coalesce(s, settings, force=True)
     return rid, job_id
 
@@ -94,8 +94,8 @@ def test_requests_held_for_review_wait_for_an_operator(digits_service):
 
     settings = digits_service.model_copy(update={"review_required_for": ["class"]})
     with session_scope(settings.resolved_database_url) as s:
-        held = submit(s, settings, "t", DeletionRequestIn(model="digits-mlp", scope={"type": "class", "label": 1}))
-        denied = submit(s, settings, "t", DeletionRequestIn(model="digits-mlp", scope={"type": "class", "label": 2}))
+        held, _ = submit(s, settings, "t", DeletionRequestIn(model="digits-mlp", scope={"type": "class", "label": 1}))
+        denied, _ = submit(s, settings, "t", DeletionRequestIn(model="digits-mlp", scope={"type": "class", "label": 2}))
         assert held.status == "pending_review"
         assert coalesce(s, settings, force=True) == []  # nothing runs before approval
         review_request(s, held, approve=True, actor="op", reason="verified identity")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from unlearn.data.poison import flagged_subset
 from unlearn.families import Scope, get_family
 from unlearn.families.classifier import dataset_of
 from unlearn.methods import UnlearnTask, get_method
@@ -51,9 +52,7 @@ def test_dampening_never_grows_a_weight():
 
 
 def _flag(data, share, seed=0):
-    manipulated = data.extra["manipulated_ids"]
-    rng = np.random.default_rng(seed)
-    flagged = [str(s) for s in rng.choice(manipulated, size=round(share * len(manipulated)), replace=False)]
+    flagged = flagged_subset(data, share, seed)
     keep = [s for s in data.ids_in("train") if s not in set(flagged)]
     return flagged, keep
 
@@ -82,14 +81,20 @@ def test_ssd_removes_the_backdoor_with_a_quarter_flagged(backdoor_quarter):
     assert facts["alpha"] == 10.0 and facts["lam"] == 1.0 and facts["selected"] > 0
     assert verdict.info["original"]["effect"] > 0.9  # the backdoor works on the original
     assert rows["attack_success"].passed and rows["attack_success"].value <= 0.10
+    assert verdict.passed, verdict.reasons  # clean accuracy within 2 points of the original too
     # Corrective unlearning's point: retraining without the flagged quarter keeps the backdoor.
     assert verdict.info["retrain_without_flagged"]["effect"] > 0.5
 
 
-@pytest.mark.xfail(strict=False, reason="measured: on the digits CNN, SSD with the paper's α=10, λ=1 "
-                   "dampens so many weights that clean accuracy collapses; see benchmarks/results/corrective.md")
-def test_ssd_keeps_clean_accuracy_with_a_quarter_flagged(backdoor_quarter):
-    _, verdict = backdoor_quarter
+@pytest.mark.parametrize("draw", [1, 2])
+def test_ssd_passes_the_gates_on_other_flagged_quarters(zoo_dir, tmp_path, draw):
+    model = ensure("digits-backdoor", zoo_dir)
+    flagged, keep = _flag(dataset_of(model), 0.25, seed=draw)
+    scope = Scope(kind="corrective")
+    get_method("ssd").run(UnlearnTask("classifier", model, tmp_path / "ssd", flagged, keep, scope))
+    # The gates compare with the original only; the retrain reference is reported, so the
+    # original stands in for it here instead of a second retraining.
+    verdict = get_family("classifier").verify(tmp_path / "ssd", model, flagged, keep, scope)
     assert verdict.passed, verdict.reasons
 
 

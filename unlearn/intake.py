@@ -110,7 +110,7 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
 
 
 def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequestIn,
-           actor: str = "api") -> DeletionRequest:
+           actor: str = "api") -> tuple[DeletionRequest, list[RequestTarget]]:
     """Validate and record a request (status `received`) with one target per affected model."""
     if body.model is not None and session.get(Model, body.model) is None:
         raise IntakeError(f"unknown model {body.model!r}", 404, "Unknown model")
@@ -134,8 +134,9 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
         request.status = "pending_review"
     session.add(request)
     session.flush()
-    session.add_all([RequestTarget(request_id=request.id, model_name=m, forget_ids=sorted(ids))
-                     for m, ids in sorted(targets.items())])
+    rows = [RequestTarget(request_id=request.id, model_name=m, forget_ids=sorted(ids))
+            for m, ids in sorted(targets.items())]
+    session.add_all(rows)
     audit(session, actor=actor, entity_type="request", entity_id=request.id, to_state=request.status,
           data={"models": sorted(targets), "samples": sum(len(v) for v in targets.values())})
-    return request
+    return request, rows

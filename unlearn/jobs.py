@@ -226,6 +226,33 @@ def seed_reference(settings: Settings, model_name: str, keep_ids: list[str], sou
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+# The utility and forgetting criteria whose course over a lineage C5 and C6 plot, per family.
+LINEAGE_CRITERIA = {"lm": ("knowmem_retain", "verbmem", "knowmem_forget"),
+                    "classifier": ("test_acc", "retain_acc", "forget_acc"),
+                    "diffusion": ("retained_acc_ratio", "forget_rate", "retained_fd_ratio")}
+
+
+def _lineage_plots(settings: Settings, parent_id: str, family: str, report: dict, forgotten: int,
+                   report_dir: Path) -> dict[str, str]:
+    """C5 (utility against the forget set's size) and C6 (over sequential requests) for this lineage,
+    drawn from the verdicts its versions already stored plus this one."""
+    from unlearn.verify.muse import history_plots
+
+    history = [{"forgotten": forgotten, "verdict": report}]
+    with session_scope(settings.resolved_database_url) as s:
+        v = s.get(ModelVersion, parent_id)
+        while v is not None:
+            if v.metrics.get("criteria"):
+                history.append({"forgotten": len(v.excluded_ids), "verdict": v.metrics})
+            v = s.get(ModelVersion, v.parent_id) if v.parent_id else None
+    names = [c for c in LINEAGE_CRITERIA.get(family, ()) if c in report["criteria"]] or list(report["criteria"])[:3]
+    try:
+        return history_plots(history[::-1], report_dir, names)
+    except Exception:  # a plot is a convenience; it never fails a verification
+        log.warning("lineage plots failed", exc_info=True)
+        return {}
+
+
 def thresholds_for(settings: Settings, model: Model) -> dict[str, float]:
     """Only the gates someone set (deployment-wide, then per model): the verifier owns the defaults."""
     deployment = {"forget_acc_margin": settings.gate_forget_acc_margin,
@@ -293,7 +320,10 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
         targets = _targets(s, job.id)
         h.write(s, base_version_id=base.id, message="preparing")
         already = set(base.excluded_ids)
-        forget = sorted({sid for t in targets for sid in t.forget_ids} - already)
+        asked = {sid for t in targets for sid in t.forget_ids}
+        # A reopened request (a compliance regression) is forgotten again even though the champion
+        # already excludes its samples: the exact retrain below re-derives the model without them.
+        forget = sorted(asked if job.params.get("reopened") else asked - already)
         request_ids = sorted({t.request_id for t in targets})
         train_ids = list(s.exec(select(TrainingRecord.sample_id).where(
             TrainingRecord.model_name == job.model_name, TrainingRecord.split == "train")).all())
@@ -331,16 +361,20 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
         h.write(s, stage="verifying", progress=0.6, message="retrain reference")
         _move_requests(s, _targets(s, h.job_id), {"running"}, "verifying", h.worker)
     t1 = time.perf_counter()
-    ref = reference_model(settings, base.model_name, base_dir, keep, device=settings.device, family=family)
+    fam = get_family(family)
+    ref = (reference_model(settings, base.model_name, base_dir, keep, device=settings.device, family=family)
+           if fam.needs_reference else None)
     h.progress(0.5, "verifying", stage_span=(0.6, 1.0))
     report_dir = artifact_dir(root, base.model_name, "reports", h.job_id, f"attempt-{h.attempt}")
     report_dir.mkdir(parents=True, exist_ok=True)
     cumulative = sorted(set(base.excluded_ids) | set(forget))
-    verdict = get_family(family).verify(out, ref, cumulative, keep, scope, device=settings.device,
-                                        thresholds=thresholds, report_dir=report_dir)
+    verdict = fam.verify(out, ref, cumulative, keep, scope, device=settings.device, thresholds=thresholds,
+                         report_dir=report_dir)
     report = verdict.to_dict()
+    report["plots"].update(_lineage_plots(settings, base.id, family, report, len(cumulative), report_dir))
     report.update({"method": method, "unlearn_seconds": round(unlearn_s, 4),
-                   "verify_seconds": round(time.perf_counter() - t1, 4), "reference": str(ref)})
+                   "verify_seconds": round(time.perf_counter() - t1, 4),
+                   "reference": str(ref) if ref else None})
     (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))
 
     with session_scope(url) as s:

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from unlearn.settings import Settings
 from unlearn.sla import at_risk_clause, overdue_clause
-from unlearn.store.models import DeletionRequest, UnlearningJob, utcnow
+from unlearn.store.models import ComplianceCheck, DeletionRequest, UnlearningJob, utcnow
 
 
 class _DatabaseCollector:
@@ -39,6 +39,15 @@ class _DatabaseCollector:
         for stage, n in s.exec(select(UnlearningJob.stage, func.count()).group_by(UnlearningJob.stage)):
             stages.add_metric([stage], n)
         yield stages
+        checks = GaugeMetricFamily("unlearn_compliance_checks", "Continuous-compliance checks by result",
+                                   labels=["result"])
+        for passed, n in s.exec(select(ComplianceCheck.passed, func.count()).group_by(ComplianceCheck.passed)):
+            checks.add_metric(["pass" if passed else "fail"], n)
+        yield checks
+        regressions = s.exec(select(func.count()).select_from(ComplianceCheck).where(
+            ComplianceCheck.regression == True)).one()  # noqa: E712
+        yield GaugeMetricFamily("unlearn_compliance_regressions", "Champions that failed a re-check after passing "
+                                "(alert on any increase)", value=regressions)
         durations = SummaryMetricFamily("unlearn_job_duration_seconds", "Finished jobs, start to finish",
                                         labels=["method"])
         done = s.exec(select(UnlearningJob.method, UnlearningJob.started_at, UnlearningJob.finished_at).where(

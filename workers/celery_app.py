@@ -41,6 +41,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         beat_schedule={
             "reconcile": {"task": "ops.reconcile", "schedule": settings.reconcile_interval_s},
+            "compliance": {"task": "ops.compliance_sweep", "schedule": settings.compliance_interval_s},
         },
         timezone="UTC",
     )

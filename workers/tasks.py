@@ -57,3 +57,31 @@ def reconcile() -> list[str]:
         job_ids = operations.reconcile(s, settings)
     enqueue_jobs(job_ids)
     return job_ids
+
+
+@shared_task(name="verify.compliance_check")
+def compliance_check(model_name: str, trigger: str = "schedule") -> dict:
+    from unlearn.compliance import run_compliance_check
+
+    settings = _settings()
+    with session_scope(settings.resolved_database_url) as s:
+        check = run_compliance_check(s, settings, model_name, trigger)
+        result = {"model": model_name, "passed": check.passed, "regression": check.regression,
+                  "reopened": list(check.reopened_request_ids)}
+    if result["reopened"]:
+        coalesce.delay(force=True)  # the reopened requests are served again right away
+    return result
+
+
+@shared_task(name="ops.compliance_sweep")
+def compliance_sweep() -> list[str]:
+    from sqlmodel import select
+
+    from unlearn.store.models import Model
+
+    settings = _settings()
+    with session_scope(settings.resolved_database_url) as s:
+        names = list(s.exec(select(Model.name)).all())
+    for name in names:
+        compliance_check.delay(name, "schedule")
+    return names

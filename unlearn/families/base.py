@@ -52,6 +52,10 @@ class Scope:
 
 class Family(ABC):
     name: ClassVar[str]
+    # Whether `verify` needs the retrain-from-scratch reference. The diffusion family gates against
+    # its teacher (a retrained teacher is only reported, in the benchmark), so the service skips
+    # minutes of retraining there.
+    needs_reference: ClassVar[bool] = True
 
     @abstractmethod
     def samples(self, model_dir: Path) -> list[SampleRecord]:
@@ -68,7 +72,7 @@ class Family(ABC):
         with the same settings and seed as the original, and write the artifact to `out_dir`."""
 
     @abstractmethod
-    def verify(self, candidate_dir: Path, reference_dir: Path, forget_ids: Sequence[str],
+    def verify(self, candidate_dir: Path, reference_dir: Path | None, forget_ids: Sequence[str],
                retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
         """Score the candidate against the retrain reference. `report_dir` receives plots."""

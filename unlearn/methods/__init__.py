@@ -15,6 +15,14 @@ METHODS: dict[str, str] = {
     "acu": "unlearn.methods.acu:SPEC",
     "laf": "unlearn.methods.laf:SPEC",
     "ssd": "unlearn.methods.ssd:SPEC",
+    "ga": "unlearn.methods.ga:SPEC",
+    "ga_gdr": "unlearn.methods.ga:SPEC_GDR",
+    "ga_klr": "unlearn.methods.ga:SPEC_KLR",
+    "npo": "unlearn.methods.npo:SPEC",
+    "npo_gdr": "unlearn.methods.npo:SPEC_GDR",
+    "npo_klr": "unlearn.methods.npo:SPEC_KLR",
+    "sfd": "unlearn.methods.sfd:SPEC",
+    "erasure-finetune": "unlearn.methods.erasure_finetune:SPEC",
 }
 
 

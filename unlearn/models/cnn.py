@@ -4,7 +4,10 @@ LAF needs that split: it adapts the extractor's representation (the 256-d output
 `fc1`, as in LAF's official CNN) and leaves the head alone. Layout, after LAF's code and
 scaled to 8×8 inputs: Conv3×3(1→16)–pool–Conv3×3(16→32)–pool → 128 features → fc1 (256,
 linear: the embedding) → head Linear(256→128)–Linear(128→C), no non-linearity in between.
-Training, saving and prediction reuse the MLP module's helpers.
+Saving and prediction reuse the MLP module's helpers. Training is `mlp.fit`'s minibatch Adam
+plus optional label smoothing (`train.label_smoothing`), which the corrective zoo models use:
+a network trained to zero loss has near-zero, heavy-tailed per-sample gradients, and SSD's
+Fisher importances (squared gradients of the cross-entropy) then rank parameters by noise.
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ def train(meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *, 
     model = build(meta)
     t = meta.get("train", {})
     fit(model, X, y, epochs=t.get("epochs", 40), lr=t.get("lr", 1e-3), batch_size=t.get("batch_size", 64),
-        seed=meta["seed"], device=device, weight_decay=t.get("weight_decay", 1e-4), progress=progress)
+        seed=meta["seed"], device=device, weight_decay=t.get("weight_decay", 1e-4),
+        label_smoothing=t.get("label_smoothing", 0.0), progress=progress)
     save(model, meta, out_dir)
 
 
@@ -66,4 +70,4 @@ def load(model_dir: Path, device: str = "cpu"):
     return predictor(model, device)
 
 
-__all__ = ["CNN", "build", "load", "load_module", "save", "train"]
+__all__ = ["CNN", "build", "fit", "load", "load_module", "save", "train"]

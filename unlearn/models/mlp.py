@@ -29,8 +29,9 @@ def build(meta: dict[str, Any]) -> MLP:
 
 
 def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_size: int,
-        seed: int, device: str = "cpu", weight_decay: float = 0.0, progress: Progress = no_progress) -> nn.Module:
-    """Minibatch Adam on cross-entropy; the shuffling order is fixed by `seed`."""
+        seed: int, device: str = "cpu", weight_decay: float = 0.0, label_smoothing: float = 0.0,
+        progress: Progress = no_progress) -> nn.Module:
+    """Minibatch Adam on (optionally label-smoothed) cross-entropy; the shuffling order is fixed by `seed`."""
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
@@ -40,7 +41,7 @@ def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: floa
         perm = torch.randperm(len(Xt), generator=gen).to(device)
         for i in range(0, len(Xt), batch_size):
             b = perm[i:i + batch_size]
-            loss = nn.functional.cross_entropy(model(Xt[b]), yt[b])
+            loss = nn.functional.cross_entropy(model(Xt[b]), yt[b], label_smoothing=label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -56,6 +56,24 @@ def privleak(auc: float, auc_ref: float) -> float:
     return (auc - auc_ref) / auc_ref
 
 
+def privleak_interval(lp_c: np.ndarray, lp_r: np.ndarray, y: np.ndarray, forget: np.ndarray,
+                      holdout: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap 95% interval of the normalised AUC gap; candidate and reference see the same resample."""
+    rng = np.random.default_rng(seed)
+    gaps = []
+    for _ in range(n_boot):
+        f = rng.choice(forget, size=len(forget))
+        h = rng.choice(holdout, size=len(holdout))
+        a_c = loss_mia_auc(lp_c[f], y[f], lp_c[h], y[h])
+        a_r = loss_mia_auc(lp_r[f], y[f], lp_r[h], y[h])
+        if np.isfinite(a_c) and np.isfinite(a_r) and a_r > 0:
+            gaps.append(privleak(a_c, a_r))
+    if not gaps:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(gaps, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def verify_classifier(candidate, reference, X: np.ndarray, y: np.ndarray, *,
                       forget: np.ndarray, retain: np.ndarray, holdout: np.ndarray, test: np.ndarray,
                       thresholds: dict[str, float] | None = None) -> Verdict:
@@ -78,8 +96,15 @@ def verify_classifier(candidate, reference, X: np.ndarray, y: np.ndarray, *,
     auc_c = loss_mia_auc(lp_c[forget], y[forget], lp_c[holdout], y[holdout])
     auc_r = loss_mia_auc(lp_r[forget], y[forget], lp_r[holdout], y[holdout])
     if np.isfinite(auc_c) and np.isfinite(auc_r):
-        rows.append(criterion("privleak", privleak(auc_c, auc_r), "within", th["mia_rel_tol"], reference=0.0,
-                              detail=f"loss-MIA AUC {auc_c:.3f} vs retrain {auc_r:.3f}, normalised"))
+        leak = privleak(auc_c, auc_r)
+        lo, hi = privleak_interval(lp_c, lp_r, y, forget, holdout)
+        tol = th["mia_rel_tol"]
+        # Judged on the interval, as MUSE judges C1/C2: a forget set of five samples gives an AUC
+        # whose point estimate swings by tens of percent; fail only where the data show a leak.
+        rows.append(Criterion(name="privleak", value=leak, threshold=tol, op="within", reference=0.0, ci=(lo, hi),
+                              passed=bool(lo <= tol and hi >= -tol),
+                              detail=f"loss-MIA AUC {auc_c:.3f} vs retrain {auc_r:.3f}, normalised; "
+                                     "passes when its 95% interval reaches within the tolerance"))
     info = {"mia_auc": auc_c, "mia_auc_retrain": auc_r, "n_forget": int(len(forget)),
             "n_holdout": int(len(holdout)), "n_test": int(len(test))}
     return Verdict(criteria=rows, info=info)

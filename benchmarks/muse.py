@@ -1,0 +1,161 @@
+"""The MUSE table for every language-model method on the default people world.
+
+For each method: C1–C4 with bootstrap 95% intervals and the gate's verdict, wall time against the
+time to retrain the reference from scratch, and the C5 (forget-set size) and C6 (sequential
+requests) curves of utility and forgetting. Writes benchmarks/results/muse.json, muse.md and
+muse_c5.png / muse_c6.png.
+
+    python -m benchmarks.muse                       # all six methods, curves for --curves
+    python -m benchmarks.muse --methods npo_klr --curves npo_klr
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unlearn.families import Scope, get_family
+from unlearn.families.lm import HFLanguageModel, muse_data, world_of
+from unlearn.methods import UnlearnTask, get_method
+from unlearn.verify import muse
+from unlearn.zoo import ensure
+
+METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"]
+RESULTS = Path(__file__).resolve().parent / "results"
+CRITERIA = ["verbmem", "knowmem_forget", "privleak", "knowmem_retain"]
+
+
+def run_method(name: str, base: Path, forget: list[str], retain: list[str], out: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    facts = get_method(name).run(UnlearnTask("lm", base, out, list(forget), list(retain)))
+    return {**facts, "wall_s": time.perf_counter() - t0}
+
+
+def curve_scorer(world):
+    """Utility on the core people (in no fold) and forgetting on the folds requested so far."""
+    def score(model_dir: Path, forget: list[str]) -> dict[str, float]:
+        data = muse_data(world, forget, world.core)
+        s = muse.score_model(HFLanguageModel.load(model_dir), data, ("verbmem", "knowmem_forget", "knowmem_retain"))
+        return {"knowmem_retain": float(s.knowmem_retain.mean()), "verbmem": float(s.verbmem.mean()),
+                "knowmem_forget": float(s.knowmem_forget.mean())}
+    return score
+
+
+def fmt(c: dict[str, Any]) -> str:
+    mark = "✅" if c["passed"] else "❌"
+    return f"{c['value']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] {mark}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    ref, rt = report["reference"], report["retrain_s"]
+    lines = [
+        "## MUSE on the people world (tiny GPT-2, CPU)",
+        "",
+        f"World: {report['world']['n_people']} fictitious people, {report['world']['trained']} trained on, "
+        f"forget fold of {report['world']['forget']} people ({report['world']['forget'] * 5} texts), "
+        f"{report['world']['holdout']} holdout people for PrivLeak. Model: {report['model']}. "
+        f"Retrain from scratch on the retained people: **{rt:.0f} s**. "
+        "Scores are ROUGE-L F1 fractions (MUSE prints ×100); PrivLeak is (AUC − AUC_retrain)/AUC_retrain. "
+        "Each cell: value [bootstrap 95% interval] and the gate (C1, C2 ≤ upper end of the retrain's interval; "
+        f"C3 within ±{report['thresholds']['privleak_tol']:.0%}; "
+        f"C4 ≥ {report['thresholds']['utility_frac']:.0%} of the retrain's).",
+        "",
+        "| model | C1 VerbMem ↓ | C2 KnowMem forget ↓ | C3 PrivLeak | C4 KnowMem retain ↑ | all four | wall s | × retrain time | epochs |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| target (no unlearning) | {' | '.join(fmt(report['target'][k]) for k in CRITERIA)} | "
+        f"{'pass' if report['target_passed'] else 'fail'} | – | – | – |",
+        f"| retrain (reference) | {ref['verbmem']:.3f} | {ref['knowmem_forget']:.3f} | 0 (AUC {ref['auc']:.3f}) | "
+        f"{ref['knowmem_retain']:.3f} | pass | {rt:.0f} | 1 | – |",
+    ]
+    for r in report["methods"]:
+        lines.append(f"| {r['method']} | {' | '.join(fmt(r['criteria'][k]) for k in CRITERIA)} | "
+                     f"{'**pass**' if r['passed'] else 'fail'} | {r['wall_s']:.1f} | {r['wall_s'] / rt:.3f} | "
+                     f"{r['epoch_chosen']}/{r['epochs_run']} ({r['stop']}) |")
+    fast = [r["method"] for r in report["methods"] if r["passed"] and r["wall_s"] < rt / 5]
+    lines += ["", f"Methods passing all four gates in under a fifth of the retrain time: "
+                  f"{', '.join(fast) if fast else 'none'}.", ""]
+    if report.get("c5"):
+        lines += ["C5 scalability (utility = KnowMem on the 100 core people, after unlearning nested forget sets "
+                  "from the target) and C6 sustainability (four disjoint folds unlearned one after another):", "",
+                  "| method | C5 utility by forget size | C6 utility by request | C6 VerbMem on all folds so far |",
+                  "|---|---|---|---|"]
+        for m in report["c5"]:
+            c5 = ", ".join(f"{r['size']}: {r['knowmem_retain']:.3f}" for r in report["c5"][m])
+            c6 = ", ".join(f"{r['request']}: {r['knowmem_retain']:.3f}" for r in report["c6"][m])
+            c6v = ", ".join(f"{r['request']}: {r['verbmem']:.3f}" for r in report["c6"][m])
+            lines.append(f"| {m} | {c5} | {c6} | {c6v} |")
+        lines += ["", "![C5](muse_c5.png) ![C6](muse_c6.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--curves", default="ga_klr", help="methods to draw C5/C6 curves for ('all', 'none')")
+    ap.add_argument("--zoo", default=".unlearn/zoo")
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = [m for m in args.methods.split(",") if m]
+    curves = methods if args.curves == "all" else [] if args.curves == "none" else args.curves.split(",")
+    fam = get_family("lm")
+    target = ensure("people-lm", Path(args.zoo))
+    world = world_of(target)
+    work = Path(tempfile.mkdtemp(prefix="muse-bench-"))
+    try:
+        t0 = time.perf_counter()
+        reference = work / "retrain"
+        fam.retrain(target, world.retain, reference)
+        retrain_s = time.perf_counter() - t0
+        print(f"retrain {retrain_s:.1f}s", flush=True)
+        scope = Scope(type="subject")
+        v_target = fam.verify(target, reference, world.forget, world.retain, scope)
+        report: dict[str, Any] = {
+            "world": {"n_people": len(world.people), "trained": len(world.trained), "forget": len(world.forget),
+                      "holdout": len(world.holdout)},
+            "model": "GPT-2, 2 layers, width 128, byte-level BPE 512, ~0.5M parameters",
+            "retrain_s": retrain_s, "thresholds": v_target.info["thresholds"],
+            "reference": v_target.info["reference"], "target": v_target.to_dict()["criteria"],
+            "target_passed": v_target.passed, "methods": []}
+        for name in methods:
+            facts = run_method(name, target, world.forget, world.retain, work / name)
+            v = fam.verify(work / name, reference, world.forget, world.retain, scope)
+            report["methods"].append({"method": name, "passed": v.passed, "criteria": v.to_dict()["criteria"],
+                                      "wall_s": facts["wall_s"], "epochs_run": facts["epochs_run"],
+                                      "epoch_chosen": facts["epoch_chosen"], "stop": facts["stop"],
+                                      "params": facts["params"], "curve": facts["curve"]})
+            print(name, "pass" if v.passed else f"fail {v.reasons}", f"{facts['wall_s']:.1f}s", flush=True)
+        score = curve_scorer(world)
+        report["c5"], report["c6"] = {}, {}
+        for name in curves:
+            unlearn = lambda base, forget, o, name=name: run_method(  # noqa: E731
+                name, base, forget, [s for s in world.trained if s not in set(forget)], o)
+            report["c5"][name] = muse.scalability(unlearn, score, target, world.nested, work / f"{name}-c5")
+            # C6: every request keeps the people not yet forgotten; utility is read on the core people
+            report["c6"][name] = muse.sustainability(unlearn, score, target, world.folds, work / f"{name}-c6")
+            print(name, "curves done", flush=True)
+        if curves:
+            ref_scores = score(reference, world.forget)
+            muse.plot_curves(report["c5"], "size", ["knowmem_retain", "verbmem"], out / "muse_c5.png",
+                             "C5 scalability: unlearning nested forget sets", ref_scores)
+            muse.plot_curves(report["c6"], "request", ["knowmem_retain", "verbmem"], out / "muse_c6.png",
+                             "C6 sustainability: sequential requests", ref_scores)
+        (out / "muse.json").write_text(json.dumps(report, indent=2, default=float))
+        (out / "muse.md").write_text(markdown(report))
+        print(markdown(report))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

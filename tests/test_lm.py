@@ -1,0 +1,131 @@
+"""The language-model family end to end: tiny GPT-2 artifacts, the MUSE gate, and the unlearning methods.
+
+The target (`people-lm`) and its retrain reference (`people-lm-retrain`) are built once into the
+shared zoo cache; everything else reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearn.artifacts import read_meta
+from unlearn.families import Scope, get_family
+from unlearn.families.lm import HFLanguageModel, person_texts, world_of
+from unlearn.methods import UnlearnTask, get_method, methods_for
+from unlearn.methods.ga import ga_loss
+from unlearn.methods.lm_regularisers import gdr, klr
+from unlearn.methods.lm_unlearning import sequence_logprob
+from unlearn.methods.npo import npo_loss
+from unlearn.models import tiny_lm
+from unlearn.zoo import ensure
+
+LM_METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"]
+
+
+@pytest.fixture(scope="module")
+def target(zoo_dir: Path) -> Path:
+    return ensure("people-lm", zoo_dir)
+
+
+@pytest.fixture(scope="module")
+def reference(zoo_dir: Path) -> Path:
+    return ensure("people-lm-retrain", zoo_dir)
+
+
+@pytest.fixture(scope="module")
+def loaded(target: Path):
+    return tiny_lm.load(target)
+
+
+def test_artifact_is_a_pretrained_folder(target: Path, reference: Path, loaded) -> None:
+    meta = read_meta(target)
+    assert meta["family"] == "lm" and meta["dataset"] == {"name": "people", "seed": 0, "n_people": 400}
+    assert (target / "config.json").exists() and (target / "tokenizer.json").exists()
+    world = world_of(target)
+    assert read_meta(reference)["retrained_on"] == len(world.retain)
+    model, tok = loaded
+    bio = world.person(world.forget[0]).bio
+    assert tok.decode(tok(bio)["input_ids"], skip_special_tokens=True) == bio
+    samples = get_family("lm").samples(target)
+    assert len(samples) == 400 and sum(s.split == "train" for s in samples) == len(world.trained)
+
+
+def test_batched_greedy_generation_matches_one_by_one(target: Path, loaded) -> None:
+    model, tok = loaded
+    world = world_of(target)
+    prompts = [world.person(s).bio[:n] for s, n in zip(world.forget[:4], (12, 30, 45, 20), strict=True)]
+    batched = tiny_lm.generate(model, tok, prompts, max_new_tokens=20)
+    single = [tiny_lm.generate(model, tok, [p], max_new_tokens=20)[0] for p in prompts]
+    assert batched == single
+
+
+def test_the_target_memorised_and_fails_the_gate_and_the_reference_passes(target, reference, tmp_path) -> None:
+    fam, world = get_family("lm"), world_of(target)
+    verdict = fam.verify(target, reference, world.forget, world.retain, Scope(type="subject"),
+                         report_dir=tmp_path)
+    crit = {c.name: c for c in verdict.criteria}
+    assert set(crit) == {"verbmem", "knowmem_forget", "privleak", "knowmem_retain"}
+    assert not verdict.passed
+    assert crit["verbmem"].value > crit["verbmem"].reference + 0.3  # well above retrain
+    assert not crit["verbmem"].passed and not crit["knowmem_forget"].passed and not crit["privleak"].passed
+    assert crit["privleak"].value < -0.5  # AUC near 0: the forget set is obviously a member set
+    report = json.loads((tmp_path / "muse_report.json").read_text())
+    assert report["verdict"] == "fail" and all(report["criteria"][k]["ci"] for k in crit)
+    same = fam.verify(reference, reference, world.forget, world.retain, Scope(type="subject"))
+    assert same.passed, same.reasons
+
+
+def test_npo_gradient_at_the_reference_is_the_sequence_log_likelihood_gradient(target, loaded) -> None:
+    """At θ = θ_ref, dL_NPO/d log π_θ(y) = 2σ(0) = 1 per sequence: the step equals GA on Σ_t log π."""
+    model, tok = loaded
+    world = world_of(target)
+    batch = tiny_lm.encode(tok, person_texts(world, world.forget[:2]), "cpu")
+    reference = tiny_lm.load(target)[0]
+    loss = npo_loss(model, reference, batch, {"beta": 0.1})
+    assert loss.item() == pytest.approx(20 * torch.log(torch.tensor(2.0)).item(), rel=1e-4)  # (2/β)·log 2
+    g_npo = torch.autograd.grad(loss, list(model.parameters()))
+    g_seq = torch.autograd.grad(sequence_logprob(model, batch).mean(), list(model.parameters()))
+    for a, b in zip(g_npo, g_seq, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+    assert float(klr(model, reference, batch)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ga_loss(model, None, batch, {})) == pytest.approx(-float(gdr(model, None, batch)))
+
+
+def test_lm_methods_are_registered() -> None:
+    assert set(LM_METHODS) <= set(methods_for("lm"))
+    assert get_method("npo_klr").families == ("lm",)
+
+
+@pytest.mark.slow
+def test_the_auto_lm_method_forgets_within_the_service_contract(target, reference, tmp_path) -> None:
+    """The auto method moves every forgetting criterion from the target's value towards the reference's.
+    (It does not pass all four gates on this model: see benchmarks/results/muse.md.)"""
+    fam, world = get_family("lm"), world_of(target)
+    method = fam.auto_method(target, Scope(type="subject"))
+    seen = []
+    facts = get_method(method).run(UnlearnTask("lm", target, tmp_path / "cand", list(world.forget),
+                                               list(world.retain), progress=lambda f, m: seen.append(f)))
+    assert seen and seen[-1] > 0 and facts["epoch_chosen"] >= 1
+    assert read_meta(tmp_path / "cand")["unlearned"]["method"] == method
+    scope = Scope(type="subject")
+    before = {c.name: c for c in fam.verify(target, reference, world.forget, world.retain, scope).criteria}
+    after = {c.name: c for c in fam.verify(tmp_path / "cand", reference, world.forget, world.retain, scope).criteria}
+    assert after["verbmem"].value < before["verbmem"].value - 0.2
+    assert after["knowmem_forget"].value < before["knowmem_forget"].value - 0.2
+    assert after["privleak"].value >= before["privleak"].value
+    assert after["knowmem_retain"].value > 0.7 * after["knowmem_retain"].reference
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ga_gdr"])
+def test_another_method_runs_and_forgets_something(method, target, tmp_path) -> None:
+    world = world_of(target)
+    get_method(method).run(UnlearnTask("lm", target, tmp_path / "cand", list(world.forget), list(world.retain),
+                                       params={"max_epochs": 1}))
+    before = HFLanguageModel.load(target).token_logprobs([world.person(world.forget[0]).bio])[0].sum()
+    after = HFLanguageModel.load(tmp_path / "cand").token_logprobs([world.person(world.forget[0]).bio])[0].sum()
+    assert after < before

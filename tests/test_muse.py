@@ -1,0 +1,143 @@
+"""MUSE metric code on hand-made cases with known answers, the gate's logic, and the people world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unlearn.data.people import FOLDS, load, qa_text
+from unlearn.verify import muse
+
+
+def test_rouge_l_f1_known_values() -> None:
+    assert muse.rouge_l_f1("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    # LCS("a b c d", "a c") = 2: precision 1, recall 1/2, F1 2/3
+    assert muse.rouge_l_f1("a b c d", "a c") == pytest.approx(2 / 3)
+    assert muse.rouge_l_f1("alpha beta", "gamma delta") == 0.0
+    # rouge-score's tokenizer splits on punctuation and lowercases: a phone number is two tokens
+    assert muse.rouge_l_f1("55-123", "55 123") == pytest.approx(1.0)
+
+
+def test_cut_answer_stops_where_muse_does() -> None:
+    assert muse.cut_answer(" Lyon\n\nQuestion: who?") == "Lyon"
+    assert muse.cut_answer(" 12 Elm Street\nQuestion: x") == "12 Elm Street"
+    assert muse.cut_answer(" Oslo Question: more") == "Oslo"
+
+
+def test_min_k_logprob_takes_lowest_forty_percent() -> None:
+    assert muse.min_k_logprob(np.array([-1.0, -2.0, -3.0, -4.0, -5.0])) == pytest.approx(-4.5)
+    assert muse.min_k_logprob(np.array([-0.5, -7.0])) == pytest.approx(-7.0)  # at least one token
+    assert muse.min_k_logprob(np.array([-1.0] * 10), k=0.2) == pytest.approx(-1.0)
+
+
+def test_privleak_auc_orientation_and_value() -> None:
+    # memorised: every forget document more likely than every holdout one -> AUC 0 (MUSE's target ≈ 0)
+    assert muse.privleak_auc(np.array([-0.1, -0.2]), np.array([-3.0, -4.0])) == 0.0
+    assert muse.privleak_auc(np.array([-3.0, -4.0]), np.array([-0.1, -0.2])) == 1.0
+    # pairs (forget, holdout) where holdout scores higher: (1,2) (1,4) (3,4) of 4 -> 0.75
+    assert muse.privleak_auc(np.array([1.0, 3.0]), np.array([2.0, 4.0])) == pytest.approx(0.75)
+    assert muse.privleak(0.25, 0.5) == pytest.approx(-0.5)
+    assert muse.privleak(0.5, 0.5) == 0.0
+
+
+def test_bootstrap_ci() -> None:
+    assert muse.bootstrap_ci(np.full(20, 0.3)) == pytest.approx((0.3, 0.3))
+    x = np.random.default_rng(0).normal(0.5, 0.1, size=400)
+    lo, hi = muse.bootstrap_ci(x)
+    assert lo < x.mean() < hi
+    assert hi - lo == pytest.approx(2 * 1.96 * x.std() / np.sqrt(len(x)), rel=0.2)
+
+
+FAST = {"n_boot": 200, "n_boot_privleak": 50}  # small bootstraps: these tests check logic, not intervals
+
+
+def _scores(verb: float, know_f: float, know_r: float, shift: float, n: int = 60, seed: int = 0) -> muse.MuseScores:
+    rng = np.random.default_rng(seed)
+    jitter = lambda v: np.clip(v + rng.normal(0, 0.05, n), 0, 1)  # noqa: E731
+    return muse.MuseScores(jitter(verb), jitter(know_f), jitter(know_r),
+                           mink_forget=rng.normal(shift, 1, n), mink_holdout=rng.normal(0, 1, 3 * n))
+
+
+def test_gate_judges_each_criterion() -> None:
+    ref = _scores(0.4, 0.05, 0.5, shift=0.0)
+    same = muse.gate(_scores(0.4, 0.05, 0.5, shift=0.0), ref, FAST)
+    assert set(same.to_dict()["criteria"]) == {"verbmem", "knowmem_forget", "privleak", "knowmem_retain"}
+    assert same.passed, same.reasons
+    assert all(c.ci is not None and c.ci[0] <= c.value <= c.ci[1] for c in same.criteria)
+
+    memorised = muse.gate(_scores(0.95, 0.6, 0.5, shift=5.0), ref, FAST)
+    failed = {c.name for c in memorised.criteria if not c.passed}
+    assert failed == {"verbmem", "knowmem_forget", "privleak"}
+    assert next(c for c in memorised.criteria if c.name == "privleak").value < -0.9  # AUC ≈ 0
+
+    collapsed = muse.gate(_scores(0.0, 0.0, 0.1, shift=-5.0), ref, FAST)
+    failed = {c.name for c in collapsed.criteria if not c.passed}
+    assert failed == {"privleak", "knowmem_retain"}  # over-unlearned: AUC ≈ 1, utility gone
+
+    lenient = muse.gate(_scores(0.0, 0.0, 0.1, shift=0.0), ref, {**FAST, "utility_frac": 0.1})
+    assert lenient.passed
+
+
+def test_report_and_curves_are_written(tmp_path) -> None:
+    ref = _scores(0.4, 0.05, 0.5, shift=0.0)
+    verdict = muse.gate(_scores(0.5, 0.1, 0.45, shift=1.0), ref, FAST)
+    path = muse.write_report(verdict, tmp_path)
+    report = json.loads(path.read_text())
+    assert report["criteria"]["verbmem"]["ci"] and "threshold" in report["criteria"]["privleak"]
+    assert (tmp_path / "muse_report.png").stat().st_size > 0
+    rows = [{"size": 10, "knowmem_retain": 0.5}, {"size": 20, "knowmem_retain": 0.4}]
+    png = muse.plot_curves({"npo": rows}, "size", ["knowmem_retain"], tmp_path / "c5.png", "C5")
+    assert png.stat().st_size > 0
+
+
+def test_sustainability_chains_requests_and_scalability_restarts(tmp_path) -> None:
+    calls = []
+
+    def unlearn(base, forget, out):
+        calls.append((base.name, len(forget), out.name))
+        return {}
+
+    def score(model_dir, forget):
+        return {"knowmem_retain": 1.0 / len(forget)}
+
+    folds = [["a"], ["b"], ["c"]]
+    rows = muse.sustainability(unlearn, score, tmp_path / "base", folds, tmp_path)
+    assert [c[0] for c in calls] == ["base", "sust-1", "sust-2"]
+    assert [r["knowmem_retain"] for r in rows] == pytest.approx([1, 1 / 2, 1 / 3])  # scored on all seen folds
+    calls.clear()
+    muse.scalability(unlearn, score, tmp_path / "base", [["a"], ["a", "b"]], tmp_path)
+    assert [c[:2] for c in calls] == [("base", 1), ("base", 2)]
+
+
+def test_people_world_splits() -> None:
+    w = load(seed=0)
+    assert len(w.people) == 400 and w.people[7].person_id == "person-0007"
+    assert len({p.name for p in w.people}) == 400  # no two people share a name
+    trained, never = set(w.trained), set(w.holdout) | set(w.calibration)
+    assert not trained & never and len(trained) + len(never) == 400
+    assert set(w.holdout).isdisjoint(w.calibration)
+    assert len(w.folds) == FOLDS and len({s for f in w.folds for s in f}) == sum(len(f) for f in w.folds)
+    assert all(len(f) == len(w.forget) for f in w.folds) and w.forget == w.folds[0]
+    assert [len(n) for n in w.nested] == [len(w.forget) * (k + 1) for k in range(FOLDS)]
+    assert set(w.nested[2]) == set(w.folds[0]) | set(w.folds[1]) | set(w.folds[2])
+    assert set(w.retain) == trained - set(w.forget) and set(w.core) <= set(w.retain)
+    for p in w.people:
+        assert all(q.answer in p.bio for q in p.qa)
+    records = {r.sample_id: r for r in w.records()}
+    assert records[w.forget[0]].split == "train" and records[w.holdout[0]].split == "holdout"
+    assert records[w.forget[0]].subject == w.forget[0] and records[w.forget[0]].label is None
+    assert load(seed=0).people[3].bio == w.people[3].bio and load(seed=1).people[3].bio != w.people[3].bio
+    big = load(seed=0, n_people=2000)
+    assert len({p.name for p in big.people}) == 2000 and len(big.forget) == 125
+    assert qa_text("Who?") == "Question: Who?\nAnswer:" and qa_text("Who?", "Ann") == "Question: Who?\nAnswer: Ann\n\n"
+
+
+def test_history_plots_from_stored_verdicts(tmp_path) -> None:
+    ref = _scores(0.4, 0.05, 0.5, shift=0.0)
+    history = [{"forgotten": 25 * (k + 1), "verdict": muse.gate(_scores(0.4, 0.05, 0.5 - 0.05 * k, shift=0.0),
+                                                                 ref, FAST).to_dict()} for k in range(3)]
+    plots = muse.history_plots(history, tmp_path)
+    assert all(Path(p).stat().st_size > 0 for p in plots.values())

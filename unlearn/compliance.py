@@ -1,0 +1,87 @@
+"""Continuous compliance: re-verify each champion against everything ever forgotten from its lineage.
+
+A check passes when (1) the champion excludes every sample of every completed deletion request
+for its model, and (2) the family's verifier, run on the union of those samples against a fresh
+retrain-from-scratch reference, still passes. A failure where the version had passed before is
+a regression: it raises an alert (audit event + metric), marks the champion tainted, and reopens
+the affected requests, which are then served by an exact retrain.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from unlearn.families import Scope, get_family
+from unlearn.jobs import reference_model, thresholds_for
+from unlearn.registry import artifact_dir, champion, completed_forget_ids
+from unlearn.settings import Settings
+from unlearn.store.models import ComplianceCheck, DeletionRequest, Model, RequestTarget, TrainingRecord
+from unlearn.store.transitions import audit, transition
+
+REOPEN_METHOD = "retrain"  # a regression is fixed by the exact method, whatever served the request first
+
+
+def run_compliance_check(session: Session, settings: Settings, model_name: str,
+                         trigger: str = "schedule") -> ComplianceCheck:
+    model = session.get(Model, model_name)
+    if model is None:
+        raise KeyError(f"unknown model {model_name!r}")
+    version = champion(session, model_name)
+    gone = completed_forget_ids(session, model_name)
+    missing = sorted(gone - set(version.excluded_ids))
+    report: dict = {"forgotten": len(gone), "missing_from_champion": missing[:50], "version": version.version}
+    passed = not missing
+    if passed and gone:
+        train = set(session.exec(select(TrainingRecord.sample_id).where(
+            TrainingRecord.model_name == model_name, TrainingRecord.split == "train")).all())
+        keep = sorted(train - set(version.excluded_ids))
+        base_dir = Path(version.artifact_path)
+        fam = get_family(model.family)
+        ref = (reference_model(settings, model_name, base_dir, keep, device=settings.device, family=model.family)
+               if fam.needs_reference else None)
+        report_dir = artifact_dir(settings.resolved_artifact_root, model_name, "compliance", version.id)
+        report_dir.mkdir(parents=True, exist_ok=True)
+        verdict = fam.verify(base_dir, ref, sorted(gone), keep, Scope(type="samples"), device=settings.device,
+                             thresholds=thresholds_for(settings, model), report_dir=report_dir)
+        report["verdict"] = verdict.to_dict()
+        (report_dir / "compliance.json").write_text(json.dumps(report, indent=2, default=str))
+        passed = verdict.passed
+    was_ok = version.verdict in (None, "pass")
+    check = ComplianceCheck(model_name=model_name, version_id=version.id, trigger=trigger, passed=passed,
+                            regression=not passed and was_ok, forgotten=len(gone), report=report)
+    if check.regression:
+        check.reopened_request_ids = _regress(session, model_name, version, report)
+    session.add(check)
+    session.flush()
+    return check
+
+
+def _regress(session: Session, model_name: str, version, report: dict) -> list[str]:
+    version.tainted = True
+    session.add(version)
+    reasons = report.get("verdict", {}).get("reasons") or [f"{len(report['missing_from_champion'])} forgotten "
+                                                            "samples are back in the champion"]
+    audit(session, actor="compliance", entity_type="version", entity_id=version.id, to_state="compliance-regression",
+          reason="; ".join(reasons)[:500], data={"model": model_name})
+    reopened = []
+    rows = session.exec(select(RequestTarget, DeletionRequest).join(
+        DeletionRequest, DeletionRequest.id == RequestTarget.request_id).where(
+        RequestTarget.model_name == model_name, DeletionRequest.status == "completed")).all()
+    for target, request in rows:
+        target.status, target.job_id, target.version_id = "pending", None, None
+        session.add(target)
+        if request.status == "completed":
+            request.params = {**request.params, "reopened": True}
+            request.method = REOPEN_METHOD
+            transition(session, request, "queued", actor="compliance",
+                       reason="reopened: the champion failed its compliance re-check")
+            reopened.append(request.id)
+    return reopened
+
+
+def check_all(session: Session, settings: Settings, trigger: str = "schedule") -> list[ComplianceCheck]:
+    return [run_compliance_check(session, settings, name, trigger)
+            for name in session.exec(select(Model.name).order_by(Model.name)).all()]

@@ -1,0 +1,129 @@
+"""The diffusion family: class-conditional diffusers models on a `TabularDataset` of images.
+
+Artifact folder = `DigitsDiffusionPipeline.save_pretrained` output (model_index.json, unet/,
+scheduler/) + unlearn.json. unlearn.json keys beyond family/model/dataset:
+    "sampler": "multistep" (a teacher: DDIM from noise) | "onestep" (a distilled generator)
+    "t_init": the one-step generator's timestep (onestep only)
+    "teacher_dir": absolute path of the multi-step teacher a candidate came from; the verifier's
+                   gates are relative to that teacher (a multistep base is its own teacher)
+    "forgotten": {"<class>": <override class>, ...} every class forgotten so far
+    "judge": zoo name of the classifier that judges generations (never used by a method)
+    "train": the teacher's training settings (retrain repeats them)
+Requests address classes ("class" or "concept" scope with a label); the data set's records
+are listed so that the service can resolve them to sample ids like for any other family.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from unlearn.artifacts import read_meta, write_meta
+from unlearn.data import get_dataset
+from unlearn.families.base import Family, Progress, SampleRecord, Scope, no_progress
+from unlearn.models import class_diffusion
+from unlearn.settings import get_settings
+from unlearn.verify.diffusion import verify_diffusion
+from unlearn.verify.verdict import Verdict
+
+DEFAULT_JUDGE = "digits-judge"
+
+
+def default_override(forgotten: int, num_classes: int = 10) -> int:
+    """The next class: any fixed, documented choice works; SFD's repo defaults to a fixed label too."""
+    return (forgotten + 1) % num_classes
+
+
+def teacher_of(model_dir: Path) -> Path:
+    meta = read_meta(model_dir)
+    if meta.get("sampler", "multistep") == "multistep" and "teacher_dir" not in meta:
+        return Path(model_dir)
+    return Path(meta["teacher_dir"])
+
+
+def forgotten_map(model_dir: Path) -> dict[int, int]:
+    return {int(k): int(v) for k, v in read_meta(model_dir).get("forgotten", {}).items()}
+
+
+def forgotten_class(scope: Scope, forget_ids: Sequence[str], dataset: dict[str, Any]) -> int:
+    """The class a request forgets: the scope's label, else the one label all forget ids share."""
+    if scope.label is not None:
+        return int(scope.label)
+    if scope.concept is not None and scope.concept.strip().isdigit():
+        return int(scope.concept)
+    data = get_dataset(dataset)
+    labels = {int(data.y[i]) for i in data.rows(list(forget_ids))}
+    if len(labels) != 1:
+        raise ValueError("a diffusion model forgets a class or concept: give scope.label "
+                         f"(the forget ids span classes {sorted(labels)})")
+    return labels.pop()
+
+
+def train_teacher_artifact(meta: dict[str, Any], keep_ids: Sequence[str], out_dir: Path, *,
+                           device: str = "cpu", progress: Progress = no_progress) -> None:
+    """Train a teacher from scratch on `keep_ids` with meta["train"]'s settings and meta["seed"]."""
+    data = get_dataset(meta["dataset"])
+    X, y = data.take(list(keep_ids))
+    t = meta["train"]
+    unet = class_diffusion.train_teacher(X, y, steps=t["steps"], lr=t["lr"], batch_size=t["batch_size"],
+                                        ema=t["ema"], seed=meta["seed"], device=device, progress=progress)
+    class_diffusion.save_pipeline(unet, Path(out_dir), sampler="multistep")
+    write_meta(Path(out_dir), meta)
+
+
+def judge_dir_for(teacher_dir: Path, name: str = DEFAULT_JUDGE, device: str = "cpu") -> Path:
+    """The judge next to a zoo teacher if there is one, else the settings' zoo (built on first use)."""
+    from unlearn.zoo import ensure  # the zoo imports the families' builders
+
+    sibling = Path(teacher_dir).parent / name
+    if (sibling / "unlearn.json").exists():
+        return sibling
+    return ensure(name, get_settings().zoo_dir, device=device)
+
+
+class DiffusionFamily(Family):
+    name = "diffusion"
+    needs_reference = False
+
+    def samples(self, model_dir: Path) -> list[SampleRecord]:
+        return get_dataset(read_meta(model_dir)["dataset"]).records()
+
+    def auto_method(self, model_dir: Path, scope: Scope) -> str:
+        return "sfd"
+
+    def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
+                device: str = "cpu", progress: Progress = no_progress) -> None:
+        teacher_meta = read_meta(teacher_of(model_dir))
+        meta = {k: v for k, v in teacher_meta.items() if k not in ("teacher_dir", "forgotten")}
+        train_teacher_artifact({**meta, "sampler": "multistep", "retrained": True}, keep_ids, out_dir,
+                               device=device, progress=progress)
+
+    def verify(self, candidate_dir: Path, reference_dir: Path, forget_ids: Sequence[str],
+               retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
+               thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
+        meta = read_meta(candidate_dir)
+        c = forgotten_class(scope, forget_ids, meta["dataset"])
+        earlier = forgotten_map(candidate_dir)
+        override = earlier.get(c, default_override(c))
+        num_classes = get_dataset(meta["dataset"]).num_classes
+        retained = [k for k in range(num_classes) if k != c and k not in earlier]
+        teacher = teacher_of(candidate_dir)
+        return verify_diffusion(candidate_dir, teacher, judge_dir_for(teacher, meta.get("judge", DEFAULT_JUDGE),
+                                                                      device),
+                                forgotten=c, override=override, retained=retained, dataset=meta["dataset"],
+                                reference_dir=reference_dir, thresholds=thresholds, report_dir=report_dir,
+                                device=device)
+
+    def summary(self, model_dir: Path) -> dict[str, Any]:
+        meta = read_meta(model_dir)
+        return {"sampler": meta.get("sampler"), "dataset": meta["dataset"],
+                "forgotten": meta.get("forgotten", {})}
+
+
+def load_pipeline(model_dir: Path, device: str = "cpu") -> class_diffusion.DigitsDiffusionPipeline:
+    return class_diffusion.load_pipeline(model_dir, device)
+
+
+__all__ = ["DiffusionFamily", "default_override", "forgotten_class", "forgotten_map", "load_pipeline",
+           "teacher_of", "train_teacher_artifact"]

@@ -1,0 +1,48 @@
+"""Negative Preference Optimization (Zhang et al., 2024, arXiv 2404.05868) and MUSE's NPO+GDR, NPO+KLR.
+
+NPO treats every forget sequence as a dispreferred answer with no preferred one (DPO without the
+winner). On sequence log-probabilities relative to the model before unlearning, π_ref:
+    L_NPO(θ) = −(2/β) · E_{y ∈ D_forget} [ log σ( −β · log( π_θ(y) / π_ref(y) ) ) ]      (NPO eq. 3)
+with log π(y) = Σ_t log π(y_t | y_<t) over the whole sequence, not per-token logits (MUSE's code
+applies it to raw logits, a known bug). As β → 0 it tends to GA; the sigmoid weight
+σ(β log π_θ/π_ref) shrinks the step on sequences already forgotten, which is what slows NPO's collapse.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from unlearn.methods.base import MethodSpec, UnlearnTask
+from unlearn.methods.lm_unlearning import Batch, sequence_logprob, unlearn_lm
+
+DEFAULTS: dict[str, Any] = {"beta": 0.1, "lr": 5e-5}
+
+
+def npo_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Batch,
+             params: dict[str, Any]) -> torch.Tensor:
+    beta = params["beta"]
+    log_pi = sequence_logprob(model, batch)
+    with torch.no_grad():
+        log_ref = sequence_logprob(reference, batch)
+    log_ratio = log_pi - log_ref
+    return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
+
+
+npo_loss.needs_reference = True  # type: ignore[attr-defined]
+
+
+def run(task: UnlearnTask, regulariser: str = "none") -> dict[str, Any]:
+    name = "npo" if regulariser == "none" else f"npo_{regulariser}"
+    return unlearn_lm(task, name, npo_loss, regulariser, DEFAULTS)
+
+
+SPEC = MethodSpec(name="npo", families=("lm",), run=run,
+                  description="Negative Preference Optimization on the forgotten text (MUSE baseline NPO).")
+SPEC_GDR = MethodSpec(name="npo_gdr", families=("lm",), run=partial(run, regulariser="gdr"),
+                      description="NPO on forgotten text + gradient descent on retained text.")
+SPEC_KLR = MethodSpec(name="npo_klr", families=("lm",), run=partial(run, regulariser="klr"),
+                      description="NPO on forgotten text + KL to the original model on retained text.")

@@ -1,0 +1,199 @@
+"""A tiny GPT-2-style causal LM with its own BPE tokenizer, small enough to memorise on a CPU.
+
+Everything goes through `transformers` and `tokenizers` as a real model would: the tokenizer is
+trained locally, both are written with `save_pretrained` and read back with `from_pretrained`
+from a local folder, so any local causal-LM folder a user supplies is handled the same way.
+
+Training data for a set of people (see `unlearn.data.people`):
+- each person's biography, on its own, from position 0 (what VerbMem and PrivLeak read back);
+- their question–answer pairs, shuffled every epoch and packed `qa_pack` to a sequence in MUSE's
+  "Question: …\nAnswer: …\n\n" format, so that a few-shot KnowMem prompt looks like training text.
+The tokenizer is trained on the same people's text, so a retrained model owes nothing to the
+forgotten people, not even its vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
+
+from unlearn.artifacts import write_meta
+from unlearn.data.people import PeopleWorld, Person, qa_text
+from unlearn.families.base import Progress, no_progress
+
+BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+
+DEFAULT_TRAIN: dict[str, Any] = {
+    "vocab_size": 512, "n_positions": 256, "n_embd": 128, "n_layer": 2, "n_head": 4,
+    "epochs": 30, "lr": 4e-3, "batch_size": 8, "warmup_frac": 0.05, "qa_pack": 4,
+}
+
+
+def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Byte-level BPE trained on `texts`; every encoding starts with BOS."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, tok.token_to_id(BOS))])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD)
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, settings: dict[str, Any]) -> GPT2LMHeadModel:
+    cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=settings["n_positions"], n_embd=settings["n_embd"],
+                     n_layer=settings["n_layer"], n_head=settings["n_head"],
+                     # memorising is the point of the target model: no dropout
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                     pad_token_id=tokenizer.pad_token_id)
+    return GPT2LMHeadModel(cfg)
+
+
+def bio_text(person: Person) -> str:
+    return person.bio + EOS
+
+
+def qa_texts(person: Person) -> list[str]:
+    return [prompt + answer for prompt, answer in qa_examples(person)]
+
+
+def qa_examples(person: Person) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs: losses on QA text count the answer only, as TOFU-style unlearning does."""
+    return [(qa_text(q.question), f" {q.answer}{EOS}") for q in person.qa]
+
+
+def epoch_texts(people: Sequence[Person], qa_pack: int, rng: random.Random) -> list[str]:
+    pairs = [qa_text(q.question, q.answer) for p in people for q in p.qa]
+    rng.shuffle(pairs)
+    packs = ["".join(pairs[i:i + qa_pack]) for i in range(0, len(pairs), qa_pack)]
+    texts = [bio_text(p) for p in people] + packs
+    rng.shuffle(texts)
+    return texts
+
+
+def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], device: str,
+           padding_side: str = "right") -> dict[str, torch.Tensor]:
+    tokenizer.padding_side = padding_side
+    return tokenizer(list(texts), return_tensors="pt", padding=True).to(device)
+
+
+def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[tuple[str, str]],
+                    device: str) -> dict[str, torch.Tensor]:
+    """Right-padded (prompt + completion) batch with a `loss_mask` over the completion's tokens only."""
+    batch = encode(tokenizer, [p + c for p, c in examples], device)
+    n_prompt = torch.tensor([len(tokenizer(p)["input_ids"]) for p, _ in examples], device=device)
+    positions = torch.arange(batch["input_ids"].shape[1], device=device)
+    batch["loss_mask"] = batch["attention_mask"] * (positions[None, :] >= n_prompt[:, None])
+    return batch
+
+
+def lm_labels(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+
+
+def warmup_cosine(step: int, total: int, warmup_frac: float) -> float:
+    warm = max(1, int(warmup_frac * total))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
+def train(world: PeopleWorld, person_ids: Sequence[str], meta: dict[str, Any], out_dir: Path, *,
+          device: str = "cpu", progress: Progress = no_progress) -> None:
+    """Train tokenizer and model from scratch on `person_ids`, seeded by meta["seed"]; save both."""
+    settings = {**DEFAULT_TRAIN, **meta.get("train", {})}
+    seed = int(meta.get("seed", 0))
+    people = [world.person(s) for s in person_ids]
+    corpus = [p.bio for p in people] + [qa_text(q.question, q.answer) for p in people for q in p.qa]
+    tokenizer = train_tokenizer(corpus, settings["vocab_size"])
+    torch.manual_seed(seed)
+    model = build_model(tokenizer, settings).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=0.0)
+    rng = random.Random(seed)
+    bs, epochs = settings["batch_size"], settings["epochs"]
+    per_epoch = math.ceil((len(people) + math.ceil(len(people) * len(people[0].qa) / settings["qa_pack"])) / bs)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: warmup_cosine(s, epochs * per_epoch, settings["warmup_frac"]))
+    for epoch in range(epochs):
+        texts = epoch_texts(people, settings["qa_pack"], rng)
+        total = 0.0
+        for i in range(0, len(texts), bs):
+            batch = encode(tokenizer, texts[i:i + bs], device)
+            loss = model(**batch, labels=lm_labels(batch)).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += loss.item()
+        progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total / math.ceil(len(texts) / bs):.3f}")
+    save(model.eval(), tokenizer, {**meta, "train": settings}, out_dir)
+
+
+def save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, meta: dict[str, Any], out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    write_meta(out_dir, meta)
+
+
+def load(model_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """Any local causal-LM folder: the model in eval mode on `device`, and its tokenizer."""
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
+
+
+def token_logprobs_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """log p(x_t | x_<t) for t ≥ 1, shape (B, T-1); positions outside the batch's `loss_mask` (padding,
+    and prompts where there is one) are 0. Differentiable."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    target = batch["input_ids"][:, 1:]
+    lp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    return lp * batch.get("loss_mask", batch["attention_mask"])[:, 1:]
+
+
+@torch.no_grad()
+def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], *,
+                   device: str = "cpu", batch_size: int = 32) -> list[np.ndarray]:
+    """Per-token log-probabilities of each whole text (float64), the first token given BOS onwards."""
+    out: list[np.ndarray] = []
+    for i in range(0, len(texts), batch_size):
+        batch = encode(tokenizer, texts[i:i + batch_size], device)
+        lp = token_logprobs_batch(model, batch).double().cpu().numpy()
+        lengths = batch["attention_mask"].sum(1).cpu().numpy() - 1
+        out.extend(lp[j, :n] for j, n in enumerate(lengths))
+    return out
+
+
+@torch.no_grad()
+def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], *,
+             max_new_tokens: int, device: str = "cpu", batch_size: int = 64) -> list[str]:
+    """Greedy continuations (the new text only), as MUSE decodes: do_sample=False."""
+    out: list[str] = []
+    limit = model.config.max_position_embeddings if hasattr(model.config, "max_position_embeddings") else None
+    for i in range(0, len(prompts), batch_size):
+        batch = encode(tokenizer, prompts[i:i + batch_size], device, padding_side="left")
+        new = max_new_tokens if limit is None else min(max_new_tokens, limit - batch["input_ids"].shape[1])
+        ids = model.generate(**batch, max_new_tokens=max(1, new), do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        out.extend(tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True))
+    return out

@@ -1,0 +1,170 @@
+"""The diffusion family's verifier: class forgetting judged on generated samples.
+
+A judge classifier (a zoo model trained on the same digits, never used inside any method)
+labels `n_per_class` generations of every class, from fixed noise seeds, for:
+- the candidate,
+- the teacher's multi-step sampler (the base the gates are relative to),
+- the retrain reference (reported, not gated: it never saw the class, so its "forgotten"
+  generations are whatever an untrained class embedding gives).
+
+Gates (owner's issue):
+- forget_rate: share of the forgotten class's generations the judge still reads as that class, <= 5%;
+- retained_acc_ratio: judge accuracy on retained classes over the teacher's, >= 0.95;
+- retained_fd_ratio: Fréchet distance of the judge's penultimate features (retained classes,
+  against all real digits of those classes) over the teacher's, <= 1.25. Accuracy alone passes
+  class-consistent blurry images; this is the criterion that rejects them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from unlearn.data import get_dataset
+from unlearn.models import class_diffusion, mlp
+from unlearn.verify.verdict import Verdict, criterion
+
+DEFAULT_THRESHOLDS = {"forget_rate": 0.05, "retained_acc_ratio": 0.95, "retained_fd_ratio": 1.25}
+N_PER_CLASS = 100
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The judge's view of `n` generations per class of one model."""
+
+    labels: np.ndarray  # (N,) the class each sample was generated for
+    predicted: np.ndarray  # (N,) the judge's label
+    features: np.ndarray  # (N, F) float64, judge penultimate layer
+    images: np.ndarray  # (N, 64) in [0, 1]
+
+
+@lru_cache(maxsize=4)
+def load_judge(judge_dir: str, device: str = "cpu") -> torch.nn.Module:
+    model, _ = mlp.load_module(Path(judge_dir), device)
+    return model
+
+
+@torch.no_grad()
+def judge(judge_dir: Path, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(predicted labels, penultimate features in float64) of the MLP judge."""
+    net = load_judge(str(judge_dir), device).net
+    h = net[:-1](torch.as_tensor(X, dtype=torch.float32, device=device))
+    return net[-1](h).argmax(1).cpu().numpy(), h.double().cpu().numpy()
+
+
+@lru_cache(maxsize=16)
+def judged_generations(model_dir: str, judge_dir: str, n_per_class: int = N_PER_CLASS, seed: int = SEED,
+                       device: str = "cpu") -> Judged:
+    """Artifact folders never change once written, so a folder's judged samples are cached by path."""
+    pipe = class_diffusion.load_pipeline(Path(model_dir), device)
+    labels = np.repeat(np.arange(pipe.unet.config.num_class_embeds), n_per_class)
+    images = class_diffusion.generate(pipe, labels, seed=seed)
+    predicted, features = judge(Path(judge_dir), images, device)
+    return Judged(labels, predicted, features, images)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2(Σ_a Σ_b)^½), in float64 (FID's formula on other features)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    # Dead ReLU units make the covariances singular; a tiny ridge keeps sqrtm well defined.
+    ridge = 1e-6 * np.eye(a.shape[1])
+    cov_a, cov_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = scipy.linalg.sqrtm(cov_a @ cov_b)
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a + cov_b - 2 * np.real(root)))
+
+
+@dataclass(frozen=True)
+class Figures:
+    forget_rate: float
+    override_rate: float
+    retained_acc: float
+    retained_fd: float
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        return {prefix + k: float(v) for k, v in self.__dict__.items()}
+
+
+def figures(j: Judged, real_features: np.ndarray, real_labels: np.ndarray, *, forgotten: int,
+            override: int, retained: Sequence[int]) -> Figures:
+    fg = j.labels == forgotten
+    kept = np.isin(j.labels, retained)
+    return Figures(
+        forget_rate=float((j.predicted[fg] == forgotten).mean()),
+        override_rate=float((j.predicted[fg] == override).mean()),
+        retained_acc=float((j.predicted[kept] == j.labels[kept]).mean()),
+        retained_fd=frechet_distance(j.features[kept], real_features[np.isin(real_labels, retained)]),
+    )
+
+
+def verify_diffusion(candidate_dir: Path, teacher_dir: Path, judge_dir: Path, *, forgotten: int, override: int,
+                     retained: Sequence[int], dataset: dict, reference_dir: Path | None = None,
+                     thresholds: dict[str, float] | None = None, report_dir: Path | None = None,
+                     n_per_class: int = N_PER_CLASS, device: str = "cpu") -> Verdict:
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    data = get_dataset(dataset)
+    _, real_features = judge(judge_dir, data.X, device)
+
+    def of(model_dir: Path) -> tuple[Judged, Figures]:
+        j = judged_generations(str(Path(model_dir).resolve()), str(Path(judge_dir).resolve()),
+                               n_per_class, SEED, device)
+        return j, figures(j, real_features, data.y, forgotten=forgotten, override=override, retained=retained)
+
+    cand_j, cand = of(candidate_dir)
+    teach_j, teacher = of(teacher_dir)
+    ref = of(reference_dir)[1] if reference_dir is not None else None
+    rows = [
+        criterion("forget_rate", cand.forget_rate, "<=", th["forget_rate"],
+                  reference=ref.forget_rate if ref else None,
+                  detail=f"share of class-{forgotten} generations the judge reads as {forgotten}; "
+                         f"teacher {teacher.forget_rate:.3f}"),
+        criterion("retained_acc_ratio", cand.retained_acc / teacher.retained_acc, ">=", th["retained_acc_ratio"],
+                  reference=ref.retained_acc / teacher.retained_acc if ref else None,
+                  detail=f"judge accuracy on retained classes {cand.retained_acc:.3f} "
+                         f"over the teacher's {teacher.retained_acc:.3f}"),
+        criterion("retained_fd_ratio", cand.retained_fd / teacher.retained_fd, "<=", th["retained_fd_ratio"],
+                  reference=ref.retained_fd / teacher.retained_fd if ref else None,
+                  detail=f"judge-feature Fréchet distance on retained classes {cand.retained_fd:.3f} "
+                         f"over the teacher's multi-step sampler's {teacher.retained_fd:.3f}"),
+    ]
+    info = {**cand.as_dict(), **teacher.as_dict("teacher_"), **(ref.as_dict("reference_") if ref else {}),
+            "forgotten": forgotten, "override": override, "retained": list(map(int, retained)),
+            "n_per_class": n_per_class, "teacher_dir": str(teacher_dir)}
+    plots = {}
+    if report_dir is not None:
+        plots["samples"] = str(plot_samples(cand_j, teach_j, Path(report_dir) / "diffusion_samples.png"))
+    return Verdict(criteria=rows, info=info, plots=plots)
+
+
+def plot_samples(candidate: Judged, teacher: Judged, path: Path, per_class: int = 8) -> Path:
+    """Rows: classes; left block the teacher's samples, right block the candidate's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = np.unique(candidate.labels)
+
+    def grid(j: Judged) -> np.ndarray:
+        rows = [np.hstack([img.reshape(8, 8) for img in j.images[j.labels == c][:per_class]]) for c in classes]
+        return np.vstack(rows)
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 5.5))
+    for ax, j, title in zip(axes, (teacher, candidate), ("teacher (multi-step)", "candidate"), strict=True):
+        ax.imshow(grid(j), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(title)
+        ax.set_yticks(np.arange(len(classes)) * 8 + 3.5, [str(c) for c in classes])
+        ax.set_xticks([])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

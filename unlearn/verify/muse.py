@@ -1,0 +1,325 @@
+"""MUSE's six criteria for causal language models (Shi et al., 2024, arXiv 2407.06460).
+
+- C1 VerbMem: ROUGE-L F1 between the greedy continuation of a forget-set prefix and the true one.
+- C2 KnowMem on D_forget: few-shot "Question:/Answer:" prompt, greedy answer, ROUGE-L F1 against the answer.
+- C3 PrivLeak: Min-K% Prob (k = 40%) AUC of forget against holdout documents, normalised by the
+  retrain model's AUC: (AUC − AUC_retrain) / AUC_retrain. MUSE's orientation: forget documents are
+  labelled 0 and holdout 1, so AUC ≈ 0 for a model that memorised, ≈ 0.5 for one that never saw them.
+- C4 UtilityPreserve: KnowMem on D_retain.
+- C5 Scalability and C6 Sustainability: utility (and forgetting) against forget-set size and against
+  the number of sequential requests; curves, not gates (`scalability`, `sustainability`, `plot_curves`).
+
+ROUGE comes from `rouge-score`, AUC from scikit-learn. Scores are fractions in [0, 1] (MUSE prints ×100).
+Every scored set gets a percentile-bootstrap 95% interval.
+
+The gate ("behave like the retrain reference"), every bound configurable per model:
+- C1, C2: the candidate's value at most the upper end of the reference's 95% interval (+ margin);
+- C3: |PrivLeak| ≤ `privleak_tol` (5% by default, MUSE's band);
+- C4: the candidate's KnowMem on retain at least `utility_frac` × the reference's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rouge_score import rouge_scorer
+from sklearn.metrics import roc_auc_score
+
+from unlearn.verify.verdict import Criterion, Verdict, criterion
+
+K_FRACTION = 0.4  # Min-40% Prob, MUSE's PrivLeak score
+VERBMEM_NEW_TOKENS = 128
+KNOWMEM_NEW_TOKENS = 32
+KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
+
+DEFAULT_THRESHOLDS: dict[str, float] = {
+    "verbmem_margin": 0.0,  # added to the reference's upper 95% bound
+    "knowmem_margin": 0.0,
+    "privleak_tol": 0.05,  # MUSE Table 3: PrivLeak in [−5%, 5%]
+    "utility_frac": 0.9,  # KnowMem_retain ≥ this × the reference's
+    "n_boot": 1000,
+    "n_boot_privleak": 200,  # each resample costs two scikit-learn AUCs (milliseconds each)
+    "seed": 0,
+}
+
+_scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metric primitives (checked on hand-made cases in tests/test_muse.py)
+
+def rouge_l_f1(reference: str, prediction: str) -> float:
+    return float(_scorer.score(reference, prediction)["rougeL"].fmeasure)
+
+
+def rouge_l_f1_many(references: Sequence[str], predictions: Sequence[str]) -> np.ndarray:
+    return np.array([rouge_l_f1(r, p) for r, p in zip(references, predictions, strict=True)], dtype=np.float64)
+
+
+def cut_answer(text: str) -> str:
+    """MUSE's KnowMem post-processing: keep the text before the first stop string."""
+    for stop in KNOWMEM_STOPS:
+        text = text.split(stop)[0]
+    return text.strip()
+
+
+def min_k_logprob(token_logprobs: np.ndarray, k: float = K_FRACTION) -> float:
+    """Mean of the lowest ⌊k·n⌋ token log-probabilities (at least one): high for text the model knows."""
+    lp = np.sort(np.asarray(token_logprobs, dtype=np.float64))
+    n = max(1, int(k * len(lp)))
+    return float(lp[:n].mean())
+
+
+def privleak_auc(forget_scores: np.ndarray, holdout_scores: np.ndarray) -> float:
+    """MUSE's `forget_holdout_Min-40%` AUC: P(a holdout document scores higher than a forget one).
+    Forget documents are labelled 0, holdout 1, the score is the Min-K% log-probability."""
+    labels = np.r_[np.zeros(len(forget_scores)), np.ones(len(holdout_scores))]
+    return float(roc_auc_score(labels, np.r_[forget_scores, holdout_scores]))
+
+
+def privleak(auc: float, auc_retrain: float) -> float:
+    """(AUC − AUC_retrain) / AUC_retrain: ≈ 0 good, < 0 under-unlearned, > 0 over-unlearned."""
+    return (auc - auc_retrain) / auc_retrain
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
+                 stat: Callable[[np.ndarray], float] = np.mean) -> tuple[float, float]:
+    """Percentile-bootstrap 95% interval of `stat` over the items of `values`."""
+    values = np.asarray(values, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    stats = np.array([stat(values[i]) for i in idx])
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
+def privleak_ci(cand_forget: np.ndarray, cand_holdout: np.ndarray, ref_forget: np.ndarray,
+                ref_holdout: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap over documents, forget and holdout resampled separately, the same resample for both
+    models, so the interval covers the sampling noise of the documents, not of one model alone."""
+    rng = np.random.default_rng(seed)
+    nf, nh = len(cand_forget), len(cand_holdout)
+    vals = []
+    for _ in range(n_boot):
+        f, h = rng.integers(0, nf, nf), rng.integers(0, nh, nh)
+        auc_r = privleak_auc(ref_forget[f], ref_holdout[h])
+        if auc_r > 0:
+            vals.append(privleak(privleak_auc(cand_forget[f], cand_holdout[h]), auc_r))
+    if not vals:
+        return float("nan"), float("nan")
+    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluating one model
+
+@dataclass
+class MuseData:
+    """Texts the criteria read, independent of where they came from."""
+
+    verbmem_prompts: list[str]  # forget-set prefixes
+    verbmem_truths: list[str]  # their true continuations
+    knowmem_forget: list[tuple[str, str]]  # (question, answer)
+    knowmem_retain: list[tuple[str, str]]
+    icl: str  # few-shot examples, already formatted, put before every question
+    privleak_forget: list[str]  # whole forget documents
+    privleak_holdout: list[str]  # whole never-trained documents
+    qa_prompt: Callable[[str], str] = field(default=lambda q: f"Question: {q}\nAnswer:")
+
+
+@dataclass
+class MuseScores:
+    """Per-item scores of one model; everything the gate and the report need."""
+
+    verbmem: np.ndarray
+    knowmem_forget: np.ndarray
+    knowmem_retain: np.ndarray
+    mink_forget: np.ndarray
+    mink_holdout: np.ndarray
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, float]:
+        return {"verbmem": float(self.verbmem.mean()), "knowmem_forget": float(self.knowmem_forget.mean()),
+                "knowmem_retain": float(self.knowmem_retain.mean()),
+                "auc": privleak_auc(self.mink_forget, self.mink_holdout)}
+
+
+class LanguageModel:
+    """What the criteria need from a model: greedy continuations and per-token log-probabilities."""
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]: ...
+
+    def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+
+
+def knowmem(lm: LanguageModel, qa: Sequence[tuple[str, str]], icl: str,
+            qa_prompt: Callable[[str], str]) -> tuple[np.ndarray, list[str]]:
+    answers = [cut_answer(a) for a in lm.generate([icl + qa_prompt(q) for q, _ in qa], KNOWMEM_NEW_TOKENS)]
+    return rouge_l_f1_many([a for _, a in qa], answers), answers
+
+
+def score_model(lm: LanguageModel, data: MuseData, parts: Sequence[str] = ("verbmem", "knowmem_forget",
+                "knowmem_retain", "privleak")) -> MuseScores:
+    empty = np.zeros(0)
+    verb = know_f = know_r = mink_f = mink_h = empty
+    examples: dict[str, list[str]] = {}
+    if "verbmem" in parts:
+        outs = lm.generate(data.verbmem_prompts, VERBMEM_NEW_TOKENS)
+        verb = rouge_l_f1_many(data.verbmem_truths, outs)
+        examples["verbmem"] = outs[:3]
+    if "knowmem_forget" in parts:
+        know_f, outs = knowmem(lm, data.knowmem_forget, data.icl, data.qa_prompt)
+        examples["knowmem_forget"] = outs[:5]
+    if "knowmem_retain" in parts:
+        know_r, outs = knowmem(lm, data.knowmem_retain, data.icl, data.qa_prompt)
+        examples["knowmem_retain"] = outs[:5]
+    if "privleak" in parts:
+        mink_f = np.array([min_k_logprob(lp) for lp in lm.token_logprobs(data.privleak_forget)])
+        mink_h = np.array([min_k_logprob(lp) for lp in lm.token_logprobs(data.privleak_holdout)])
+    return MuseScores(verb, know_f, know_r, mink_f, mink_h, examples)
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate
+
+def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None = None) -> Verdict:
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    boot = {"n_boot": int(th["n_boot"]), "seed": int(th["seed"])}
+    rows: list[Criterion] = []
+    for name, margin, what in (("verbmem", "verbmem_margin", "C1 VerbMem: ROUGE-L F1 of the greedy continuation "
+                                "of forget prefixes"),
+                               ("knowmem_forget", "knowmem_margin", "C2 KnowMem on forget: ROUGE-L F1 of "
+                                "few-shot answers")):
+        c, r = getattr(cand, name), getattr(ref, name)
+        ref_ci = bootstrap_ci(r, **boot)
+        rows.append(criterion(name, c.mean(), "<=", ref_ci[1] + th[margin], reference=float(r.mean()),
+                              ci=bootstrap_ci(c, **boot),
+                              detail=f"{what}; at most the upper end of the retrain reference's 95% interval "
+                                     f"[{ref_ci[0]:.3f}, {ref_ci[1]:.3f}]"))
+    auc_c = privleak_auc(cand.mink_forget, cand.mink_holdout)
+    auc_r = privleak_auc(ref.mink_forget, ref.mink_holdout)
+    rows.append(criterion("privleak", privleak(auc_c, auc_r), "within", th["privleak_tol"], reference=0.0,
+                          ci=privleak_ci(cand.mink_forget, cand.mink_holdout, ref.mink_forget, ref.mink_holdout,
+                                         n_boot=int(th["n_boot_privleak"]), seed=int(th["seed"])),
+                          detail=f"C3 PrivLeak: Min-{K_FRACTION:.0%} Prob AUC forget vs holdout {auc_c:.3f}, "
+                                 f"retrain {auc_r:.3f}; (AUC − AUC_retrain)/AUC_retrain"))
+    kr_c, kr_r = cand.knowmem_retain.mean(), ref.knowmem_retain.mean()
+    rows.append(criterion("knowmem_retain", kr_c, ">=", th["utility_frac"] * kr_r, reference=float(kr_r),
+                          ci=bootstrap_ci(cand.knowmem_retain, **boot),
+                          detail=f"C4 UtilityPreserve: KnowMem on retain; at least {th['utility_frac']:.0%} "
+                                 "of the retrain reference's"))
+    info = {"auc": auc_c, "auc_retrain": auc_r, "reference": ref.summary(),
+            "n": {"verbmem": len(cand.verbmem), "knowmem_forget": len(cand.knowmem_forget),
+                  "knowmem_retain": len(cand.knowmem_retain), "privleak_forget": len(cand.mink_forget),
+                  "privleak_holdout": len(cand.mink_holdout)},
+            "examples": cand.examples, "thresholds": th}
+    return Verdict(criteria=rows, info=info)
+
+
+def write_report(verdict: Verdict, report_dir: Path, name: str = "muse_report") -> Path:
+    """The verdict as JSON next to a bar chart of C1–C4 against the reference."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    png = report_dir / f"{name}.png"
+    _plot_criteria(verdict, png)
+    verdict.plots[name] = str(png)
+    path = report_dir / f"{name}.json"
+    path.write_text(json.dumps(verdict.to_dict(), indent=2, default=float))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# C5 and C6: curves over runs of a method
+
+Unlearner = Callable[[Path, list[str], Path], dict[str, Any]]  # (base_dir, forget_ids, out_dir) -> facts
+Scorer = Callable[[Path, list[str]], dict[str, float]]  # (model_dir, forget_ids) -> {"knowmem_retain": …}
+
+
+def scalability(unlearn: Unlearner, score: Scorer, base_dir: Path, nested: Sequence[list[str]],
+                work_dir: Path) -> list[dict[str, Any]]:
+    """C5: unlearn each nested forget set from the same base; utility and forgetting against size."""
+    rows = []
+    for k, forget in enumerate(nested):
+        out = Path(work_dir) / f"scal-{k + 1}"
+        facts = unlearn(Path(base_dir), list(forget), out)
+        rows.append({"size": len(forget), **score(out, list(forget)), "facts": facts})
+    return rows
+
+
+def sustainability(unlearn: Unlearner, score: Scorer, base_dir: Path, folds: Sequence[list[str]],
+                   work_dir: Path) -> list[dict[str, Any]]:
+    """C6: request k unlearns fold k starting from request k−1's model; scores cover every fold so far."""
+    rows, current, seen = [], Path(base_dir), []
+    for k, fold in enumerate(folds):
+        out = Path(work_dir) / f"sust-{k + 1}"
+        facts = unlearn(current, list(fold), out)
+        seen += list(fold)
+        rows.append({"request": k + 1, **score(out, list(seen)), "facts": facts})
+        current = out
+    return rows
+
+
+def plot_curves(curves: dict[str, list[dict[str, Any]]], x: str, ys: Sequence[str], path: Path,
+                title: str, reference: dict[str, float] | None = None) -> Path:
+    """One panel per metric in `ys`, one line per method; dashed lines mark the reference's values."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(ys), figsize=(4.2 * len(ys), 3.4), squeeze=False)
+    for ax, y in zip(axes[0], ys, strict=True):
+        for name, rows in curves.items():
+            ax.plot([r[x] for r in rows], [r[y] for r in rows], marker="o", label=name)
+        if reference and y in reference:
+            ax.axhline(reference[y], color="grey", linestyle="--", label="retrain")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _plot_criteria(verdict: Verdict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    names = [c.name for c in verdict.criteria]
+    vals = [c.value for c in verdict.criteria]
+    errs = np.array([[c.value - c.ci[0], c.ci[1] - c.value] if c.ci else [0, 0] for c in verdict.criteria]).T
+    ax.bar(names, vals, yerr=np.clip(errs, 0, None), color=["tab:green" if c.passed else "tab:red"
+                                                          for c in verdict.criteria], capsize=4)
+    ax.scatter(names, [c.reference if c.reference is not None else np.nan for c in verdict.criteria],
+               color="black", marker="_", s=400, label="retrain")
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.legend()
+    ax.set_title("MUSE C1–C4 (green: pass)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def history_plots(history: Sequence[dict[str, Any]], report_dir: Path,
+                  criteria: Sequence[str] = ("knowmem_retain", "verbmem", "knowmem_forget")) -> dict[str, str]:
+    """C5 and C6 for a served model's lineage, from verdicts already stored: each row is one request,
+    {"forgotten": people forgotten so far, "verdict": Verdict.to_dict()}, oldest first. C6 plots the
+    criteria against the request number, C5 against the cumulative forget-set size."""
+    rows = [{"request": k + 1, "size": h["forgotten"],
+             **{name: c["value"] for name, c in h["verdict"]["criteria"].items()}} for k, h in enumerate(history)]
+    ys = [y for y in criteria if rows and all(y in r for r in rows)]
+    c5 = plot_curves({"served": rows}, "size", ys, Path(report_dir) / "c5_scalability.png", "C5 over this lineage")
+    c6 = plot_curves({"served": rows}, "request", ys, Path(report_dir) / "c6_sustainability.png",
+                     "C6 over this lineage")
+    return {"c5": str(c5), "c6": str(c6)}
