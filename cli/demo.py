@@ -83,8 +83,10 @@ def demo_plan(models: list[str]) -> list[DemoRequest]:
                                 {"scope": {"type": "samples", "sample_ids": flagged}, "model": "digits-backdoor",
                                  "kind": "corrective"}))
     if "digits-diffusion" in models:
+        # 400 distillation steps forget digit 0 within the gates (benchmarks/results/sfd.md); 3 and 7 need more.
         plan.append(DemoRequest("SFD: forget a concept in a diffusion model",
-                                {"scope": {"type": "concept", "concept": "digit-3"}, "model": "digits-diffusion"}))
+                                {"scope": {"type": "concept", "concept": "digit-0"}, "model": "digits-diffusion",
+                                 "params": {"steps": 400}}))
     if "people-lm" in models:
         from unlearn.families.lm import people_world
         from unlearn.zoo import people_lm_meta
