@@ -29,7 +29,7 @@ from unlearn.verify.diffusion import DEFAULT_THRESHOLDS
 from unlearn.zoo import ensure
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NFE = {"teacher": 50, "sfd": 1, "erasure-finetune": 50, "retrain": 50}
+NFE = {"teacher": 10, "sfd": 1, "erasure-finetune": 10, "retrain": 10}
 
 
 def parse_digits(text: str) -> list[int]:
@@ -103,10 +103,10 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"SFD benchmark on digits ({result['device']}, {result['torch_threads']} torch thread(s), "
              f"{result['machine']}; total {result.get('total_seconds', 0) / 60:.1f} min). Judge: `digits-judge`, "
              "100 generations per class from fixed seeds; FD on its penultimate features against all real "
-             "digits of the retained classes. Teacher: `digits-diffusion` sampled with DDIM-50. SFD: "
+             "digits of the retained classes. Teacher: `digits-diffusion` sampled with stochastic DDIM-10 (η = 1). SFD: "
              f"{result.get('sfd_steps', 400)} steps, other parameters the method's defaults (λ=0.01, α=1.2, "
              "t_init=440). Erasure fine-tune: 400 steps, λ=1, pool of "
-             "64 teacher samples per class. Retrain: the teacher's 1,500 steps on the train split without "
+             "64 teacher samples per class. Retrain: the teacher's 700 steps (batch 128) on the train split without "
              "the digit. Gates: forget rate ≤ 0.05, retained acc ≥ 0.95× teacher's, retained FD ≤ 1.25× "
              "teacher's. Wall times include sampling the pool (fine-tune) but not verification.",
              "",

@@ -82,6 +82,18 @@ def demo_plan(models: list[str]) -> list[DemoRequest]:
         plan.append(DemoRequest("SSD: a backdoor, 25% of the poisoned samples flagged",
                                 {"scope": {"type": "samples", "sample_ids": flagged}, "model": "digits-backdoor",
                                  "kind": "corrective"}))
+    if "digits-diffusion" in models:
+        # 400 distillation steps forget digit 0 within the gates (benchmarks/results/sfd.md); 3 and 7 need more.
+        plan.append(DemoRequest("SFD: forget a concept in a diffusion model",
+                                {"scope": {"type": "concept", "concept": "digit-0"}, "model": "digits-diffusion",
+                                 "params": {"steps": 400}}))
+    if "people-lm" in models:
+        from unlearn.families.lm import people_world
+        from unlearn.zoo import people_lm_meta
+
+        person = people_world(people_lm_meta()["dataset"]).forget[0]
+        plan.append(DemoRequest("LM: forget a person's biography",
+                                {"scope": {"type": "subject", "subject": person}, "model": "people-lm"}))
     return plan
 
 

@@ -63,6 +63,8 @@ def test_teacher_fails_the_forget_gate(teacher):
     assert not v.passed
     assert v.info["teacher_forget_rate"] > 0.9  # the teacher draws the digit it is asked for
     assert [r.split("=")[0] for r in v.reasons] == ["forget_rate"]
+    # The teacher's judged samples are cached next to (not inside) its manifest-checked folder.
+    assert list((teacher.parent / f".{teacher.name}.judged").glob("*.npz"))
 
 
 @pytest.mark.slow

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from unlearn.artifacts import read_meta
 from unlearn.data import get_dataset
 from unlearn.families.base import Progress, no_progress
@@ -125,16 +127,30 @@ def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Prog
 
     meta = {"family": "diffusion", "model": "digits-diffusion", "sampler": "multistep", "seed": 0,
             "dataset": {"name": "digits", "seed": 0}, "judge": "digits-judge",
-            "train": {"steps": 1500, "lr": 2e-3, "batch_size": 64, "ema": 0.995}}
+            # 700 steps of batch 128 cost what 700 of batch 64 do (8×8 images: per-call overhead dominates).
+            "train": {"steps": 700, "lr": 2e-3, "batch_size": 128, "ema": 0.995}}
     train_teacher_artifact(meta, get_dataset(meta["dataset"]).ids_in("train"), out_dir, device=device,
                            progress=progress)
 
 
 def build_digits_judge(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    """An evaluator, never a method's input: it may learn from the holdout split too. Wider and
+    label-smoothed because its recall bounds every diffusion gate (the 64-wide MLP read only 91% of
+    real test 3s as 3; this one reads every real test digit right)."""
+    from unlearn.models import mlp
+
     meta = {"family": "classifier", "model": "digits-judge", "arch": "mlp", "seed": 1,
-            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 64, "num_classes": 10,
-            "train": {"epochs": 100, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4}}
-    train_on_split(meta, out_dir, device=device, progress=progress)
+            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 256, "num_classes": 10,
+            "train": {"epochs": 60, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4, "label_smoothing": 0.1,
+                      "splits": ["train", "holdout"]}}
+    data = get_dataset(meta["dataset"])
+    X, y = data.take([s for split in meta["train"]["splits"] for s in data.ids_in(split)])
+    t = meta["train"]
+    torch.manual_seed(meta["seed"])
+    model = mlp.fit(mlp.build(meta), X, y, epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"],
+                    seed=meta["seed"], device=device, weight_decay=t["weight_decay"],
+                    label_smoothing=t["label_smoothing"], progress=progress)
+    mlp.save(model, meta, out_dir)
 
 
 def train_on_split(meta: dict, out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:

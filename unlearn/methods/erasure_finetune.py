@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-4,
     "forget_coef": 1.0,  # λ
     "pool_per_class": 64,  # teacher samples per class in the data-free pool
-    "pool_inference_steps": 25,
+    "pool_inference_steps": 10,  # the teacher's own sampler (TEACHER_STEPS, η = 1)
     "seed": 0,
 }
 

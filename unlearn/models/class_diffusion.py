@@ -24,7 +24,7 @@ from diffusers.utils import logging as diffusers_logging
 
 from unlearn.families.base import Progress, no_progress
 
-# Research note §1.6: 160k parameters, enough for 8×8 digits and a few minutes of CPU training.
+# Research note §1.6: 160k parameters, enough for 8×8 digits and about a minute of CPU training.
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": 8, "in_channels": 1, "out_channels": 1, "layers_per_block": 1,
     "block_out_channels": [16, 32], "down_block_types": ["DownBlock2D", "DownBlock2D"],
@@ -33,6 +33,13 @@ UNET_CONFIG: dict[str, Any] = {
 }
 SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "beta_schedule": "linear",
                             "beta_start": 1e-4, "beta_end": 0.02}
+
+
+# The teacher's sampler: stochastic DDIM (η = 1, DDPM-like ancestral noise) with 10 steps. On this
+# small, briefly trained teacher deterministic DDIM-50 left residual noise (judge accuracy 0.87, several
+# digits below 0.80); η = 1 corrects the low-noise score errors (0.995, every digit >= 0.98) at 10 NFE.
+TEACHER_STEPS = 10
+TEACHER_ETA = 1.0
 
 
 class DigitsDiffusionPipeline(DiffusionPipeline):
@@ -46,7 +53,7 @@ class DigitsDiffusionPipeline(DiffusionPipeline):
 
     @torch.no_grad()
     def __call__(self, class_labels: Sequence[int] | torch.Tensor, *, generator: torch.Generator | None = None,
-                 num_inference_steps: int = 50) -> torch.Tensor:
+                 num_inference_steps: int = TEACHER_STEPS, eta: float = TEACHER_ETA) -> torch.Tensor:
         """Images in [-1, 1], shape (N, C, H, W)."""
         device = self.unet.device
         c = torch.as_tensor(class_labels, dtype=torch.long, device=device)
@@ -57,7 +64,7 @@ class DigitsDiffusionPipeline(DiffusionPipeline):
         ddim.set_timesteps(num_inference_steps, device=device)
         x = z
         for t in ddim.timesteps:
-            x = ddim.step(self.unet(x, t, class_labels=c).sample, t, x, eta=0.0).prev_sample
+            x = ddim.step(self.unet(x, t, class_labels=c).sample, t, x, eta=eta, generator=generator).prev_sample
         return x.clamp(-1, 1)
 
 
@@ -136,7 +143,7 @@ def load_pipeline(model_dir: Path, device: str = "cpu") -> DigitsDiffusionPipeli
 
 
 def generate(pipe: DigitsDiffusionPipeline, labels: Sequence[int], *, seed: int, batch_size: int = 500,
-             num_inference_steps: int = 50) -> np.ndarray:
+             num_inference_steps: int = TEACHER_STEPS) -> np.ndarray:
     """Images for `labels` in the digits data set's scale: (N, 64) float32 in [0, 1]."""
     gen = torch.Generator().manual_seed(seed)
     out = [pipe(labels[i:i + batch_size], generator=gen, num_inference_steps=num_inference_steps)

@@ -17,6 +17,8 @@ Gates (owner's issue):
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,12 +65,39 @@ def judge(judge_dir: Path, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarr
 @lru_cache(maxsize=16)
 def judged_generations(model_dir: str, judge_dir: str, n_per_class: int = N_PER_CLASS, seed: int = SEED,
                        device: str = "cpu") -> Judged:
-    """Artifact folders never change once written, so a folder's judged samples are cached by path."""
+    """Artifact folders never change once written, so a folder's judged samples are cached by path,
+    and a multi-step model's (10 network evaluations per image) on disk too, see `disk_cache`."""
     pipe = class_diffusion.load_pipeline(Path(model_dir), device)
+    cache = disk_cache(Path(model_dir), Path(judge_dir), n_per_class, seed) \
+        if pipe.config.sampler == "multistep" else None
+    if cache is not None and cache.exists():
+        with np.load(cache) as z:
+            return Judged(z["labels"], z["predicted"], z["features"], z["images"])
     labels = np.repeat(np.arange(pipe.unet.config.num_class_embeds), n_per_class)
     images = class_diffusion.generate(pipe, labels, seed=seed)
     predicted, features = judge(Path(judge_dir), images, device)
-    return Judged(labels, predicted, features, images)
+    j = Judged(labels, predicted, features, images)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, labels=labels, predicted=predicted, features=features, images=images)
+            tmp.replace(cache)  # atomic: a concurrent reader never sees half a file
+        except OSError:
+            pass  # a read-only model store only costs the resampling
+    return j
+
+
+def disk_cache(model_dir: Path, judge_dir: Path, n_per_class: int, seed: int) -> Path:
+    """`.<model>.judged/<key>.npz` next to the model folder, outside it (artifact folders carry a
+    sha256 manifest). The key hashes both networks' weights and the sampling settings, so a rebuilt
+    teacher or judge at the same path never reads stale figures."""
+    h = hashlib.sha256(f"{n_per_class}:{seed}:{class_diffusion.TEACHER_STEPS}:{class_diffusion.TEACHER_ETA}"
+                       .encode())
+    for folder in (model_dir, judge_dir):
+        for f in sorted(folder.rglob("*.safetensors")):
+            h.update(f.read_bytes())
+    return model_dir.parent / f".{model_dir.name}.judged" / f"{h.hexdigest()[:24]}.npz"
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,29 @@
+"""Copy each benchmark's Markdown result into README.md, between `<!-- bench:NAME -->` markers.
+
+    python -m benchmarks.update_readme
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    for name in re.findall(r"<!-- bench:([\w-]+) -->", text):
+        result = ROOT / "benchmarks" / "results" / f"{name}.md"
+        body = result.read_text().strip() if result.exists() else f"_(run `python -m benchmarks.{name}`)_"
+        # Result files link their plots relative to results/; from the README they live one folder down.
+        body = re.sub(r"\]\((?!http)([\w.-]+\.png)\)", r"](benchmarks/results/\1)", body)
+        body = re.sub(r"^(#{1,2}) ", r"### ", body, flags=re.M)
+        text = re.sub(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->",
+                      lambda _m, n=name, b=body: f"<!-- bench:{n} -->\n{b}\n<!-- /bench:{n} -->", text, flags=re.S)
+    readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
