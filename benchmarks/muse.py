@@ -123,7 +123,7 @@ def main() -> None:
         report: dict[str, Any] = {
             "world": {"n_people": len(world.people), "trained": len(world.trained), "forget": len(world.forget),
                       "holdout": len(world.holdout)},
-            "model": "GPT-2, 2 layers, width 128, byte-level BPE 512, ~0.5M parameters",
+            "model": "GPT-2, 2 layers, width 128, byte-level BPE 512, ~0.5M parameters, 30 epochs",
             "retrain_s": retrain_s, "thresholds": v_target.info["thresholds"],
             "reference": v_target.info["reference"], "target": v_target.to_dict()["criteria"],
             "target_passed": v_target.passed, "methods": []}
