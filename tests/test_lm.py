@@ -121,6 +121,7 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     assert after["verbmem"].value < before["verbmem"].value - 0.2
     assert after["knowmem_forget"].value < before["knowmem_forget"].value
     assert after["privleak"].value > before["privleak"].value + 0.3
+    assert after["knowmem_retain"].value > 0.6 * after["knowmem_retain"].reference
 
 
 @pytest.mark.slow
