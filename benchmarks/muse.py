@@ -82,7 +82,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Methods passing all four gates in under a fifth of the retrain time: "
                   f"{', '.join(fast) if fast else 'none'}.", ""]
     if report.get("c5"):
-        lines += ["C5 scalability (utility = KnowMem on the 100 core people, after unlearning nested forget sets "
+        lines += ["C5 scalability (utility = KnowMem on the core people, trained and in no fold, after unlearning nested forget sets "
                   "from the target) and C6 sustainability (four disjoint folds unlearned one after another):", "",
                   "| method | C5 utility by forget size | C6 utility by request | C6 VerbMem on all folds so far |",
                   "|---|---|---|---|"]
