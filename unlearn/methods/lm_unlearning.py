@@ -20,6 +20,7 @@ the target, fails PrivLeak as surely as under-unlearning).
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Callable
@@ -39,7 +40,8 @@ Batch = dict[str, torch.Tensor]
 ForgetLoss = Callable[[torch.nn.Module, torch.nn.Module | None, Batch, dict[str, Any]], torch.Tensor]
 
 DEFAULTS: dict[str, Any] = {
-    "lr": 1e-4, "max_epochs": 10, "batch_size": 8, "retain_weight": 5.0,
+    # max_epochs over the forget texts, but at least min_steps: one person is a single batch per epoch
+    "lr": 1e-4, "max_epochs": 10, "min_steps": 60, "batch_size": 8, "retain_weight": 5.0,
     # the base model knows the retained people far better than the retrain reference does (it trained
     # for more steps: KnowMem on retain 0.49 against 0.27 on the default world), so half of its own
     # utility sits near 0.9 of the reference's
@@ -93,8 +95,9 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     def distance(m: dict[str, Any]) -> float:
         return abs(m["auc_vs_unseen"] - p["target_auc"])
 
+    epochs = max(p["max_epochs"], math.ceil(p["min_steps"] / math.ceil(len(forget_texts) / bs)))
     model.train()
-    for epoch in range(1, p["max_epochs"] + 1):
+    for epoch in range(1, epochs + 1):
         rng.shuffle(forget_texts)
         for i in range(0, len(forget_texts), bs):
             batch = tiny_lm.encode_examples(tokenizer, forget_texts[i:i + bs], task.device)
@@ -111,7 +114,7 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
                 continue
             m = {"epoch": epoch, "step": step, **_measure(lm, probe)}
             curve.append(m)
-            task.progress(epoch / p["max_epochs"], f"{method} step {step}: utility {m['utility']:.3f} "
+            task.progress(epoch / epochs, f"{method} step {step}: utility {m['utility']:.3f} "
                           f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
             if m["utility"] >= floor and distance(m) <= distance(chosen_at):
                 chosen, chosen_at = copy.deepcopy(model.state_dict()), m
