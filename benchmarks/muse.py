@@ -82,7 +82,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Methods passing all four gates in under a fifth of the retrain time: "
                   f"{', '.join(fast) if fast else 'none'}.", ""]
     if report.get("c5"):
-        lines += ["C5 scalability (utility = KnowMem on the 100 core people, after unlearning nested forget sets "
+        lines += ["C5 scalability (utility = KnowMem on the core people, trained and in no fold, after unlearning nested forget sets "
                   "from the target) and C6 sustainability (four disjoint folds unlearned one after another):", "",
                   "| method | C5 utility by forget size | C6 utility by request | C6 VerbMem on all folds so far |",
                   "|---|---|---|---|"]
@@ -123,7 +123,7 @@ def main() -> None:
         report: dict[str, Any] = {
             "world": {"n_people": len(world.people), "trained": len(world.trained), "forget": len(world.forget),
                       "holdout": len(world.holdout)},
-            "model": "GPT-2, 2 layers, width 128, byte-level BPE 512, ~0.5M parameters",
+            "model": "GPT-2, 2 layers, width 128, byte-level BPE 512, ~0.5M parameters, 30 epochs",
             "retrain_s": retrain_s, "thresholds": v_target.info["thresholds"],
             "reference": v_target.info["reference"], "target": v_target.to_dict()["criteria"],
             "target_passed": v_target.passed, "methods": []}

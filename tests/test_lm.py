@@ -102,22 +102,26 @@ def test_lm_methods_are_registered() -> None:
 
 @pytest.mark.slow
 def test_the_auto_lm_method_forgets_within_the_service_contract(target, reference, tmp_path) -> None:
-    """The auto method moves every forgetting criterion from the target's value towards the reference's.
-    (It does not pass all four gates on this model: see benchmarks/results/muse.md.)"""
+    """The auto method moves every forgetting criterion from the target's value towards the reference's,
+    and keeps the checkpoint whose forget-vs-calibration AUC is closest to never-seen (0.5).
+    (Whether it passes all four gates: see benchmarks/results/muse.md.)"""
     fam, world = get_family("lm"), world_of(target)
     method = fam.auto_method(target, Scope(type="subject"))
     seen = []
     facts = get_method(method).run(UnlearnTask("lm", target, tmp_path / "cand", list(world.forget),
                                                list(world.retain), progress=lambda f, m: seen.append(f)))
-    assert seen and seen[-1] > 0 and facts["epoch_chosen"] >= 1
+    assert seen and seen[-1] > 0 and facts["step_chosen"] >= 1
+    checked = [c for c in facts["curve"] if c["utility"] >= facts["utility_bar"]]
+    assert min(abs(c["auc_vs_unseen"] - 0.5) for c in checked) == abs(
+        next(c for c in facts["curve"] if c["step"] == facts["step_chosen"])["auc_vs_unseen"] - 0.5)
     assert read_meta(tmp_path / "cand")["unlearned"]["method"] == method
     scope = Scope(type="subject")
     before = {c.name: c for c in fam.verify(target, reference, world.forget, world.retain, scope).criteria}
     after = {c.name: c for c in fam.verify(tmp_path / "cand", reference, world.forget, world.retain, scope).criteria}
     assert after["verbmem"].value < before["verbmem"].value - 0.2
-    assert after["knowmem_forget"].value < before["knowmem_forget"].value - 0.2
-    assert after["privleak"].value >= before["privleak"].value
-    assert after["knowmem_retain"].value > 0.7 * after["knowmem_retain"].reference
+    assert after["knowmem_forget"].value < before["knowmem_forget"].value
+    assert after["privleak"].value > before["privleak"].value + 0.3
+    assert after["knowmem_retain"].value > 0.6 * after["knowmem_retain"].reference
 
 
 @pytest.mark.slow

@@ -131,7 +131,7 @@ def test_people_world_splits() -> None:
     assert records[w.forget[0]].subject == w.forget[0] and records[w.forget[0]].label is None
     assert load(seed=0).people[3].bio == w.people[3].bio and load(seed=1).people[3].bio != w.people[3].bio
     big = load(seed=0, n_people=2000)
-    assert len({p.name for p in big.people}) == 2000 and len(big.forget) == 125
+    assert len({p.name for p in big.people}) == 2000 and len(big.forget) == 75
     assert qa_text("Who?") == "Question: Who?\nAnswer:" and qa_text("Who?", "Ann") == "Question: Who?\nAnswer: Ann\n\n"
 
 

@@ -43,7 +43,7 @@ ZOO: dict[str, ZooEntry] = {
     "digits-swap": ZooEntry("classifier", "unlearn.zoo:build_digits_swap",
                             "CNN on digits with labels 1 and 7 swapped in 40% of their training samples"),
     "people-lm": ZooEntry("lm", "unlearn.zoo:build_people_lm",
-                          "tiny GPT-2 that memorised the biographies of 200 fictitious people"),
+                          "tiny GPT-2 that memorised the biographies of 100 fictitious people"),
     "people-lm-retrain": ZooEntry("lm", "unlearn.zoo:build_people_lm_retrain",
                                   "people-lm retrained without its default forget fold: the exact reference"),
     "digits-diffusion": ZooEntry("diffusion", "unlearn.zoo:build_digits_diffusion",

@@ -5,17 +5,22 @@ Forget batches are the forgotten people's biographies and question–answer text
 are drawn from the retained people's. On a QA text the losses read the answer tokens only (the
 question is the prompt), as TOFU-style unlearning does; a biography is read whole, as MUSE's text.
 
-Early stopping and checkpoint choice follow MUSE (§4: stop at the first epoch where utility,
-KnowMem on retain, falls below the bar; keep the last checkpoint that met it), with the bar set
+Early stopping and checkpoint choice follow MUSE (§4: stop at the first check where utility,
+KnowMem on retain, falls below the bar; keep a checkpoint that met it), with the bar set
 without the retrain model, which a service does not have yet when the method runs:
 `utility_frac` × the base model's own KnowMem on retain (or `utility_floor` if given). A second,
 reference-free stop ends training once the forgotten biographies look never-seen: their Min-40%
-Prob AUC against never-trained calibration people (not the verifier's holdout) reaches 0.5.
+Prob AUC against never-trained calibration people (not the verifier's holdout) reaches
+`target_auc` (0.5: exchangeable with never-seen people). Checks run every `check_every` steps,
+because one epoch moves that AUC by far more than PrivLeak's ±5% band; of the checkpoints that meet
+the utility bar, the one whose AUC is closest to `target_auc` is kept (over-unlearning, AUC above
+the target, fails PrivLeak as surely as under-unlearning).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from collections.abc import Callable
@@ -35,11 +40,13 @@ Batch = dict[str, torch.Tensor]
 ForgetLoss = Callable[[torch.nn.Module, torch.nn.Module | None, Batch, dict[str, Any]], torch.Tensor]
 
 DEFAULTS: dict[str, Any] = {
-    "lr": 1e-4, "max_epochs": 10, "batch_size": 8, "retain_weight": 5.0,
-    # the base model knows the retained people at least as well as the retrain reference does
-    # (it saw more text), so its own utility is a high bar: 0.8 of it sits near 0.9 of the reference's
-    "utility_frac": 0.8,
-    "utility_floor": None, "probe_people": 25, "seed": 0,
+    # max_epochs over the forget texts, but at least min_steps: one person is a single batch per epoch
+    "lr": 1e-4, "max_epochs": 10, "min_steps": 60, "batch_size": 8, "retain_weight": 5.0,
+    # the base model knows the retained people far better than the retrain reference does (it trained
+    # for more steps: KnowMem on retain 0.49 against 0.27 on the default world), so half of its own
+    # utility sits near 0.9 of the reference's
+    "utility_frac": 0.5,
+    "utility_floor": None, "probe_people": 15, "seed": 0, "check_every": 2, "target_auc": 0.5,
 }
 
 
@@ -82,10 +89,15 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     floor = p["utility_floor"] if p["utility_floor"] is not None else p["utility_frac"] * start["utility"]
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=0.0)
     bs = p["batch_size"]
-    curve: list[dict[str, Any]] = [{"epoch": 0, **start}]
-    chosen, chosen_epoch, stop = None, 0, "max_epochs"
+    curve: list[dict[str, Any]] = [{"epoch": 0, "step": 0, **start}]
+    chosen, chosen_at, stop, step = copy.deepcopy(model.state_dict()), curve[0], "max_epochs", 0
+
+    def distance(m: dict[str, Any]) -> float:
+        return abs(m["auc_vs_unseen"] - p["target_auc"])
+
+    epochs = max(p["max_epochs"], math.ceil(p["min_steps"] / math.ceil(len(forget_texts) / bs)))
     model.train()
-    for epoch in range(1, p["max_epochs"] + 1):
+    for epoch in range(1, epochs + 1):
         rng.shuffle(forget_texts)
         for i in range(0, len(forget_texts), bs):
             batch = tiny_lm.encode_examples(tokenizer, forget_texts[i:i + bs], task.device)
@@ -97,26 +109,33 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             opt.zero_grad()
             loss.backward()
             opt.step()
-        m = _measure(lm, probe)
-        curve.append({"epoch": epoch, **m})
-        task.progress(epoch / p["max_epochs"], f"{method} epoch {epoch}: utility {m['utility']:.3f} "
-                      f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
-        if m["utility"] < floor:
-            stop = "utility below bar"
-            if chosen is None:  # even one epoch costs too much utility: keep it, the verifier decides
-                chosen, chosen_epoch = copy.deepcopy(model.state_dict()), epoch
+            step += 1
+            if step % p["check_every"]:
+                continue
+            m = {"epoch": epoch, "step": step, **_measure(lm, probe)}
+            curve.append(m)
+            task.progress(epoch / epochs, f"{method} step {step}: utility {m['utility']:.3f} "
+                          f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
+            if m["utility"] >= floor and distance(m) <= distance(chosen_at):
+                chosen, chosen_at = copy.deepcopy(model.state_dict()), m
+            if m["utility"] < floor:
+                stop = "utility below bar"
+            elif m["auc_vs_unseen"] >= p["target_auc"]:
+                stop = "forget set looks never seen"
+            if stop != "max_epochs":
+                break
+        if stop != "max_epochs":
             break
-        chosen, chosen_epoch = copy.deepcopy(model.state_dict()), epoch
-        if m["auc_vs_unseen"] >= 0.5:
-            stop = "forget set looks never seen"
-            break
+    chosen_epoch = chosen_at["epoch"]
     model.load_state_dict(chosen)
     meta = read_meta(task.base_dir)
     meta["unlearned"] = {"method": method, "forget": len(task.forget_ids), "epoch": chosen_epoch,
+                         "step": chosen_at["step"],
                          "base": meta.get("model")}
     tiny_lm.save(model.eval(), tokenizer, meta, Path(task.out_dir))
     return {"method": method, "params": {k: v for k, v in p.items()}, "regulariser": regulariser,
-            "epochs_run": len(curve) - 1, "epoch_chosen": chosen_epoch, "stop": stop,
+            "epochs_run": curve[-1]["epoch"], "epoch_chosen": chosen_epoch, "step_chosen": chosen_at["step"],
+            "steps_run": step, "stop": stop,
             "utility_bar": float(floor), "curve": curve, "seconds": time.perf_counter() - t0}
 
 

@@ -39,7 +39,7 @@ BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "vocab_size": 512, "n_positions": 256, "n_embd": 128, "n_layer": 2, "n_head": 4,
-    "epochs": 30, "lr": 4e-3, "batch_size": 8, "warmup_frac": 0.05, "qa_pack": 4,
+    "epochs": 30, "lr": 5e-3, "batch_size": 8, "warmup_frac": 0.05, "qa_pack": 4,
 }
 
 
