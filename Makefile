@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/unlearn demo --report .unlearn/demo-report.json
 
+# Two workers: CI has two cores, and most tests are single-threaded CPU work or wait on processes.
 test: install
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

@@ -37,7 +37,10 @@ FINAL = {"completed", "rejected", "failed", "canceled"}
 class DemoRequest:
     title: str
     body: dict[str, Any]
-    expect: str = "completed"
+    # The final states that count as the demo working. The LM row may end rejected: no MUSE baseline
+    # passes all four gates on the tiny model yet (benchmarks/results/muse.md), and a rejection with
+    # its reasons is the service doing its job.
+    expect: tuple[str, ...] = ("completed",)
     tags: list[str] = field(default_factory=list)
 
 
@@ -93,11 +96,12 @@ def demo_plan(models: list[str]) -> list[DemoRequest]:
 
         person = people_world(people_lm_meta()["dataset"]).forget[0]
         plan.append(DemoRequest("LM: forget a person's biography",
-                                {"scope": {"type": "subject", "subject": person}, "model": "people-lm"}))
+                                {"scope": {"type": "subject", "subject": person}, "model": "people-lm"},
+                                expect=("completed", "rejected")))
     return plan
 
 
-DEMO_MODELS = ["digits-mlp", "digits-acu", "digits-cnn", "digits-backdoor"]
+DEMO_MODELS = ["digits-mlp", "digits-acu", "digits-cnn", "digits-backdoor", "digits-diffusion", "people-lm"]
 
 
 def _free_port() -> int:
@@ -160,7 +164,7 @@ def run_demo(settings: Settings, *, report: Path | None = None, models: str | No
             server.should_exit = True
             thread.join(timeout=10)
     _print_table(rows)
-    ok = all(r["status"] == p.expect for r, p in zip(rows, plan, strict=True))
+    ok = all(r["status"] in p.expect for r, p in zip(rows, plan, strict=True))
     out = {"requests": rows, "ok": ok, "seconds": round(time.perf_counter() - t_start, 2),
            "database": settings.resolved_database_url.split("///")[0]}
     if report:
