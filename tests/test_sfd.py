@@ -68,19 +68,51 @@ def test_teacher_fails_the_forget_gate(teacher):
 
 
 @pytest.mark.slow
-def test_sfd_candidate_passes_the_gates_and_loads_with_diffusers(teacher, tmp_path):
-    facts = sfd(teacher, tmp_path / "sfd", steps=400)  # enough for 0 -> 1 (benchmarks/results/sfd.md)
-    assert facts["override"] == (FORGET + 1) % 10 and facts["data_free"]
-    meta = read_meta(tmp_path / "sfd")
-    assert meta["sampler"] == "onestep" and meta["forgotten"] == {str(FORGET): 1}
-    pipe = DigitsDiffusionPipeline.from_pretrained(str(tmp_path / "sfd"))
-    assert pipe.config.sampler == "onestep"
-    assert UNet2DModel.from_pretrained(str(tmp_path / "sfd" / "unet")).config.num_class_embeds == 10
+def test_concept_requests_through_the_api_promote_sfd_and_reject_a_cut_short_run(settings, zoo_dir, teacher):
+    """End to end: API → coalescer → Celery worker (in process) → SFD → verifier → promotion."""
+    import time
+    import uuid
 
-    v = verdict(tmp_path / "sfd", teacher, tmp_path / "report")
-    assert v.passed, v.reasons
-    assert v.info["override_rate"] > 0.5  # the forgotten digit became the override digit
-    assert (tmp_path / "report" / "diffusion_samples.png").exists()
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.auth import create_api_key
+    from tests.conftest import register
+    from unlearn.store.db import session_scope
+    from unlearn.store.models import ModelVersion
+    from workers.embedded import coalesce_sender, embedded_worker
+
+    register(settings, zoo_dir, "digits-diffusion")
+    with session_scope(settings.resolved_database_url) as s:
+        key = create_api_key(s, "acme", "operator")
+    with embedded_worker(settings) as app:
+        client = TestClient(create_app(settings, schedule_coalesce=coalesce_sender(app)))
+        client.headers["X-API-Key"] = key
+
+        def run(concept, params):
+            body = {"model": "digits-diffusion", "scope": {"type": "concept", "concept": concept}, "params": params}
+            rid = client.post("/v1/deletion-requests", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+            assert rid.status_code == 202, rid.text
+            for _ in range(1800):
+                got = client.get(f"/v1/deletion-requests/{rid.json()['id']}").json()
+                if got["status"] in ("completed", "rejected", "failed"):
+                    return got
+                time.sleep(0.5)
+            raise TimeoutError(got["status"])
+
+        short = run("digit-5", {"steps": 3})  # cut short: barely distilled, must not be promoted
+        done = run(f"digit-{FORGET}", {"steps": 400})  # enough for 0 -> 1 (benchmarks/results/sfd.md)
+    assert short["status"] == "rejected" and "forget_rate" in short["reason"]
+    assert done["status"] == "completed", done["reason"]
+    assert done["jobs"][0]["method"] == "sfd"
+    verdict_ = next(iter(done["verdicts"].values()))
+    assert verdict_["verdict"] == "pass" and verdict_["info"]["override_rate"] > 0.5
+    with session_scope(settings.resolved_database_url) as s:
+        folder = s.get(ModelVersion, done["targets"][0]["version_id"]).artifact_path
+    pipe = DigitsDiffusionPipeline.from_pretrained(folder)  # a diffusers-compatible pipeline
+    assert pipe.config.sampler == "onestep"
+    assert UNet2DModel.from_pretrained(f"{folder}/unet").config.num_class_embeds == 10
+    assert read_meta(folder)["forgotten"] == {str(FORGET): 1}
 
 
 def test_sfd_run_cut_short_is_rejected(teacher, tmp_path):
