@@ -42,8 +42,9 @@ def _app():
 
 APP, KEY = _app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
-OPERATIONS = sum(len(methods) for methods in APP.openapi()["paths"].values())
-EXAMPLES_PER_OPERATION = -(-2200 // OPERATIONS)  # at least 2,000 cases in all, however many routes there are
+# Operations without parameters are exhausted after a case or two, so each of the others gets a
+# generous budget; the module asserts the total at the end (at least 2,000 cases).
+EXAMPLES_PER_OPERATION = 250
 
 
 @pytest.fixture(scope="module", autouse=True)
