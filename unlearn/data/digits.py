@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.datasets import load_digits
 
-from unlearn.data.tabular import TabularDataset
+from unlearn.data.tabular import TabularDataset, random_splits
 
 
 def load(seed: int = 0, samples_per_subject: int = 5) -> TabularDataset:
@@ -17,14 +17,7 @@ def load(seed: int = 0, samples_per_subject: int = 5) -> TabularDataset:
     X = (digits.data / 16.0).astype(np.float32)
     y = digits.target.astype(np.int64)
     n = len(y)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    split = np.empty(n, dtype=object)
-    n_train, n_hold = int(0.7 * n), int(0.15 * n)
-    split[perm[:n_train]] = "train"
-    split[perm[n_train:n_train + n_hold]] = "holdout"
-    split[perm[n_train + n_hold:]] = "test"
-    owner = rng.permutation(n) // samples_per_subject
+    split, owner = random_splits(np.random.default_rng(seed), n, int(0.7 * n), int(0.15 * n), samples_per_subject)
     subjects = [f"subject-{o:04d}" for o in owner]
     ids = [f"digits-{i:04d}" for i in range(n)]
     return TabularDataset(ids=ids, X=X, y=y, subjects=subjects, split=split, num_classes=10,

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 from sklearn.datasets import make_classification
 
-from unlearn.data.tabular import TabularDataset
+from unlearn.data.tabular import TabularDataset, random_splits
 
 
 @lru_cache(maxsize=4)  # generating 120,000 rows takes seconds; run, retrain and verify each ask
@@ -23,13 +23,7 @@ def load(n: int = 100_000, seed: int = 0, n_holdout: int = 10_000, n_test: int =
     X, y = make_classification(n_samples=total, n_features=n_features, n_informative=n_features // 2,
                                n_redundant=n_features // 4, n_classes=num_classes, n_clusters_per_class=2,
                                class_sep=1.5, flip_y=0.01, random_state=seed)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(total)
-    split = np.empty(total, dtype=object)
-    split[perm[:n]] = "train"
-    split[perm[n:n + n_holdout]] = "holdout"
-    split[perm[n + n_holdout:]] = "test"
-    owner = rng.permutation(total) // samples_per_subject
+    split, owner = random_splits(np.random.default_rng(seed), total, n, n_holdout, samples_per_subject)
     subjects = [f"subject-{o:06d}" for o in owner]
     ids = [f"synthetic-{i:06d}" for i in range(total)]
     return TabularDataset(ids=ids, X=X.astype(np.float32), y=y.astype(np.int64), subjects=subjects,

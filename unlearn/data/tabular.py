@@ -12,6 +12,19 @@ import numpy as np
 from unlearn.families.base import SampleRecord
 
 
+def random_splits(rng: np.random.Generator, total: int, n_train: int, n_holdout: int,
+                  samples_per_subject: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random train / holdout / test split of `total` samples, and a random owner (subject number)
+    for each sample, `samples_per_subject` samples apiece."""
+    perm = rng.permutation(total)
+    split = np.empty(total, dtype=object)
+    split[perm[:n_train]] = "train"
+    split[perm[n_train:n_train + n_holdout]] = "holdout"
+    split[perm[n_train + n_holdout:]] = "test"
+    owner = rng.permutation(total) // samples_per_subject
+    return split, owner
+
+
 @dataclass
 class TabularDataset:
     ids: list[str]
