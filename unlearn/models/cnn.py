@@ -21,7 +21,7 @@ from torch import nn
 
 from unlearn.artifacts import load_tensors, read_meta
 from unlearn.families.base import Progress, no_progress
-from unlearn.models.mlp import fit, predictor, save
+from unlearn.models.mlp import fit, predictor, save, train_with
 
 
 class CNN(nn.Module):
@@ -48,13 +48,7 @@ def build(meta: dict[str, Any]) -> CNN:
 
 def train(meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *, device: str = "cpu",
           progress: Progress = no_progress) -> None:
-    torch.manual_seed(meta["seed"])
-    model = build(meta)
-    t = meta.get("train", {})
-    fit(model, X, y, epochs=t.get("epochs", 40), lr=t.get("lr", 1e-3), batch_size=t.get("batch_size", 64),
-        seed=meta["seed"], device=device, weight_decay=t.get("weight_decay", 1e-4),
-        label_smoothing=t.get("label_smoothing", 0.0), progress=progress)
-    save(model, meta, out_dir)
+    train_with(build, meta, X, y, out_dir, device=device, progress=progress, epochs=40, weight_decay=1e-4)
 
 
 def load_module(model_dir: Path, device: str = "cpu") -> tuple[CNN, dict[str, Any]]:

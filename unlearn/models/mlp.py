@@ -51,11 +51,20 @@ def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: floa
 
 def train(meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *, device: str = "cpu",
           progress: Progress = no_progress) -> None:
+    train_with(build, meta, X, y, out_dir, device=device, progress=progress)
+
+
+def train_with(builder: Any, meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *,
+               device: str = "cpu", progress: Progress = no_progress, epochs: int = 60,
+               weight_decay: float = 0.0) -> None:
+    """Seed, build, fit with `meta["train"]` over the architecture's defaults, save: every
+    torch architecture trains this way."""
     torch.manual_seed(meta["seed"])
-    model = build(meta)
+    model = builder(meta)
     t = meta.get("train", {})
-    fit(model, X, y, epochs=t.get("epochs", 60), lr=t.get("lr", 1e-3), batch_size=t.get("batch_size", 64),
-        seed=meta["seed"], device=device, weight_decay=t.get("weight_decay", 0.0), progress=progress)
+    fit(model, X, y, epochs=t.get("epochs", epochs), lr=t.get("lr", 1e-3), batch_size=t.get("batch_size", 64),
+        seed=meta["seed"], device=device, weight_decay=t.get("weight_decay", weight_decay),
+        label_smoothing=t.get("label_smoothing", 0.0), progress=progress)
     save(model, meta, out_dir)
 
 
