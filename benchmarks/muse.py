@@ -24,6 +24,7 @@ import torch
 from unlearn.families import Scope, get_family
 from unlearn.families.lm import HFLanguageModel, muse_data, world_of
 from unlearn.methods import UnlearnTask, get_method
+from unlearn.models.tiny_lm import DEFAULT_TRAIN
 from unlearn.verify import muse
 from unlearn.zoo import ensure
 
@@ -32,9 +33,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CRITERIA = ["verbmem", "knowmem_forget", "privleak", "knowmem_retain"]
 
 
-def run_method(name: str, base: Path, forget: list[str], retain: list[str], out: Path) -> dict[str, Any]:
+def run_method(name: str, base: Path, forget: list[str], retain: list[str], out: Path,
+               params: dict[str, Any] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    facts = get_method(name).run(UnlearnTask("lm", base, out, list(forget), list(retain)))
+    facts = get_method(name).run(UnlearnTask("lm", base, out, list(forget), list(retain), params=params or {}))
     return {**facts, "wall_s": time.perf_counter() - t0}
 
 
@@ -123,7 +125,8 @@ def main() -> None:
         report: dict[str, Any] = {
             "world": {"n_people": len(world.people), "trained": len(world.trained), "forget": len(world.forget),
                       "holdout": len(world.holdout)},
-            "model": "GPT-2, 2 layers, width 128, byte-level BPE 512, ~0.5M parameters, 30 epochs",
+            "model": "GPT-2, {n_layer} layers, width {n_embd}, byte-level BPE {vocab_size}, ~0.5M parameters, "
+                     "{epochs} epochs".format(**DEFAULT_TRAIN),
             "retrain_s": retrain_s, "thresholds": v_target.info["thresholds"],
             "reference": v_target.info["reference"], "target": v_target.to_dict()["criteria"],
             "target_passed": v_target.passed, "methods": []}

@@ -103,7 +103,8 @@ def test_lm_methods_are_registered() -> None:
 @pytest.mark.slow
 def test_the_auto_lm_method_forgets_within_the_service_contract(target, reference, tmp_path) -> None:
     """The auto method moves every forgetting criterion from the target's value towards the reference's,
-    and keeps the checkpoint whose forget-vs-calibration AUC is closest to never-seen (0.5).
+    keeps the checkpoint whose forget-vs-calibration AUC is closest to never-seen (0.5) among those
+    above its utility bar, and so still passes the utility gate.
     (Whether it passes all four gates: see benchmarks/results/muse.md.)"""
     fam, world = get_family("lm"), world_of(target)
     method = fam.auto_method(target, Scope(type="subject"))
@@ -120,8 +121,9 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     after = {c.name: c for c in fam.verify(tmp_path / "cand", reference, world.forget, world.retain, scope).criteria}
     assert after["verbmem"].value < before["verbmem"].value - 0.2
     assert after["knowmem_forget"].value < before["knowmem_forget"].value
-    assert after["privleak"].value > before["privleak"].value + 0.3
-    assert after["knowmem_retain"].value > 0.6 * after["knowmem_retain"].reference
+    assert after["privleak"].value > before["privleak"].value  # towards the reference, if far from it
+    # the calibrated stop keeps utility above the verifier's bar (0.9 × the reference's KnowMem on retain)
+    assert after["knowmem_retain"].passed, after["knowmem_retain"]
 
 
 @pytest.mark.slow

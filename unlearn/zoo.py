@@ -2,7 +2,8 @@
 
 Each entry names a builder `build(out_dir, *, device, progress)` that writes a complete
 artifact folder. `ensure(name)` builds once and reuses the cache afterwards. A new zoo
-model is one builder function plus one line in `ZOO`.
+model is one builder function plus one line in `ZOO`. When a builder's recipe changes, bump
+its entry's `version`: a cached artifact of another version is rebuilt, not silently reused.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from unlearn.artifacts import read_meta
+from unlearn.artifacts import read_meta, write_meta
 from unlearn.data import get_dataset
 from unlearn.families.base import Progress, no_progress
 from unlearn.models import get_arch
@@ -27,6 +28,7 @@ class ZooEntry:
     family: str
     builder: str  # "module:function"
     description: str
+    version: int = 1  # of the builder's recipe, recorded in the artifact as "zoo_version"
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -43,9 +45,10 @@ ZOO: dict[str, ZooEntry] = {
     "digits-swap": ZooEntry("classifier", "unlearn.zoo:build_digits_swap",
                             "CNN on digits with labels 1 and 7 swapped in 40% of their training samples"),
     "people-lm": ZooEntry("lm", "unlearn.zoo:build_people_lm",
-                          "tiny GPT-2 that memorised the biographies of 100 fictitious people"),
+                          "tiny GPT-2 that memorised the biographies of 100 fictitious people", version=2),
     "people-lm-retrain": ZooEntry("lm", "unlearn.zoo:build_people_lm_retrain",
-                                  "people-lm retrained without its default forget fold: the exact reference"),
+                                  "people-lm retrained without its default forget fold: the exact reference",
+                                  version=2),
     "digits-diffusion": ZooEntry("diffusion", "unlearn.zoo:build_digits_diffusion",
                                  "class-conditional diffusers UNet2DModel (DDPM) on 8x8 digits: SFD's teacher"),
     "digits-judge": ZooEntry("classifier", "unlearn.zoo:build_digits_judge",
@@ -164,15 +167,24 @@ def ensure(name: str, zoo_dir: Path, *, device: str = "cpu", progress: Progress 
     """The cached artifact folder of zoo model `name`, built first if missing."""
     if name not in ZOO:
         raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(sorted(ZOO))}")
+    entry = ZOO[name]
     final = Path(zoo_dir) / name
     if (final / "unlearn.json").exists():
-        return final
+        if read_meta(final).get("zoo_version", 1) == entry.version:
+            return final
+        # an older recipe: move it aside first, so a reader never finds a half-replaced folder
+        stale = Path(zoo_dir) / f".{name}.stale-{time.time_ns()}"
+        try:
+            final.rename(stale)
+        except FileNotFoundError:
+            pass  # another process moved it already
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(zoo_dir) / f".{name}.building-{time.time_ns()}"
-    module, fn = ZOO[name].builder.split(":")
+    module, fn = entry.builder.split(":")
     builder: Callable[..., None] = getattr(importlib.import_module(module), fn)
     try:
         builder(tmp, device=device, progress=progress)
-        read_meta(tmp)  # a builder must leave a described artifact
+        write_meta(tmp, {**read_meta(tmp), "zoo_version": entry.version})  # a builder must leave a described artifact
         if not final.exists():
             tmp.rename(final)  # atomic on one filesystem: concurrent builders never see half a model
     finally:

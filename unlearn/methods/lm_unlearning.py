@@ -24,6 +24,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +43,35 @@ ForgetLoss = Callable[[torch.nn.Module, torch.nn.Module | None, Batch, dict[str,
 DEFAULTS: dict[str, Any] = {
     # max_epochs over the forget texts, but at least min_steps: one person is a single batch per epoch
     "lr": 1e-4, "max_epochs": 10, "min_steps": 60, "batch_size": 8, "retain_weight": 5.0,
-    # the base model knows the retained people far better than the retrain reference does (it trained
-    # for more steps: KnowMem on retain 0.49 against 0.27 on the default world), so half of its own
-    # utility sits near 0.9 of the reference's
-    "utility_frac": 0.5,
+    # the base model knows the retained people a little better than its retrain reference (KnowMem on
+    # retain 0.97 against 0.87–0.91 on the default world: the reference trains fewer steps), so 0.85 of
+    # its own utility sits near the verifier's bar, 0.9 of the reference's
+    "utility_frac": 0.85,
     "utility_floor": None, "probe_people": 15, "seed": 0, "check_every": 2, "target_auc": 0.5,
+    # also score KnowMem on the forgotten people at every check (the trade-off benchmark's curves)
+    "track_forget_knowledge": False,
 }
 
 
-def _probe(world, forget_ids: list[str], retain_ids: list[str], n: int) -> muse.MuseData:
-    """Cheap scores for stopping: KnowMem on a few retained people; forget vs calibration biographies."""
+def probe_data(world, forget_ids: list[str], retain_ids: list[str], n: int) -> muse.MuseData:
+    """Cheap scores for stopping: KnowMem on a few retained people; forget vs calibration biographies
+    (and, when tracked, KnowMem on the forgotten people)."""
     retain = [world.person(s) for s in retain_sample(retain_ids, n, seed=1)]
-    return muse.MuseData(verbmem_prompts=[], verbmem_truths=[], knowmem_forget=[],
+    forget = [world.person(s) for s in forget_ids]
+    return muse.MuseData(verbmem_prompts=[], verbmem_truths=[],
+                         knowmem_forget=[(q.question, q.answer) for p in forget for q in p.qa],
                          knowmem_retain=[(q.question, q.answer) for p in retain for q in p.qa],
                          icl=icl_prompt(world), privleak_forget=[world.person(s).bio for s in forget_ids],
                          privleak_holdout=[world.person(s).bio for s in world.calibration],
                          qa_prompt=lambda q: f"Question: {q}\nAnswer:")
 
 
-def _measure(lm: HFLanguageModel, probe: muse.MuseData) -> dict[str, float]:
-    s = muse.score_model(lm, probe, parts=("knowmem_retain", "privleak"))
-    return {"utility": float(s.knowmem_retain.mean()), "auc_vs_unseen": muse.privleak_auc(s.mink_forget,
-                                                                                           s.mink_holdout)}
+def measure_probe(lm: HFLanguageModel, probe: muse.MuseData, track_forget: bool = False) -> dict[str, float]:
+    s = muse.score_model(lm, probe, parts=("knowmem_retain", "privleak") + (("knowmem_forget",) * track_forget))
+    m = {"utility": float(s.knowmem_retain.mean()), "auc_vs_unseen": muse.privleak_auc(s.mink_forget, s.mink_holdout)}
+    if track_forget:
+        m["knowmem_forget"] = float(s.knowmem_forget.mean())
+    return m
 
 
 def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulariser: str,
@@ -84,8 +92,9 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     forget_texts = person_examples(world, task.forget_ids)
     retain_texts = person_examples(world, task.retain_ids) if reg is not None else []
     lm = HFLanguageModel(model, tokenizer, task.device)
-    probe = _probe(world, task.forget_ids, task.retain_ids, p["probe_people"])
-    start = _measure(lm, probe)
+    probe = probe_data(world, task.forget_ids, task.retain_ids, p["probe_people"])
+    measure = partial(measure_probe, lm, probe, track_forget=bool(p["track_forget_knowledge"]))
+    start = measure()
     floor = p["utility_floor"] if p["utility_floor"] is not None else p["utility_frac"] * start["utility"]
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=0.0)
     bs = p["batch_size"]
@@ -112,7 +121,7 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             step += 1
             if step % p["check_every"]:
                 continue
-            m = {"epoch": epoch, "step": step, **_measure(lm, probe)}
+            m = {"epoch": epoch, "step": step, **measure()}
             curve.append(m)
             task.progress(epoch / epochs, f"{method} step {step}: utility {m['utility']:.3f} "
                           f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
@@ -144,4 +153,4 @@ def sequence_logprob(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return tiny_lm.token_logprobs_batch(model, batch).sum(1)
 
 
-__all__ = ["DEFAULTS", "sequence_logprob", "unlearn_lm"]
+__all__ = ["DEFAULTS", "measure_probe", "probe_data", "sequence_logprob", "unlearn_lm"]

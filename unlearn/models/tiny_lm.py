@@ -39,7 +39,10 @@ BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 
 DEFAULT_TRAIN: dict[str, Any] = {
     "vocab_size": 512, "n_positions": 256, "n_embd": 128, "n_layer": 2, "n_head": 4,
-    "epochs": 30, "lr": 5e-3, "batch_size": 8, "warmup_frac": 0.05, "qa_pack": 4,
+    # 60 epochs: both the target and its retrain reference know their people's facts (KnowMem ≈ 0.87–0.97
+    # on the default world, across seeds); at 30 they knew about half, and the reference's utility swung
+    # from 0.27 to 0.46 between seeds, which made C4's bar a coin toss
+    "epochs": 60, "lr": 5e-3, "batch_size": 8, "warmup_frac": 0.05, "qa_pack": 4,
 }
 
 
