@@ -40,6 +40,13 @@ def run_method(name: str, base: Path, forget: list[str], retain: list[str], out:
     return {**facts, "wall_s": time.perf_counter() - t0}
 
 
+def write_results(out: Path, name: str, report: dict[str, Any], text: str) -> None:
+    """`name`.json (everything measured) and `name`.md (the table the README shows)."""
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=float))
+    (out / f"{name}.md").write_text(text)
+    print(text)
+
+
 def curve_scorer(world):
     """Utility on the core people (in no fold) and forgetting on the folds requested so far."""
     def score(model_dir: Path, forget: list[str]) -> dict[str, float]:
@@ -153,9 +160,7 @@ def main() -> None:
                              "C5 scalability: unlearning nested forget sets", ref_scores)
             muse.plot_curves(report["c6"], "request", ["knowmem_retain", "verbmem"], out / "muse_c6.png",
                              "C6 sustainability: sequential requests", ref_scores)
-        (out / "muse.json").write_text(json.dumps(report, indent=2, default=float))
-        (out / "muse.md").write_text(markdown(report))
-        print(markdown(report))
+        write_results(out, "muse", report, markdown(report))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

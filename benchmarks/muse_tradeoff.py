@@ -14,7 +14,6 @@ benchmarks/results/muse_tradeoff.json, .md and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.muse import METHODS, RESULTS, run_method
+from benchmarks.muse import METHODS, RESULTS, run_method, write_results
 from unlearn.families.lm import HFLanguageModel, world_of
 from unlearn.methods.lm_unlearning import DEFAULTS, measure_probe, probe_data
 from unlearn.models import tiny_lm
@@ -107,9 +106,7 @@ def main() -> None:
             report["curves"][name] = facts["curve"]
             print(name, f"{facts['wall_s']:.1f}s", flush=True)
         plot(report, out / "muse_tradeoff.png")
-        (out / "muse_tradeoff.json").write_text(json.dumps(report, indent=2, default=float))
-        (out / "muse_tradeoff.md").write_text(markdown(report))
-        print(markdown(report))
+        write_results(out, "muse_tradeoff", report, markdown(report))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
