@@ -23,8 +23,9 @@ paper and the code differ, the code is followed, as the reviewers recommend):
 Our scale. The official CNN settings (20 epochs, lr 5e-5/1e-4) make ~80 steps for a digits
 class and forget nothing, because the step count scales with |D_f|. Defaults here, measured
 on 8×8 digits (see benchmarks/results/laf.md): lr_UE 5e-4, lr_RA 1e-3; class removal and
-corrective (noisy-label) requests 60 epochs, τ = 20; data removal at most 60 epochs, τ = 5 (the
-paper's τ's). 100 epochs (the research notes' setting) overshot on our CNN: remaining-class test
+corrective (noisy-label) requests 60 epochs, τ = 20; data removal at most 30 epochs, τ = 5 (the
+paper's τ's). At most 30, not 60: on one forget draw the stop below never fired, and remaining-class
+test accuracy drifted from 97.4% (epochs 1–13) to 95.6% at epoch 60, past the 3-point gate. 100 epochs (the research notes' setting) overshot on our CNN: remaining-class test
 accuracy fell 2.1 points below retrain in class removal, and data removal forgot 5.6 points
 more than retrain.
 
@@ -58,7 +59,7 @@ DEFAULTS = {"lr_ue": 5e-4, "lr_ra": 1e-3, "batch_size": 32, "latent": 8,
 # Per setting: the paper's τ; epochs tuned on digits; data removal stops early (module docstring).
 SETTINGS = {"class": {"epochs": 60, "tau": 20.0, "early_stop": False},
             "corrective": {"epochs": 60, "tau": 20.0, "early_stop": False},
-            "data": {"epochs": 60, "tau": 5.0, "early_stop": True}}
+            "data": {"epochs": 30, "tau": 5.0, "early_stop": True}}
 
 
 class VAE(nn.Module):
