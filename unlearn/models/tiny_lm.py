@@ -61,6 +61,7 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
 def build_model(tokenizer: PreTrainedTokenizerFast, settings: dict[str, Any]) -> GPT2LMHeadModel:
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=settings["n_positions"], n_embd=settings["n_embd"],
                      n_layer=settings["n_layer"], n_head=settings["n_head"],
+                     n_inner=settings.get("n_inner"), activation_function=settings.get("activation", "gelu_new"),
                      # memorising is the point of the target model: no dropout
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
