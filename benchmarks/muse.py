@@ -28,7 +28,7 @@ from unlearn.models.tiny_lm import DEFAULT_TRAIN
 from unlearn.verify import muse
 from unlearn.zoo import ensure
 
-METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"]
+METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr", "whp"]
 RESULTS = Path(__file__).resolve().parent / "results"
 CRITERIA = ["verbmem", "knowmem_forget", "privleak", "knowmem_retain"]
 
@@ -132,8 +132,9 @@ def main() -> None:
         report: dict[str, Any] = {
             "world": {"n_people": len(world.people), "trained": len(world.trained), "forget": len(world.forget),
                       "holdout": len(world.holdout)},
-            "model": "GPT-2, {n_layer} layers, width {n_embd}, byte-level BPE {vocab_size}, ~0.5M parameters, "
-                     "{epochs} epochs".format(**DEFAULT_TRAIN),
+            "model": "GPT-2, {n_layer} layers, width {n_embd}, MLP {n_inner} {activation}, byte-level BPE "
+                     "{vocab_size}, {epochs} epochs, {params:,} parameters".format(
+                         **DEFAULT_TRAIN, params=sum(p.numel() for p in HFLanguageModel.load(target).model.parameters())),
             "retrain_s": retrain_s, "thresholds": v_target.info["thresholds"],
             "reference": v_target.info["reference"], "target": v_target.to_dict()["criteria"],
             "target_passed": v_target.passed, "methods": []}

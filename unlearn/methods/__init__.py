@@ -21,6 +21,7 @@ METHODS: dict[str, str] = {
     "npo": "unlearn.methods.npo:SPEC",
     "npo_gdr": "unlearn.methods.npo:SPEC_GDR",
     "npo_klr": "unlearn.methods.npo:SPEC_KLR",
+    "whp": "unlearn.methods.whp:SPEC",
     "sfd": "unlearn.methods.sfd:SPEC",
     "erasure-finetune": "unlearn.methods.erasure_finetune:SPEC",
 }
