@@ -78,7 +78,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.invert_xaxis()
     ax.legend(fontsize=7)
-    ax.set_title("Unlearning paths from the target (top left) towards the reference (star)")
+    ax.set_title("Paths from the target (top left) to the reference (star)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
