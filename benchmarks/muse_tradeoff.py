@@ -24,7 +24,6 @@ import torch
 from benchmarks.muse import METHODS, RESULTS, run_method, write_results
 from unlearn.families.lm import HFLanguageModel, world_of
 from unlearn.methods.lm_unlearning import DEFAULTS, measure_probe, probe_data
-from unlearn.models import tiny_lm
 from unlearn.zoo import ensure
 
 FREE_RUN = {"utility_floor": 0.0, "target_auc": 2.0, "track_forget_knowledge": True, "check_every": 4}
@@ -33,7 +32,7 @@ FREE_RUN = {"utility_floor": 0.0, "target_auc": 2.0, "track_forget_knowledge": T
 def reference_point(reference: Path, world) -> dict[str, float]:
     """The retrain reference on the same probe: where a method should end up."""
     probe = probe_data(world, world.forget, world.retain, DEFAULTS["probe_people"])
-    return measure_probe(HFLanguageModel(*tiny_lm.load(reference)), probe, track_forget=True)
+    return measure_probe(HFLanguageModel.load(reference), probe, track_forget=True)
 
 
 def markdown(report: dict[str, Any]) -> str:

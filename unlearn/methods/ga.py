@@ -9,14 +9,12 @@ on retained text (`lm_regularisers`). The loop, early stopping and checkpoint ch
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
 
-from unlearn.methods.base import MethodSpec, UnlearnTask
 from unlearn.methods.lm_regularisers import mean_token_nll
-from unlearn.methods.lm_unlearning import Batch, unlearn_lm
+from unlearn.methods.lm_unlearning import Batch, muse_baseline_specs
 
 DEFAULTS: dict[str, Any] = {"lr": 1e-4}
 
@@ -26,14 +24,4 @@ def ga_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Ba
     return -mean_token_nll(model, batch)
 
 
-def run(task: UnlearnTask, regulariser: str = "none") -> dict[str, Any]:
-    name = "ga" if regulariser == "none" else f"ga_{regulariser}"
-    return unlearn_lm(task, name, ga_loss, regulariser, DEFAULTS)
-
-
-SPEC = MethodSpec(name="ga", families=("lm",), run=run,
-                  description="Gradient ascent on the forgotten text (MUSE baseline GA).")
-SPEC_GDR = MethodSpec(name="ga_gdr", families=("lm",), run=partial(run, regulariser="gdr"),
-                      description="Gradient ascent on forgotten text + gradient descent on retained text.")
-SPEC_KLR = MethodSpec(name="ga_klr", families=("lm",), run=partial(run, regulariser="klr"),
-                      description="Gradient ascent on forgotten text + KL to the original model on retained text.")
+SPEC, SPEC_GDR, SPEC_KLR = muse_baseline_specs("ga", ga_loss, DEFAULTS, "Gradient ascent", "Gradient ascent")

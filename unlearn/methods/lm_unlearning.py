@@ -32,7 +32,7 @@ import torch
 
 from unlearn.artifacts import read_meta
 from unlearn.families.lm import HFLanguageModel, icl_prompt, person_examples, retain_sample, world_of
-from unlearn.methods.base import MethodError, UnlearnTask
+from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 from unlearn.methods.lm_regularisers import REGULARISERS
 from unlearn.models import tiny_lm
 from unlearn.verify import muse
@@ -151,9 +151,25 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             "utility_bar": float(floor), "curve": curve, "seconds": time.perf_counter() - t0}
 
 
+def muse_baseline_specs(name: str, forget_loss: ForgetLoss, defaults: dict[str, Any], title: str,
+                        short: str) -> tuple[MethodSpec, MethodSpec, MethodSpec]:
+    """MUSE's trio for one forget loss: alone (`name`), + GDR (`name_gdr`), + KLR (`name_klr`)."""
+    def run(task: UnlearnTask, regulariser: str) -> dict[str, Any]:
+        method = name if regulariser == "none" else f"{name}_{regulariser}"
+        return unlearn_lm(task, method, forget_loss, regulariser, defaults)
+
+    what = {"none": f"{title} on the forgotten text (MUSE baseline {name.upper()}).",
+            "gdr": f"{short} on forgotten text + gradient descent on retained text.",
+            "klr": f"{short} on forgotten text + KL to the original model on retained text."}
+    alone, gdr, klr = (MethodSpec(name=name if r == "none" else f"{name}_{r}", families=("lm",),
+                                  run=partial(run, regulariser=r), description=what[r])
+                       for r in ("none", "gdr", "klr"))
+    return alone, gdr, klr
+
+
 def sequence_logprob(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """log π(y) = Σ_t log π(y_t | y_<t) of each sequence in the batch, shape (B,)."""
     return tiny_lm.token_logprobs_batch(model, batch).sum(1)
 
 
-__all__ = ["DEFAULTS", "measure_probe", "probe_data", "sequence_logprob", "unlearn_lm"]
+__all__ = ["DEFAULTS", "measure_probe", "muse_baseline_specs", "probe_data", "sequence_logprob", "unlearn_lm"]

@@ -10,14 +10,12 @@ applies it to raw logits, a known bug). As β → 0 it tends to GA; the sigmoid 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from unlearn.methods.base import MethodSpec, UnlearnTask
-from unlearn.methods.lm_unlearning import Batch, sequence_logprob, unlearn_lm
+from unlearn.methods.lm_unlearning import Batch, muse_baseline_specs, sequence_logprob
 
 # β = 0.01, not the paper's 0.1: log π_θ(y)/π_ref(y) sums over a whole biography (~60 tokens), and
 # σ(β · log ratio) stops the push once the ratio is ≪ −1/β; at 0.1 that is 10 nats, far short of a
@@ -38,14 +36,4 @@ def npo_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: B
 npo_loss.needs_reference = True  # type: ignore[attr-defined]
 
 
-def run(task: UnlearnTask, regulariser: str = "none") -> dict[str, Any]:
-    name = "npo" if regulariser == "none" else f"npo_{regulariser}"
-    return unlearn_lm(task, name, npo_loss, regulariser, DEFAULTS)
-
-
-SPEC = MethodSpec(name="npo", families=("lm",), run=run,
-                  description="Negative Preference Optimization on the forgotten text (MUSE baseline NPO).")
-SPEC_GDR = MethodSpec(name="npo_gdr", families=("lm",), run=partial(run, regulariser="gdr"),
-                      description="NPO on forgotten text + gradient descent on retained text.")
-SPEC_KLR = MethodSpec(name="npo_klr", families=("lm",), run=partial(run, regulariser="klr"),
-                      description="NPO on forgotten text + KL to the original model on retained text.")
+SPEC, SPEC_GDR, SPEC_KLR = muse_baseline_specs("npo", npo_loss, DEFAULTS, "Negative Preference Optimization", "NPO")

@@ -119,10 +119,8 @@ def whp_loss_for(targets: GenericTargets):
 
 
 def run(task: UnlearnTask) -> dict[str, Any]:
-    if not task.forget_ids:
-        raise MethodError("nothing to forget")
     world = world_of(task.base_dir)
-    _, tokenizer = tiny_lm.load(task.base_dir)
+    tokenizer = tiny_lm.load_tokenizer(task.base_dir)  # the shared loop loads the model itself
     seed = int(task.params.get("seed", 0))
     pairs: dict[tuple[int, ...], list[int]] = {}
     bios: set[tuple[int, ...]] = set()

@@ -160,13 +160,18 @@ def save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, meta: dict[
     write_meta(out_dir, meta)
 
 
-def load(model_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
-    """Any local causal-LM folder: the model in eval mode on `device`, and its tokenizer."""
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
+def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerFast:
+    """The tokenizer of any local causal-LM folder, with a pad token (its EOS when it has none)."""
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
+    return tokenizer
+
+
+def load(model_dir: Path, device: str = "cpu") -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """Any local causal-LM folder: the model in eval mode on `device`, and its tokenizer."""
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True)
+    return model.to(device).eval(), load_tokenizer(model_dir)
 
 
 def token_logprobs_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
