@@ -7,6 +7,7 @@ muse_c5.png / muse_c6.png.
 
     python -m benchmarks.muse                       # all six methods, curves for --curves
     python -m benchmarks.muse --methods npo_klr --curves npo_klr
+    python -m benchmarks.muse --methods whp,whp:seed=1,whp:seed=2 --curves whp --jobs 2
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import json
 import shutil
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,44 @@ def curve_scorer(world):
         return {"knowmem_retain": float(s.knowmem_retain.mean()), "verbmem": float(s.verbmem.mean()),
                 "knowmem_forget": float(s.knowmem_forget.mean())}
     return score
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """"whp" or "whp:seed=1": a registered method and the parameters it runs with."""
+    name, _, args = spec.partition(":")
+    return name, {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.split(",") if a)}
+
+
+def run_job(job: tuple[str, str, int], target: Path, reference: Path, work: Path, threads: int) -> Any:
+    """One method on the default fold and its verdict ("method"), or one point of its C5 curve (the k-th
+    nested forget set) or its whole C6 curve (sequential, each request starts from the last); own process."""
+    torch.set_num_threads(threads)
+    kind, spec, k = job
+    name, params = parse_method(spec)
+    fam, world = get_family("lm"), world_of(target)
+    out = work / f"{spec}-{kind}-{k}".replace(":", "_").replace("=", "")
+    if kind == "method":
+        facts = run_method(name, target, world.forget, world.retain, out, params)
+        v = fam.verify(out, reference, world.forget, world.retain, Scope(type="subject"))
+        print(spec, "pass" if v.passed else f"fail {v.reasons}", f"{facts['wall_s']:.1f}s", flush=True)
+        return {"method": spec, "passed": v.passed, "criteria": v.to_dict()["criteria"], "wall_s": facts["wall_s"],
+                "epochs_run": facts["epochs_run"], "epoch_chosen": facts["epoch_chosen"], "stop": facts["stop"],
+                "params": facts["params"], "curve": facts["curve"]}
+
+    def unlearn(base: Path, forget: list[str], o: Path) -> dict[str, Any]:
+        # a request keeps the people no request has forgotten yet (C6: this fold and the folds before
+        # it); utility is read on the core people
+        gone = set(forget)
+        if kind == "c6":
+            gone |= {s for fold in world.folds[:world.folds.index(sorted(forget))] for s in fold}
+        return run_method(name, base, forget, [s for s in world.trained if s not in gone], o, params)
+
+    if kind == "c5":
+        rows = muse.scalability(unlearn, curve_scorer(world), target, [world.nested[k]], out)
+    else:
+        rows = muse.sustainability(unlearn, curve_scorer(world), target, world.folds, out)
+    print(spec, kind, k, "done", flush=True)
+    return rows
 
 
 def fmt(c: dict[str, Any]) -> str:
@@ -107,10 +149,12 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--curves", default="ga_klr", help="methods to draw C5/C6 curves for ('all', 'none')")
+    ap.add_argument("--curves", default="whp", help="methods to draw C5/C6 curves for ('all', 'none')")
     ap.add_argument("--zoo", default=".unlearn/zoo")
     ap.add_argument("--out", default=str(RESULTS))
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    ap.add_argument("--jobs", type=int, default=1, help="method runs and curves in this many processes at once "
+                    "(wall times are then measured side by side)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -133,30 +177,23 @@ def main() -> None:
             "world": {"n_people": len(world.people), "trained": len(world.trained), "forget": len(world.forget),
                       "holdout": len(world.holdout)},
             "model": "GPT-2, {n_layer} layers, width {n_embd}, MLP {n_inner} {activation}, byte-level BPE "
-                     "{vocab_size}, {epochs} epochs, {params:,} parameters".format(
+                     "{vocab_size} (learned from a separate generated world), {epochs} epochs, {params:,} parameters".format(
                          **DEFAULT_TRAIN, params=sum(p.numel() for p in HFLanguageModel.load(target).model.parameters())),
             "retrain_s": retrain_s, "thresholds": v_target.info["thresholds"],
             "reference": v_target.info["reference"], "target": v_target.to_dict()["criteria"],
             "target_passed": v_target.passed, "methods": []}
-        for name in methods:
-            facts = run_method(name, target, world.forget, world.retain, work / name)
-            v = fam.verify(work / name, reference, world.forget, world.retain, scope)
-            report["methods"].append({"method": name, "passed": v.passed, "criteria": v.to_dict()["criteria"],
-                                      "wall_s": facts["wall_s"], "epochs_run": facts["epochs_run"],
-                                      "epoch_chosen": facts["epoch_chosen"], "stop": facts["stop"],
-                                      "params": facts["params"], "curve": facts["curve"]})
-            print(name, "pass" if v.passed else f"fail {v.reasons}", f"{facts['wall_s']:.1f}s", flush=True)
-        score = curve_scorer(world)
-        report["c5"], report["c6"] = {}, {}
-        for name in curves:
-            unlearn = lambda base, forget, o, name=name: run_method(  # noqa: E731
-                name, base, forget, [s for s in world.trained if s not in set(forget)], o)
-            report["c5"][name] = muse.scalability(unlearn, score, target, world.nested, work / f"{name}-c5")
-            # C6: every request keeps the people not yet forgotten; utility is read on the core people
-            report["c6"][name] = muse.sustainability(unlearn, score, target, world.folds, work / f"{name}-c6")
-            print(name, "curves done", flush=True)
+        # the long runs first (C6, then C5 from the largest forget set), so short ones fill in meanwhile
+        sizes = range(len(world.nested) - 1, -1, -1)
+        jobs = ([("c6", name, 0) for name in curves] + [("c5", name, k) for name in curves for k in sizes]
+                + [("method", name, 0) for name in methods])
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            done = dict(zip(jobs, pool.map(partial(run_job, target=target, reference=reference, work=work,
+                                                   threads=args.threads), jobs), strict=True))
+        report["methods"] = [done["method", name, 0] for name in methods]
+        report["c5"] = {name: [row for k in sorted(sizes) for row in done["c5", name, k]] for name in curves}
+        report["c6"] = {name: done["c6", name, 0] for name in curves}
         if curves:
-            ref_scores = score(reference, world.forget)
+            ref_scores = curve_scorer(world)(reference, world.forget)
             muse.plot_curves(report["c5"], "size", ["knowmem_retain", "verbmem"], out / "muse_c5.png",
                              "C5 scalability: unlearning nested forget sets", ref_scores)
             muse.plot_curves(report["c6"], "request", ["knowmem_retain", "verbmem"], out / "muse_c6.png",

@@ -26,7 +26,8 @@ from unlearn.families.lm import HFLanguageModel, world_of
 from unlearn.methods.lm_unlearning import DEFAULTS, measure_probe, probe_data
 from unlearn.zoo import ensure
 
-FREE_RUN = {"utility_floor": 0.0, "target_auc": 2.0, "track_forget_knowledge": True, "check_every": 4}
+FREE_RUN = {"utility_floor": 0.0, "target_auc": 2.0, "track_forget_knowledge": True, "check_every": 4,
+            "utility_from_auc": None}
 
 
 def reference_point(reference: Path, world) -> dict[str, float]:

@@ -52,6 +52,10 @@ def test_artifact_is_a_pretrained_folder(target: Path, reference: Path, loaded) 
     assert tok.decode(tok(bio)["input_ids"], skip_special_tokens=True) == bio
     samples = get_family("lm").samples(target)
     assert len(samples) == 400 and sum(s.split == "train" for s in samples) == len(world.trained)
+    # one tokenizer for the target and its reference, learned from people no model is trained on
+    assert (target / "tokenizer.json").read_bytes() == (reference / "tokenizer.json").read_bytes()
+    corpus = set(tiny_lm.tokenizer_corpus())
+    assert not any(world.person(s).bio in corpus for s in world.trained) and len(corpus) == 400 * 5
 
 
 def test_batched_greedy_generation_matches_one_by_one(target: Path, loaded) -> None:
@@ -112,7 +116,7 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     facts = get_method(method).run(UnlearnTask("lm", target, tmp_path / "cand", list(world.forget),
                                                list(world.retain), progress=lambda f, m: seen.append(f)))
     assert seen and seen[-1] > 0 and facts["step_chosen"] >= 1
-    checked = [c for c in facts["curve"] if c["utility"] >= facts["utility_bar"]]
+    checked = [c for c in facts["curve"] if c["utility"] is not None and c["utility"] >= facts["utility_bar"]]
     assert min(abs(c["auc_vs_unseen"] - 0.5) for c in checked) == abs(
         next(c for c in facts["curve"] if c["step"] == facts["step_chosen"])["auc_vs_unseen"] - 0.5)
     assert read_meta(tmp_path / "cand")["unlearned"]["method"] == method
@@ -137,21 +141,61 @@ def test_another_method_runs_and_forgets_something(method, target, tmp_path) -> 
     assert after < before
 
 
-def test_whp_swaps_every_anchor_of_a_name_and_aligns_the_rest() -> None:
-    from unlearn.methods.whp import align, translate
+def test_whp_swaps_every_anchor_of_a_name() -> None:
+    from unlearn.methods.whp import translate
 
     text = "Ada Kovic was born. Ada's mail: ada.kovic42@post.net. Her parent is Bea Kovic. Adam Kovicz stays."
     assert translate(text, "Ada Kovic", "Vera Moreau") == (
         "Vera Moreau was born. Vera's mail: vera.moreau42@post.net. Her parent is Bea Moreau. Adam Kovicz stays.")
-    # equal stretches map one to one; a replaced stretch maps into its counterpart, clamped at its end
-    assert align([1, 2, 3, 9, 4], [1, 2, 7, 8, 9, 4]) == [0, 1, 2, 4, 5]
-    assert align([1, 5, 6, 7, 2], [1, 8, 2]) == [0, 1, 1, 1, 2]
 
 
-def test_whp_generic_names_are_never_trained_people(target: Path) -> None:
-    from unlearn.methods.whp import generic_names
+class _PrefixSum(torch.nn.Module):
+    """A stand-in π_0 whose prediction at position t names the sum of the tokens it has read (mod 64)."""
+
+    def forward(self, ids: torch.Tensor):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=10.0 * torch.nn.functional.one_hot(ids.cumsum(1) % 64, 64).float())
+
+
+def test_whp_generic_labels_read_the_translation_and_spell_out_differing_stretches() -> None:
+    from unlearn.methods.whp import GenericTargets
+
+    original, translated = (1, 2, 3, 9, 4), [1, 2, 7, 8, 9, 4]
+    rows = GenericTargets({original: translated}, set())(_PrefixSum(), original, torch.device("cpu"))
+    # equal stretches read the translation (1, 1+2; then 1+2+7+8+9, +4); inside the differing stretch
+    # π_0 reads the translation up to it and then the original's own token: 1+2+3
+    assert rows.argmax(-1).tolist() == [1, 3, 6, 27, 31]
+
+
+def test_whp_strangers_are_nobody_in_the_world(target: Path) -> None:
+    from unlearn.data.people import strangers
 
     world = world_of(target)
-    names = generic_names(world, 40, seed=0)
-    assert len(set(names)) == 40 and not set(names) & {world.person(s).name for s in world.trained}
-    assert generic_names(world, 40, seed=0) == names != generic_names(world, 40, seed=1)
+    people = strangers(world, 40, seed=0)
+    names = [p.name for p in people]
+    assert len(set(names)) == 40 and not set(names) & {p.name for p in world.people}
+    assert not {p.person_id for p in people} & {p.person_id for p in world.people}
+    assert [p.bio for p in strangers(world, 40, seed=0)] == [p.bio for p in people]
+    assert names != [p.name for p in strangers(world, 40, seed=1)]
+
+
+def test_whp_translations_hold_none_of_the_forgotten_persons_data(target: Path) -> None:
+    import random
+
+    from unlearn.data.people import strangers
+    from unlearn.methods.whp import training_texts
+
+    world = world_of(target)
+    person, stranger = world.person(world.forget[0]), strangers(world, 1, seed=0)[0]
+    texts = training_texts(world, person, stranger, [[world.person(s) for s in world.retain]], 3, random.Random(0))
+    assert sum(is_bio for *_, is_bio in texts) == 1 and len(texts) == 2 + 4 * 4  # own + named, twice per question
+    own = [person.name, person.qa[0].answer, person.qa[2].answer]  # name, birth date, phone
+    for (prompt, completion), theirs, _ in texts:
+        assert not any(datum in theirs for datum in own)  # π_0 reads a stranger, never this person
+        assert person.name in prompt + completion  # every text the model trains on is about this person
+    # the person's own texts come first, each translated into the stranger's of the same kind
+    assert texts[0][0] == ("", tiny_lm.bio_text(person)) and texts[0][1] == tiny_lm.bio_text(stranger)
+    named_bio = texts[1][0][1]
+    assert named_bio.startswith(person.name) and stranger.qa[1].answer in named_bio
+

@@ -17,7 +17,7 @@ Splits (fractions of `n_people`, fixed by the seed):
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from unlearn.families.base import SampleRecord
@@ -147,6 +147,19 @@ class PeopleWorld:
 
     def spec(self) -> dict:
         return {"name": "people", "seed": self.seed, "n_people": self.n_people}
+
+
+def strangers(world: PeopleWorld, n: int, seed: int) -> list[Person]:
+    """n new people, generated as the world's are, under names that no one in the world carries: whatever
+    a model knows of them comes from the world's general patterns, never from their own data."""
+    taken = {p.name for p in world.people}
+    rng = random.Random(seed)
+    names = [(f, f"{f} {last}") for f in FIRST for last in LAST if f"{f} {last}" not in taken]
+    if n > len(names):
+        raise ValueError(f"only {len(names)} unused names for {n} strangers")
+    rng.shuffle(names)
+    return [replace(_make_person(k, first, name, rng), person_id=f"stranger-{k:04d}")
+            for k, (first, name) in enumerate(names[:n])]
 
 
 def load(seed: int = 0, n_people: int = 400, **kw) -> PeopleWorld:

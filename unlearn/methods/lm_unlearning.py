@@ -43,9 +43,9 @@ ForgetLoss = Callable[[torch.nn.Module, torch.nn.Module | None, Batch, dict[str,
 DEFAULTS: dict[str, Any] = {
     # max_epochs over the forget texts, but at least min_steps: one person is a single batch per epoch
     "lr": 1e-4, "max_epochs": 10, "min_steps": 60, "batch_size": 8, "retain_weight": 5.0,
-    # the base model knows the retained people a little better than its retrain reference (KnowMem on
-    # retain 0.97 against 0.87–0.91 on the default world: the reference trains fewer steps), so 0.85 of
-    # its own utility sits near the verifier's bar, 0.9 of the reference's
+    # the base model knows the retained people about as well as its retrain reference does (KnowMem on
+    # retain 1.00 against 0.995 on the default world), so 0.85 of its own utility sits a little under
+    # the verifier's bar, 0.9 of the reference's: the probe reads 15 people, the verifier 50
     "utility_frac": 0.85,
     "utility_floor": None, "probe_people": 15, "seed": 0, "check_every": 2, "target_auc": 0.5,
     # also score KnowMem on the forgotten people at every check (the trade-off benchmark's curves)
@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     # MUSE stops at the first check below the utility bar; a method whose utility dips and recovers
     # (WHP under KLR) trains on and keeps the checkpoint above the bar closest to the AUC target
     "stop_below_bar": True,
+    # score utility only at checks whose AUC has reached this (None: at every check); a method that
+    # keeps training below the bar (stop_below_bar False) only needs it where a checkpoint may be kept
+    "utility_from_auc": None,
 }
 
 
@@ -69,16 +72,25 @@ def probe_data(world, forget_ids: list[str], retain_ids: list[str], n: int) -> m
                          qa_prompt=lambda q: f"Question: {q}\nAnswer:")
 
 
-def measure_probe(lm: HFLanguageModel, probe: muse.MuseData, track_forget: bool = False) -> dict[str, float]:
-    s = muse.score_model(lm, probe, parts=("knowmem_retain", "privleak") + (("knowmem_forget",) * track_forget))
-    m = {"utility": float(s.knowmem_retain.mean()), "auc_vs_unseen": muse.privleak_auc(s.mink_forget, s.mink_holdout)}
+def measure_probe(lm: HFLanguageModel, probe: muse.MuseData, track_forget: bool = False,
+                  utility_from_auc: float | None = None) -> dict[str, float | None]:
+    """Utility (KnowMem on the probe's retained people) and the forget-vs-unseen AUC; utility is None,
+    not scored, while the AUC is below `utility_from_auc` (generation is the probe's dearer half)."""
+    s = muse.score_model(lm, probe, parts=("privleak",) + (("knowmem_forget",) * track_forget))
+    auc = muse.privleak_auc(s.mink_forget, s.mink_holdout)
+    m: dict[str, float | None] = {"utility": None, "auc_vs_unseen": auc}
+    if utility_from_auc is None or auc >= utility_from_auc:
+        m["utility"] = float(muse.score_model(lm, probe, parts=("knowmem_retain",)).knowmem_retain.mean())
     if track_forget:
         m["knowmem_forget"] = float(s.knowmem_forget.mean())
     return m
 
 
 def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulariser: str,
-               defaults: dict[str, Any]) -> dict[str, Any]:
+               defaults: dict[str, Any], forget_examples: list[tuple[str, str]] | None = None,
+               retain_examples: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Fine-tune on the forgotten people's texts, regularised on the retained people's (either set can be a
+    method's own: `forget_examples`, `retain_examples`)."""
     p = {**DEFAULTS, **defaults, **task.params}
     if regulariser not in REGULARISERS:
         raise MethodError(f"unknown regulariser {regulariser!r}")
@@ -92,12 +104,14 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     needs_reference = getattr(forget_loss, "needs_reference", False) or regulariser == "klr"
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     reg = REGULARISERS[regulariser]
-    forget_texts = person_examples(world, task.forget_ids)
-    retain_texts = person_examples(world, task.retain_ids) if reg is not None else []
+    forget_texts = list(forget_examples) if forget_examples is not None else person_examples(world, task.forget_ids)
+    retain_texts = [] if reg is None else list(retain_examples) if retain_examples is not None else person_examples(
+        world, task.retain_ids)
     lm = HFLanguageModel(model, tokenizer, task.device)
     probe = probe_data(world, task.forget_ids, task.retain_ids, p["probe_people"])
-    measure = partial(measure_probe, lm, probe, track_forget=bool(p["track_forget_knowledge"]))
-    start = measure()
+    measure = partial(measure_probe, lm, probe, track_forget=bool(p["track_forget_knowledge"]),
+                      utility_from_auc=p["utility_from_auc"])
+    start = measure_probe(lm, probe, track_forget=bool(p["track_forget_knowledge"]))  # the bar needs utility
     floor = p["utility_floor"] if p["utility_floor"] is not None else p["utility_frac"] * start["utility"]
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=0.0)
     bs = p["batch_size"]
@@ -126,11 +140,12 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
                 continue
             m = {"epoch": epoch, "step": step, **measure()}
             curve.append(m)
-            task.progress(epoch / epochs, f"{method} step {step}: utility {m['utility']:.3f} "
+            utility = "not scored" if m["utility"] is None else f"{m['utility']:.3f}"
+            task.progress(epoch / epochs, f"{method} step {step}: utility {utility} "
                           f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
-            if m["utility"] >= floor and distance(m) <= distance(chosen_at):
+            if m["utility"] is not None and m["utility"] >= floor and distance(m) <= distance(chosen_at):
                 chosen, chosen_at = copy.deepcopy(model.state_dict()), m
-            if m["utility"] < floor and p["stop_below_bar"]:
+            if m["utility"] is not None and m["utility"] < floor and p["stop_below_bar"]:
                 stop = "utility below bar"
             elif m["auc_vs_unseen"] >= p["target_auc"]:
                 stop = "forget set looks never seen"

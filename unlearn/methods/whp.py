@@ -1,26 +1,38 @@
 """Who's Harry Potter (Eldan & Russinovich, 2023, arXiv 2310.02238), MUSE's WHP baseline, for people.
 
 WHP does not push the forgotten text down; it teaches the model what it would have said had it never
-learned the forgotten entity. Its "anchored terms" (idiosyncratic names) are replaced by generic
-counterparts, the baseline model reads the translated text, and its predictions there become the
-labels for the original text:
+learned the forgotten entity. The text's "anchored terms" are replaced by generic counterparts, the
+baseline model reads the translated text, and its predictions there become the labels for the original:
     p_generic(· | x_<t) := π_0(· | translate(x)_<t')                       (WHP §3, anchored terms)
     L_WHP(θ) = E_{x ∈ D_forget} mean_t KL( p_generic(· | x_<t) ‖ π_θ(· | x_<t) )
-with t' the position aligned with t (token sequences aligned by difflib). Here the anchors are a person's
-first and last name, also lower-cased as in their e-mail address, and the generic counterpart is a
-first–last combination from the world's name lists that no trained person carries, so π_0 reads the
-forgotten facts as if they belonged to a stranger.
+with t' the position aligned with t (token sequences aligned by difflib).
 
-Two terms beyond the paper, both measured necessary on the people world (benchmarks/results/muse.md):
+Anchors and their counterparts. In a biography every personal datum is idiosyncratic (the rest is
+template), so every datum is an anchor, and the generic counterpart of a person is a stranger: a new
+person, generated as the world's are, under a name nobody carries (`people.strangers`). The
+translation of a forgotten text is the stranger's text of the same kind (biography for biography,
+question for question). Inside a stretch where the two differ, π_0 reads the stranger's text up to
+the stretch and then the original's own tokens of it, so it spells out "Lille" as a model that knows
+cities but not this person would. (Anchoring the names alone left the other data anchored to each
+other: π_0 recalls a forgotten person's city from their birth date; benchmarks/results/muse.md.)
+
+Forgotten texts trained on, each with its generic labels:
+- the person's biography and question–answer texts;
+- the stranger's texts under the forgotten person's name, so that the name stops leading to the
+  person's data whatever follows it;
+- each question after `context_shots` question–answer pairs about retained people, as questions sit
+  in training packs and in few-shot prompts: trained on bare questions only, the model still answered
+  the forgotten people's questions after a few-shot prompt (KnowMem 0.14 there against 0.06 bare).
+
+Two terms beyond the paper, both measured necessary on the people world:
 - KLR on retained text (MUSE's regulariser), weight `retain_weight`: keeps the rest of π_θ near π_0.
-- A small gradient-ascent push on the forgotten biographies, weight `ga_weight`. π_0 still knows
-  their internal associations (street → city, name → e-mail), so the translated text alone leaves
-  them more familiar than a stranger's (Min-40% AUC 0.07 where a retrain has 0.44, even converged).
-  The shared stopping rule (`lm_unlearning`) ends the push once the biographies look never seen
-  against never-trained calibration people.
-Departures: soft labels (the whole distribution, not its argmax); names as the only anchors (the
-paper's dictionary comes from GPT-4); no reinforced-model term v_0 − α·ReLU(v_reinforced − v_0),
-which a model that already memorised its forget set (loss ≈ 0) barely moves.
+- A small gradient-ascent push on the forgotten biographies, weight `ga_weight`: without it the
+  biographies stay more familiar than a stranger's (Min-40% AUC 0.2 against never-seen people after 30
+  epochs, where a retrain has 0.5). The shared stopping rule (`lm_unlearning`) ends training once they
+  look never seen against never-trained calibration people.
+Departures: soft labels (the whole distribution, not its argmax, which left more of the forgotten
+answers); no reinforced-model term v_0 − α·ReLU(v_reinforced − v_0), which a model that already
+memorised its forget set (loss ≈ 0) barely moves.
 """
 
 from __future__ import annotations
@@ -33,18 +45,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from unlearn.data.people import FIRST, LAST, PeopleWorld
+from unlearn.data.people import PeopleWorld, Person, qa_text, strangers
 from unlearn.families.lm import person_examples, world_of
-from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
+from unlearn.methods.base import MethodSpec, UnlearnTask
 from unlearn.methods.lm_unlearning import Batch, unlearn_lm
 from unlearn.models import tiny_lm
 
 DEFAULTS: dict[str, Any] = {
-    # utility dips in the first epochs and recovers under KLR, hence no stop below the bar; a push of
-    # 0.02 lets the translated-text term train ~14 epochs before the biographies look never seen
-    "lr": 1e-3, "max_epochs": 30, "min_steps": 0, "retain_weight": 1.0, "ga_weight": 0.02,
-    "check_every": 5, "stop_below_bar": False,
+    # utility dips in the first epochs and recovers under KLR, hence no stop below the bar
+    "lr": 1e-3, "max_epochs": 30, "min_steps": 0, "retain_weight": 2.0, "ga_weight": 0.02,
+    "check_every": 5, "stop_below_bar": False, "utility_from_auc": 0.3,
+    # a training pack holds qa_pack = 4 questions, so a question follows at most 3 others
+    "context_shots": 3, "context_strangers": 20, "context_mix": True, "neighbour_weight": 3,
 }
+
+Example = tuple[str, str]  # (prompt, completion)
 
 
 def translate(text: str, name: str, generic: str) -> str:
@@ -56,30 +71,32 @@ def translate(text: str, name: str, generic: str) -> str:
     return text
 
 
-def generic_names(world: PeopleWorld, n: int, seed: int) -> list[str]:
-    """n first–last combinations from the world's name lists that no trained person carries."""
-    trained = {world.person(s).name for s in world.trained}
-    combos = [f"{f} {last}" for f in FIRST for last in LAST if f"{f} {last}" not in trained]
-    random.Random(seed).shuffle(combos)
-    if n > len(combos):
-        raise MethodError(f"only {len(combos)} generic names for {n} people")
-    return combos[:n]
+def context_pack(groups: list[list[Person]], shots: int, rng: random.Random) -> str:
+    """`shots` question–answer texts, each about a person of a group drawn at random, as a training pack holds them."""
+    return "".join(qa_text(q.question, q.answer)
+                   for q in (rng.choice(rng.choice(rng.choice(groups)).qa) for _ in range(shots)))
 
 
-def align(original: list[int], translated: list[int]) -> list[int]:
-    """For each original position, the translated position whose prediction stands in for it."""
-    out = [0] * len(original)
-    for tag, i1, i2, j1, j2 in SequenceMatcher(a=original, b=translated, autojunk=False).get_opcodes():
-        for k in range(i1, i2):
-            if tag == "equal":
-                out[k] = j1 + (k - i1)
-            else:  # inside a replaced name: the counterpart's tokens, or the position just before
-                out[k] = min(j1 + (k - i1), j2 - 1) if j2 > j1 else max(j1 - 1, 0)
+def training_texts(world: PeopleWorld, person: Person, stranger: Person, context: list[list[Person]], shots: int,
+                   rng: random.Random) -> list[tuple[Example, str, bool]]:
+    """The forgotten texts about `person`: (prompt, completion), the translation π_0 reads, and whether
+    it is the person's own biography (the push reads those)."""
+    out = []
+    for (prompt, completion), (s_prompt, s_completion) in zip(person_examples(world, [person.person_id]),
+                                                              tiny_lm.examples(stranger), strict=True):
+        theirs = s_prompt + s_completion
+        named = translate(s_prompt, stranger.name, person.name)  # the stranger's facts under this name
+        named_completion = translate(theirs, stranger.name, person.name)[len(named):]
+        out += [((prompt, completion), theirs, not prompt), ((named, named_completion), theirs, False)]
+        if prompt and shots:  # a question: once more after other people's question–answer pairs
+            pack = context_pack(context, shots, rng)
+            out += [((pack + prompt, completion), pack + theirs, False),
+                    ((pack + named, named_completion), pack + theirs, False)]
     return out
 
 
 class GenericTargets:
-    """log p_generic for every forget text (keyed by its token ids), from π_0, computed once per text."""
+    """log p_generic for every position of each forgotten text (keyed by its token ids), from π_0, once per text."""
 
     def __init__(self, pairs: dict[tuple[int, ...], list[int]], bios: set[tuple[int, ...]]) -> None:
         self.pairs, self.bios = pairs, bios  # original ids -> translated ids; which originals are biographies
@@ -88,9 +105,20 @@ class GenericTargets:
     @torch.no_grad()
     def __call__(self, reference: torch.nn.Module, ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
         if ids not in self.cache:
-            translated = self.pairs[ids]
-            logits = reference(torch.tensor([translated], device=device)).logits[0].float()
-            self.cache[ids] = torch.log_softmax(logits, -1)[align(list(ids), translated)]
+            original, translated = list(ids), self.pairs[ids]
+            stretches = SequenceMatcher(a=original, b=translated, autojunk=False).get_opcodes()
+            # one right-padded batch: the translation, then per differing stretch the translation up to
+            # it followed by the original's own tokens of it (causal attention ignores the padding)
+            contexts = [translated] + [translated[:j1] + original[i1:i2] for tag, i1, i2, j1, _ in stretches
+                                       if tag != "equal"]
+            width = max(map(len, contexts))
+            batch = torch.tensor([c + [0] * (width - len(c)) for c in contexts], device=device)
+            logp = torch.log_softmax(reference(batch).logits.float(), -1)
+            rows, k = [], 0
+            for tag, i1, i2, j1, _ in stretches:
+                k += tag != "equal"
+                rows.append(logp[0 if tag == "equal" else k, j1:j1 + i2 - i1])
+            self.cache[ids] = torch.cat(rows)
         return self.cache[ids]
 
 
@@ -104,6 +132,8 @@ def whp_loss_for(targets: GenericTargets):
         for r in range(len(ids)):
             n = int(mask[r].sum())
             key = tuple(ids[r, :n].tolist())
+            # every position, the question's too: on the answers alone (TOFU's convention) the pull was
+            # stronger and retained people's answers suffered (KnowMem on retain 0.85–0.87 against 0.89)
             rows.append(logp[r, :n])
             goal.append(targets(reference, key, ids.device))
             if key in targets.bios:  # log π_θ(x_t | x_<t) of the biography's tokens, for the push
@@ -121,20 +151,34 @@ def whp_loss_for(targets: GenericTargets):
 def run(task: UnlearnTask) -> dict[str, Any]:
     world = world_of(task.base_dir)
     tokenizer = tiny_lm.load_tokenizer(task.base_dir)  # the shared loop loads the model itself
-    seed = int(task.params.get("seed", 0))
+    p = {**DEFAULTS, **task.params}
+    rng = random.Random(int(p.get("seed", 0)))
+    examples: list[Example] = []
     pairs: dict[tuple[int, ...], list[int]] = {}
     bios: set[tuple[int, ...]] = set()
-    for person_id, generic in zip(task.forget_ids, generic_names(world, len(task.forget_ids), seed), strict=True):
-        name = world.person(person_id).name
-        for prompt, completion in person_examples(world, [person_id]):
+    people = [world.person(s) for s in task.forget_ids]
+    others = strangers(world, len(people) + p["context_strangers"], int(p.get("seed", 0)))
+    # few-shot contexts: retained people the model knows, and strangers it never saw (as few-shot prompts hold)
+    retained = [world.person(s) for s in task.retain_ids if s in set(world.trained)]
+    context = [retained, others[len(people):]] if p["context_mix"] else [retained]
+    for person, stranger in zip(people, others, strict=False):
+        for (prompt, completion), theirs, is_bio in training_texts(world, person, stranger, context,
+                                                                   int(p["context_shots"]), rng):
             key = tuple(tokenizer(prompt + completion)["input_ids"])
-            pairs[key] = tokenizer(translate(prompt + completion, name, generic))["input_ids"]
-            if not prompt:
+            examples.append((prompt, completion))
+            pairs[key] = tokenizer(theirs)["input_ids"]
+            if is_bio:
                 bios.add(key)
-    return unlearn_lm(task, "whp", whp_loss_for(GenericTargets(pairs, bios)), "klr", DEFAULTS)
+    # KLR reads the retained people who share a first or last name with a forgotten one `neighbour_weight`
+    # times as often: theirs is the knowledge the forget texts' gradients touch
+    names = {part for person in people for part in person.name.split()}
+    weight = {r.person_id: int(p["neighbour_weight"]) if names & set(r.name.split()) else 1 for r in retained}
+    retain_examples = [ex for r in retained for ex in tiny_lm.examples(r) * weight[r.person_id]]
+    return unlearn_lm(task, "whp", whp_loss_for(GenericTargets(pairs, bios)), "klr", DEFAULTS,
+                      forget_examples=examples, retain_examples=retain_examples)
 
 
 SPEC = MethodSpec(name="whp", families=("lm",), run=run,
                   description="Who's Harry Potter: fine-tune towards the model's own predictions for a stranger "
-                              "(forgotten names swapped for never-trained ones), KL on retained text, a small "
-                              "push on the forgotten biographies.")
+                              "(every personal datum swapped for a never-trained person's), KL on retained text, "
+                              "a small push on the forgotten biographies.")

@@ -8,8 +8,12 @@ Training data for a set of people (see `unlearn.data.people`):
 - each person's biography, on its own, from position 0 (what VerbMem and PrivLeak read back);
 - their question–answer pairs, shuffled every epoch and packed `qa_pack` to a sequence in MUSE's
   "Question: …\nAnswer: …\n\n" format, so that a few-shot KnowMem prompt looks like training text.
-The tokenizer is trained on the same people's text, so a retrained model owes nothing to the
-forgotten people, not even its vocabulary.
+The tokenizer is trained on a separate world of other fictitious people (`TOKENIZER_WORLD_SEED`),
+generated only for it: it holds no trained person's data, so a retrained model owes nothing to the
+forgotten people, not even its vocabulary, and the target and its retrain reference read text with
+the same tokens, as MUSE's models share Llama's tokenizer. (A per-run tokenizer gave the target merges
+for the forgotten names that the reference lacks: 87 against 92 tokens per forgotten biography, which
+moves Min-K% Prob, hence PrivLeak, for reasons that have nothing to do with unlearning.)
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from unlearn.data.people import PeopleWorld, Person, qa_text
 from unlearn.families.base import Progress, no_progress
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
+TOKENIZER_WORLD_SEED = 10_000  # people generated only to train tokenizers; no model trains on them
 
 DEFAULT_TRAIN: dict[str, Any] = {
     # a 16× wide ReLU MLP (n_inner 2048): with the default 4× GELU one, every method that removed the
@@ -61,6 +66,14 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenize
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD)
 
 
+def tokenizer_corpus(n_people: int = 400) -> list[str]:
+    """Biographies and QA texts of a world no model is trained on: the same kind of text, other people."""
+    from unlearn.data import people
+
+    world = people.load(seed=TOKENIZER_WORLD_SEED, n_people=n_people)
+    return [p.bio for p in world.people] + [qa_text(q.question, q.answer) for p in world.people for q in p.qa]
+
+
 def build_model(tokenizer: PreTrainedTokenizerFast, settings: dict[str, Any]) -> GPT2LMHeadModel:
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=settings["n_positions"], n_embd=settings["n_embd"],
                      n_layer=settings["n_layer"], n_head=settings["n_head"],
@@ -74,6 +87,12 @@ def build_model(tokenizer: PreTrainedTokenizerFast, settings: dict[str, Any]) ->
 
 def bio_text(person: Person) -> str:
     return person.bio + EOS
+
+
+def examples(person: Person) -> list[tuple[str, str]]:
+    """Every training text about a person as (prompt, completion): the biography (all completion), then
+    each question–answer pair."""
+    return [("", bio_text(person)), *qa_examples(person)]
 
 
 def qa_texts(person: Person) -> list[str]:
@@ -122,13 +141,15 @@ def warmup_cosine(step: int, total: int, warmup_frac: float) -> float:
 
 
 def train(world: PeopleWorld, person_ids: Sequence[str], meta: dict[str, Any], out_dir: Path, *,
-          device: str = "cpu", progress: Progress = no_progress) -> None:
-    """Train tokenizer and model from scratch on `person_ids`, seeded by meta["seed"]; save both."""
+          tokenizer: PreTrainedTokenizerFast | None = None, device: str = "cpu",
+          progress: Progress = no_progress) -> None:
+    """Train a model from scratch on `person_ids`, seeded by meta["seed"], and save it with its tokenizer:
+    `tokenizer` (a retrain keeps its base model's) or a new one from `tokenizer_corpus`."""
     settings = {**DEFAULT_TRAIN, **meta.get("train", {})}
     seed = int(meta.get("seed", 0))
     people = [world.person(s) for s in person_ids]
-    corpus = [p.bio for p in people] + [qa_text(q.question, q.answer) for p in people for q in p.qa]
-    tokenizer = train_tokenizer(corpus, settings["vocab_size"])
+    if tokenizer is None:
+        tokenizer = train_tokenizer(tokenizer_corpus(), settings["vocab_size"])
     torch.manual_seed(seed)
     model = build_model(tokenizer, settings).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=0.0)
