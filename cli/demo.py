@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from api.app import create_app
 from api.auth import create_api_key
-from cli.bootstrap import prepare, register_zoo_models
+from cli.bootstrap import build_zoo_model, prepare, register_zoo_models
 from unlearn.data import get_dataset
 from unlearn.data.poison import flagged_subset
+from unlearn.jobs import seed_reference
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
 from unlearn.store.models import Model, ModelVersion, UnlearningJob
@@ -143,12 +144,26 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
 
 
+def seed_lm_reference(settings: Settings, names: list[str]) -> None:
+    """The LM request's verifier compares against a retrain on the people it keeps; for the default fold
+    that retrain is the zoo's `people-lm-retrain` (same tokenizer, recipe and seed, built once and cached
+    like every zoo model), so the demo hands it to the reference cache instead of training it again."""
+    if "people-lm" not in names:
+        return
+    from unlearn.families.lm import people_world
+    from unlearn.zoo import people_lm_meta
+
+    world = people_world(people_lm_meta()["dataset"])
+    seed_reference(settings, "people-lm", sorted(world.retain), build_zoo_model(settings, "people-lm-retrain"))
+
+
 def run_demo(settings: Settings, *, report: Path | None = None, models: str | None = None,
              timeout_s: float = 900.0) -> int:
     names = models.split(",") if models else DEMO_MODELS
     t_start = time.perf_counter()
     prepare(settings)
     register_zoo_models(settings, names)
+    seed_lm_reference(settings, names)
     with session_scope(settings.resolved_database_url) as s:
         key = create_api_key(s, "demo", "submitter")
     plan = demo_plan(names)

@@ -152,7 +152,7 @@ def test_whp_swaps_every_anchor_of_a_name() -> None:
 class _PrefixSum(torch.nn.Module):
     """A stand-in π_0 whose prediction at position t names the sum of the tokens it has read (mod 64)."""
 
-    def forward(self, ids: torch.Tensor):
+    def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         from types import SimpleNamespace
 
         return SimpleNamespace(logits=10.0 * torch.nn.functional.one_hot(ids.cumsum(1) % 64, 64).float())

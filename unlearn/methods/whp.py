@@ -113,7 +113,8 @@ class GenericTargets:
                                        if tag != "equal"]
             width = max(map(len, contexts))
             batch = torch.tensor([c + [0] * (width - len(c)) for c in contexts], device=device)
-            logp = torch.log_softmax(reference(batch).logits.float(), -1)
+            mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in contexts], device=device)
+            logp = torch.log_softmax(reference(batch, attention_mask=mask).logits.float(), -1)
             rows, k = [], 0
             for tag, i1, i2, j1, _ in stretches:
                 k += tag != "equal"
