@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	touch $(STAMP)
 
+# The demo's jobs run one after another in one process, so torch may use both cores of a small machine.
 demo: install
-	$(VENV)/bin/unlearn demo --report .unlearn/demo-report.json
+	UNLEARN_TORCH_THREADS=$${UNLEARN_TORCH_THREADS:-2} $(VENV)/bin/unlearn demo --report .unlearn/demo-report.json
 
 # Two workers: CI has two cores, and most tests are single-threaded CPU work or wait on processes.
 # Schemathesis runs in one process of its own: under xdist its generated cases are not all collected.
