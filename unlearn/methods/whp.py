@@ -160,11 +160,12 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     people = [world.person(s) for s in task.forget_ids]
     others = strangers(world, len(people) + p["context_strangers"], int(p.get("seed", 0)))
     # few-shot contexts: retained people the model knows, and strangers it never saw (as few-shot prompts hold)
-    retained = [world.person(s) for s in task.retain_ids if s in set(world.trained)]
-    context = [retained, others[len(people):]] if p["context_mix"] else [retained]
+    trained = set(world.trained)
+    retained = [world.person(s) for s in task.retain_ids if s in trained]
+    context = [group for group in ([retained, others[len(people):]] if p["context_mix"] else [retained]) if group]
     for person, stranger in zip(people, others, strict=False):
         for (prompt, completion), theirs, is_bio in training_texts(world, person, stranger, context,
-                                                                   int(p["context_shots"]), rng):
+                                                                   int(p["context_shots"]) if context else 0, rng):
             key = tuple(tokenizer(prompt + completion)["input_ids"])
             examples.append((prompt, completion))
             pairs[key] = tokenizer(theirs)["input_ids"]
