@@ -111,7 +111,7 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     probe = probe_data(world, task.forget_ids, task.retain_ids, p["probe_people"])
     measure = partial(measure_probe, lm, probe, track_forget=bool(p["track_forget_knowledge"]),
                       utility_from_auc=p["utility_from_auc"])
-    start = measure_probe(lm, probe, track_forget=bool(p["track_forget_knowledge"]))  # the bar needs utility
+    start = measure(utility_from_auc=None)  # the bar needs utility
     floor = p["utility_floor"] if p["utility_floor"] is not None else p["utility_frac"] * start["utility"]
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=0.0)
     bs = p["batch_size"]
