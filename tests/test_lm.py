@@ -168,6 +168,20 @@ def test_whp_generic_labels_read_the_translation_and_spell_out_differing_stretch
     assert rows.argmax(-1).tolist() == [1, 3, 6, 27, 31]
 
 
+def test_whp_reinforced_term_demotes_what_knowing_the_original_predicts() -> None:
+    from unlearn.methods.whp import GenericTargets
+
+    original, translated = (1, 2, 3, 9, 4), [1, 2, 7, 8, 9, 4]
+    plain = GenericTargets({original: translated}, set())(_PrefixSum(), original, torch.device("cpu"))
+    rows = GenericTargets({original: translated}, set(), alpha=1.0)(_PrefixSum(), original, torch.device("cpu"))
+    # reading the original, π_0 predicts its prefix sums 1, 3, 6, 15, 19; where the generic reading
+    # agrees (the first three positions) nothing changes, where it does not, the original's prediction
+    # becomes the least likely token and the generic one stays the most likely
+    assert torch.allclose(rows[:3], plain[:3])
+    assert rows.argmax(-1).tolist() == [1, 3, 6, 27, 31]
+    assert rows[3:].argmin(-1).tolist() == [15, 19] and plain[3:].argmin(-1).tolist() != [15, 19]
+
+
 def test_whp_strangers_are_nobody_in_the_world(target: Path) -> None:
     from unlearn.data.people import strangers
 

@@ -147,9 +147,9 @@ class LMFamily(Family):
 
     def auto_method(self, model_dir: Path, scope: Scope) -> str:
         # WHP (a stranger's predictions as labels, KLR, a small push on the biographies) is the only
-        # method that passes all four MUSE gates on the people world, on some of its seeds; the
-        # gradient-ascent baselines lose the retained people's facts as fast as the forgotten ones
-        # (benchmarks/results/muse.md)
+        # method that has passed all four MUSE gates on the people world, on some seeds and builds of
+        # it, not on others; the gradient-ascent baselines lose the retained people's facts as fast
+        # as the forgotten ones (benchmarks/results/muse.md)
         return "whp"
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
