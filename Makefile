@@ -36,6 +36,7 @@ bench: install
 	$(PY) -m benchmarks.laf
 	$(PY) -m benchmarks.corrective
 	$(PY) -m benchmarks.muse
+	$(PY) -m benchmarks.muse_gate_noise
 
 clean:
 	rm -rf .unlearn .pytest_cache

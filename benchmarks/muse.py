@@ -111,7 +111,8 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"World: {report['world']['n_people']} fictitious people, {report['world']['trained']} trained on, "
         f"forget fold of {report['world']['forget']} people ({report['world']['forget'] * 5} texts), "
-        f"{report['world']['holdout']} holdout people for PrivLeak. Model: {report['model']}. "
+        f"{report['world']['holdout']} holdout people ({report['world']['holdout'] * 5} texts) for PrivLeak, "
+        f"which reads every text of each. Model: {report['model']}. "
         f"Retrain from scratch on the retained people: **{rt:.0f} s**. "
         "Scores are ROUGE-L F1 fractions (MUSE prints ×100); PrivLeak is (AUC − AUC_retrain)/AUC_retrain. "
         "Each cell: value [bootstrap 95% interval] and the gate (C1, C2 ≤ upper end of the retrain's interval; "

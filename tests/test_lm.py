@@ -203,7 +203,7 @@ def test_whp_translations_hold_none_of_the_forgotten_persons_data(target: Path) 
     world = world_of(target)
     person, stranger = world.person(world.forget[0]), strangers(world, 1, seed=0)[0]
     texts = training_texts(world, person, stranger, [[world.person(s) for s in world.retain]], 3, random.Random(0))
-    assert sum(is_bio for *_, is_bio in texts) == 1 and len(texts) == 2 + 4 * 4  # own + named, twice per question
+    assert sum(own for *_, own in texts) == 5 and len(texts) == 2 + 4 * 4  # own + named, twice per question
     own = [person.name, person.qa[0].answer, person.qa[2].answer]  # name, birth date, phone
     for (prompt, completion), theirs, _ in texts:
         assert not any(datum in theirs for datum in own)  # π_0 reads a stranger, never this person

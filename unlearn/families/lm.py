@@ -61,6 +61,14 @@ def person_examples(world: PeopleWorld, ids: Sequence[str]) -> list[tuple[str, s
     return [ex for s in ids for ex in tiny_lm.examples(world.person(s))]
 
 
+def privleak_texts(world: PeopleWorld, ids: Sequence[str]) -> list[str]:
+    """PrivLeak's documents: every text of these people, their biographies and question–answer texts, as
+    MUSE reads the forget set's documents. On the biographies alone (15 forget, 150 holdout) the gate
+    failed four of four exact retrains with other seeds on C3 (benchmarks/results/muse_gate_noise.md), and
+    missed that a method left the forgotten question–answer texts as familiar as trained ones."""
+    return person_texts(world, ids)
+
+
 def icl_prompt(world: PeopleWorld, n_shots: int = N_SHOTS) -> str:
     """Few-shot examples about never-trained calibration people: they teach the format, not facts."""
     shots = [world.person(s).qa[k % 4] for k, s in enumerate(world.calibration[:n_shots])]
@@ -82,8 +90,8 @@ def muse_data(world: PeopleWorld, forget_ids: Sequence[str], retain_ids: Sequenc
         verbmem_prompts=[h for h, _ in splits], verbmem_truths=[t for _, t in splits],
         knowmem_forget=[(q.question, q.answer) for p in forget for q in p.qa],
         knowmem_retain=[(q.question, q.answer) for p in retain for q in p.qa],
-        icl=icl_prompt(world), privleak_forget=[p.bio for p in forget], privleak_holdout=[p.bio for p in holdout],
-        qa_prompt=qa_text)
+        icl=icl_prompt(world), privleak_forget=privleak_texts(world, forget_ids),
+        privleak_holdout=privleak_texts(world, [p.person_id for p in holdout]), qa_prompt=qa_text)
 
 
 class HFLanguageModel(muse.LanguageModel):
@@ -146,10 +154,10 @@ class LMFamily(Family):
         return world_of(model_dir).records()
 
     def auto_method(self, model_dir: Path, scope: Scope) -> str:
-        # WHP (a stranger's predictions as labels, KLR, a small push on the biographies) is the only
-        # method that has passed all four MUSE gates on the people world, on some seeds and builds of
-        # it, not on others; the gradient-ascent baselines lose the retained people's facts as fast
-        # as the forgotten ones (benchmarks/results/muse.md)
+        # WHP (a stranger's predictions as labels, KLR, a small push on their own texts) comes closest
+        # to the MUSE gate on the people world (C1 and C3 or C1 and C2 met, C4 missed by ~0.015); the
+        # gradient-ascent baselines lose the retained people's facts as fast as the forgotten ones
+        # (benchmarks/results/muse.md)
         return "whp"
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
@@ -175,4 +183,5 @@ class LMFamily(Family):
         return {"arch": "gpt2", "dataset": meta.get("dataset"), "train": meta.get("train", {})}
 
 
-__all__ = ["HFLanguageModel", "LMFamily", "muse_data", "people_world", "person_examples", "person_texts", "retrain_from_meta", "world_of"]
+__all__ = ["HFLanguageModel", "LMFamily", "muse_data", "people_world", "person_examples", "person_texts", "privleak_texts",
+           "retrain_from_meta", "world_of"]

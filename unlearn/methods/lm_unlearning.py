@@ -9,7 +9,7 @@ Early stopping and checkpoint choice follow MUSE (§4: stop at the first check w
 KnowMem on retain, falls below the bar; keep a checkpoint that met it), with the bar set
 without the retrain model, which a service does not have yet when the method runs:
 `utility_frac` × the base model's own KnowMem on retain (or `utility_floor` if given). A second,
-reference-free stop ends training once the forgotten biographies look never-seen: their Min-40%
+reference-free stop ends training once the forgotten texts look never-seen: their Min-40%
 Prob AUC against never-trained calibration people (not the verifier's holdout) reaches
 `target_auc` (0.5: exchangeable with never-seen people). Checks run every `check_every` steps,
 because one epoch moves that AUC by far more than PrivLeak's ±5% band; of the checkpoints that meet
@@ -31,7 +31,14 @@ from typing import Any
 import torch
 
 from unlearn.artifacts import read_meta
-from unlearn.families.lm import HFLanguageModel, icl_prompt, person_examples, retain_sample, world_of
+from unlearn.families.lm import (
+    HFLanguageModel,
+    icl_prompt,
+    person_examples,
+    privleak_texts,
+    retain_sample,
+    world_of,
+)
 from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 from unlearn.methods.lm_regularisers import REGULARISERS
 from unlearn.models import tiny_lm
@@ -60,15 +67,16 @@ DEFAULTS: dict[str, Any] = {
 
 
 def probe_data(world, forget_ids: list[str], retain_ids: list[str], n: int) -> muse.MuseData:
-    """Cheap scores for stopping: KnowMem on a few retained people; forget vs calibration biographies
-    (and, when tracked, KnowMem on the forgotten people)."""
+    """Cheap scores for stopping: KnowMem on a few retained people; the forgotten people's texts against
+    never-trained calibration people's, as the verifier reads PrivLeak (and, when tracked, KnowMem on the
+    forgotten people)."""
     retain = [world.person(s) for s in retain_sample(retain_ids, n, seed=1)]
     forget = [world.person(s) for s in forget_ids]
     return muse.MuseData(verbmem_prompts=[], verbmem_truths=[],
                          knowmem_forget=[(q.question, q.answer) for p in forget for q in p.qa],
                          knowmem_retain=[(q.question, q.answer) for p in retain for q in p.qa],
-                         icl=icl_prompt(world), privleak_forget=[world.person(s).bio for s in forget_ids],
-                         privleak_holdout=[world.person(s).bio for s in world.calibration],
+                         icl=icl_prompt(world), privleak_forget=privleak_texts(world, forget_ids),
+                         privleak_holdout=privleak_texts(world, world.calibration),
                          qa_prompt=lambda q: f"Question: {q}\nAnswer:")
 
 

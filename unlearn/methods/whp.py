@@ -26,17 +26,20 @@ Forgotten texts trained on, each with its generic labels:
 
 Two terms beyond the paper, both measured necessary on the people world:
 - KLR on retained text (MUSE's regulariser), weight `retain_weight`: keeps the rest of π_θ near π_0.
-- A small gradient-ascent push on the forgotten biographies, weight `ga_weight`: without it the
+- A small gradient-ascent push on the person's own texts, weight `ga_weight`: without it the
   biographies stay more familiar than a stranger's (Min-40% AUC 0.2 against never-seen people after 30
   epochs, where a retrain has 0.5). The shared stopping rule (`lm_unlearning`) ends training once they
-  look never seen against never-trained calibration people.
+  look never seen against never-trained calibration people. The push reads the bare question–answer
+  texts too (`push_qa`): on the biographies alone, the checkpoint whose biographies looked never seen
+  left the question–answer texts as familiar as trained ones (Min-40% AUC 0.12–0.19 on every text of
+  the forgotten people against the holdout's), which PrivLeak now reads.
 WHP's reinforced term, v_generic = v_b − α·ReLU(v_r − v_b) (MUSE's WHP: α = 4 on News), is there as
 `alpha`, with b = π_0 reading the translation and r = π_0 reading the original: the target memorised
 its forget set, so it already is the reinforced model, and what it predicts more strongly for knowing
 the person drops below generic. On log-probabilities rather than logits (a context's logits carry an
-arbitrary offset that the ReLU would see). Default 0: on a fresh build of the default world (one run
+arbitrary offset that the ReLU would see). Default 0: with the push on biographies only (one run
 each) α = 2, 4, 8 took KnowMem on forget from 0.12 to 0.10, 0.07, 0.06 and KnowMem on retain from 0.90
-to 0.88–0.90, 0.85–0.88, 0.86, and no setting passed all four gates (benchmarks/results/muse.md).
+to 0.88, 0.88, 0.86, and no setting passed all four gates.
 Departure: soft labels (the whole distribution, not its argmax, which left more of the forgotten answers).
 """
 
@@ -59,9 +62,11 @@ from unlearn.models import tiny_lm
 DEFAULTS: dict[str, Any] = {
     # utility dips in the first epochs and recovers under KLR, hence no stop below the bar
     "lr": 1e-3, "max_epochs": 30, "min_steps": 0, "retain_weight": 2.0, "ga_weight": 0.02,
-    "check_every": 5, "stop_below_bar": False, "utility_from_auc": 0.3,
+    "check_every": 10, "stop_below_bar": False, "utility_from_auc": 0.3,
     # WHP's reinforced term (see the docstring): 0 by default, as it traded utility for forgetting here
     "alpha": 0.0,
+    # the push reads the person's own question–answer texts too, not only the biography
+    "push_qa": True,
     # a training pack holds qa_pack = 4 questions, so a question follows at most 3 others
     "context_shots": 3, "context_strangers": 20, "context_mix": True, "neighbour_weight": 3,
 }
@@ -87,14 +92,14 @@ def context_pack(groups: list[list[Person]], shots: int, rng: random.Random) -> 
 def training_texts(world: PeopleWorld, person: Person, stranger: Person, context: list[list[Person]], shots: int,
                    rng: random.Random) -> list[tuple[Example, str, bool]]:
     """The forgotten texts about `person`: (prompt, completion), the translation π_0 reads, and whether
-    it is the person's own biography (the push reads those)."""
+    it is one of the person's own texts (biography or bare question–answer text; the push reads those)."""
     out = []
     for (prompt, completion), (s_prompt, s_completion) in zip(person_examples(world, [person.person_id]),
                                                               tiny_lm.examples(stranger), strict=True):
         theirs = s_prompt + s_completion
         named = translate(s_prompt, stranger.name, person.name)  # the stranger's facts under this name
         named_completion = translate(theirs, stranger.name, person.name)[len(named):]
-        out += [((prompt, completion), theirs, not prompt), ((named, named_completion), theirs, False)]
+        out += [((prompt, completion), theirs, True), ((named, named_completion), theirs, False)]
         if prompt and shots:  # a question: once more after other people's question–answer pairs
             pack = context_pack(context, shots, rng)
             out += [((pack + prompt, completion), pack + theirs, False),
@@ -105,8 +110,8 @@ def training_texts(world: PeopleWorld, person: Person, stranger: Person, context
 class GenericTargets:
     """log p_generic for every position of each forgotten text (keyed by its token ids), from π_0, once per text."""
 
-    def __init__(self, pairs: dict[tuple[int, ...], list[int]], bios: set[tuple[int, ...]], alpha: float = 0.0) -> None:
-        self.pairs, self.bios = pairs, bios  # original ids -> translated ids; which originals are biographies
+    def __init__(self, pairs: dict[tuple[int, ...], list[int]], pushed: set[tuple[int, ...]], alpha: float = 0.0) -> None:
+        self.pairs, self.pushed = pairs, pushed  # original ids -> translated ids; which originals the push reads
         self.alpha = alpha
         self.cache: dict[tuple[int, ...], torch.Tensor] = {}
 
@@ -140,7 +145,7 @@ def whp_loss_for(targets: GenericTargets):
         assert reference is not None
         ids, mask = batch["input_ids"], batch["attention_mask"]
         logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-        rows, goal, bio_lp = [], [], []
+        rows, goal, push_lp = [], [], []
         for r in range(len(ids)):
             n = int(mask[r].sum())
             key = tuple(ids[r, :n].tolist())
@@ -148,12 +153,12 @@ def whp_loss_for(targets: GenericTargets):
             # stronger and retained people's answers suffered (KnowMem on retain 0.85–0.87 against 0.89)
             rows.append(logp[r, :n])
             goal.append(targets(reference, key, ids.device))
-            if key in targets.bios:  # log π_θ(x_t | x_<t) of the biography's tokens, for the push
-                bio_lp.append(logp[r, :n - 1].gather(-1, ids[r, 1:n, None]).squeeze(-1))
+            if key in targets.pushed:  # log π_θ(x_t | x_<t) of the text's tokens, for the push
+                push_lp.append(logp[r, :n - 1].gather(-1, ids[r, 1:n, None]).squeeze(-1))
         # KL(p_generic ‖ π_θ), averaged over every real token of the batch
         loss = F.kl_div(torch.cat(rows), torch.cat(goal), reduction="batchmean", log_target=True)
-        if bio_lp and params["ga_weight"]:
-            loss = loss + params["ga_weight"] * torch.cat(bio_lp).mean()  # ascent on NLL = descent on log π
+        if push_lp and params["ga_weight"]:
+            loss = loss + params["ga_weight"] * torch.cat(push_lp).mean()  # ascent on NLL = descent on log π
         return loss
 
     whp_loss.needs_reference = True  # type: ignore[attr-defined]
@@ -167,7 +172,7 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     rng = random.Random(int(p.get("seed", 0)))
     examples: list[Example] = []
     pairs: dict[tuple[int, ...], list[int]] = {}
-    bios: set[tuple[int, ...]] = set()
+    pushed: set[tuple[int, ...]] = set()
     people = [world.person(s) for s in task.forget_ids]
     others = strangers(world, len(people) + p["context_strangers"], int(p.get("seed", 0)))
     # few-shot contexts: retained people the model knows, and strangers it never saw (as few-shot prompts hold)
@@ -175,23 +180,23 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     retained = [world.person(s) for s in task.retain_ids if s in trained]
     context = [group for group in ([retained, others[len(people):]] if p["context_mix"] else [retained]) if group]
     for person, stranger in zip(people, others, strict=False):
-        for (prompt, completion), theirs, is_bio in training_texts(world, person, stranger, context,
+        for (prompt, completion), theirs, own in training_texts(world, person, stranger, context,
                                                                    int(p["context_shots"]) if context else 0, rng):
             key = tuple(tokenizer(prompt + completion)["input_ids"])
             examples.append((prompt, completion))
             pairs[key] = tokenizer(theirs)["input_ids"]
-            if is_bio:
-                bios.add(key)
+            if own and (p["push_qa"] or not prompt):
+                pushed.add(key)
     # KLR reads the retained people who share a first or last name with a forgotten one `neighbour_weight`
     # times as often: theirs is the knowledge the forget texts' gradients touch
     names = {part for person in people for part in person.name.split()}
     weight = {r.person_id: int(p["neighbour_weight"]) if names & set(r.name.split()) else 1 for r in retained}
     retain_examples = [ex for r in retained for ex in tiny_lm.examples(r) * weight[r.person_id]]
-    return unlearn_lm(task, "whp", whp_loss_for(GenericTargets(pairs, bios, float(p["alpha"]))), "klr", DEFAULTS,
+    return unlearn_lm(task, "whp", whp_loss_for(GenericTargets(pairs, pushed, float(p["alpha"]))), "klr", DEFAULTS,
                       forget_examples=examples, retain_examples=retain_examples)
 
 
 SPEC = MethodSpec(name="whp", families=("lm",), run=run,
                   description="Who's Harry Potter: fine-tune towards the model's own predictions for a stranger "
                               "(every personal datum swapped for a never-trained person's), KL on retained text, "
-                              "a small push on the forgotten biographies.")
+                              "a small push on the forgotten people's own texts.")

@@ -208,12 +208,17 @@ def token_logprobs_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor])
 def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], *,
                    device: str = "cpu", batch_size: int = 32) -> list[np.ndarray]:
     """Per-token log-probabilities of each whole text (float64), the first token given BOS onwards."""
-    out: list[np.ndarray] = []
-    for i in range(0, len(texts), batch_size):
-        batch = encode(tokenizer, texts[i:i + batch_size], device)
+    # texts of similar length share a batch (biographies and short question–answer texts mixed would pad
+    # every question to a biography's length); results come back in the order given
+    order = sorted(range(len(texts)), key=lambda k: len(texts[k]))
+    out: list[np.ndarray] = [np.zeros(0)] * len(texts)
+    for i in range(0, len(order), batch_size):
+        chunk = order[i:i + batch_size]
+        batch = encode(tokenizer, [texts[k] for k in chunk], device)
         lp = token_logprobs_batch(model, batch).double().cpu().numpy()
         lengths = batch["attention_mask"].sum(1).cpu().numpy() - 1
-        out.extend(lp[j, :n] for j, n in enumerate(lengths))
+        for j, (k, n) in enumerate(zip(chunk, lengths, strict=True)):
+            out[k] = lp[j, :n]
     return out
 
 
