@@ -38,9 +38,9 @@ FINAL = {"completed", "rejected", "failed", "canceled"}
 class DemoRequest:
     title: str
     body: dict[str, Any]
-    # The final states that count as the demo working. The LM row may end rejected: WHP passes all four
-    # gates on the people world only at their edge, on some seeds and thread counts
-    # (benchmarks/results/muse.md), and a rejection with its reasons is the service doing its job.
+    # The final states that count as the demo working. The LM row may end rejected: no LM method passes
+    # all four MUSE gates on the people world (benchmarks/results/muse.md; WHP comes closest), and a
+    # rejection with its reasons is the service doing its job.
     expect: tuple[str, ...] = ("completed",)
     tags: list[str] = field(default_factory=list)
 
