@@ -14,7 +14,7 @@ Prob AUC against never-trained calibration people (not the verifier's holdout) r
 `target_auc` (0.5: exchangeable with never-seen people). Checks run every `check_every` steps,
 because one epoch moves that AUC by far more than PrivLeak's ±5% band; of the checkpoints that meet
 the utility bar, the one whose AUC is closest to `target_auc` is kept (over-unlearning, AUC above
-the target, fails PrivLeak as surely as under-unlearning).
+the target, fails PrivLeak as surely as under-unlearning); the starting model only if none meets it.
 """
 
 from __future__ import annotations
@@ -151,7 +151,10 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             utility = "not scored" if m["utility"] is None else f"{m['utility']:.3f}"
             task.progress(epoch / epochs, f"{method} step {step}: utility {utility} "
                           f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
-            if m["utility"] is not None and m["utility"] >= floor and distance(m) <= distance(chosen_at):
+            # the starting model is kept only if no trained checkpoint meets the bar: while every
+            # forgotten text is still more familiar than every unseen one, the AUC (≈ 0) cannot rank them
+            if m["utility"] is not None and m["utility"] >= floor and (
+                    chosen_at is curve[0] or distance(m) <= distance(chosen_at)):
                 chosen, chosen_at = copy.deepcopy(model.state_dict()), m
             if m["utility"] is not None and m["utility"] < floor and p["stop_below_bar"]:
                 stop = "utility below bar"
