@@ -120,8 +120,9 @@ class GenericTargets:
         if ids not in self.cache:
             original, translated = list(ids), self.pairs[ids]
             stretches = SequenceMatcher(a=original, b=translated, autojunk=False).get_opcodes()
-            # one right-padded batch: the translation, then per differing stretch the translation up to
-            # it followed by the original's own tokens of it (causal attention ignores the padding)
+            # one right-padded batch: the translation, the original (for the reinforced term), then per
+            # differing stretch the translation up to it followed by the original's own tokens of it
+            # (causal attention ignores the padding)
             contexts = [translated, original] + [translated[:j1] + original[i1:i2] for tag, i1, i2, j1, _ in stretches
                                                  if tag != "equal"]
             width = max(map(len, contexts))
