@@ -44,9 +44,8 @@ def privleak_auc_bios(model_dir: Path) -> float:
     return muse.privleak_auc(scores(world.forget), scores(world.holdout))
 
 
-def judge(model_dir: Path, reference: Path, threads: int) -> dict[str, Any]:
+def judge(model_dir: Path, reference: Path) -> dict[str, Any]:
     """The gate's verdict on `model_dir` against `reference`, plus PrivLeak's AUC on the biographies alone."""
-    torch.set_num_threads(threads)
     world = world_of(model_dir)
     v = get_family("lm").verify(model_dir, reference, world.forget, world.retain, Scope(type="subject"))
     return {"passed": v.passed, "criteria": v.to_dict()["criteria"], "auc": v.info["auc"],
@@ -58,7 +57,7 @@ def retrain_and_judge(seed: int, target: Path, reference: Path, work: Path, thre
     torch.set_num_threads(threads)
     world, out = world_of(target), work / f"seed-{seed}"
     retrain_from_meta({**read_meta(target), "seed": seed}, world.retain, out, tokenizer_dir=target)
-    return {"seed": seed, **judge(out, reference, threads)}
+    return {"seed": seed, **judge(out, reference)}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -99,7 +98,7 @@ def main() -> None:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             retrains = list(pool.map(partial(retrain_and_judge, target=target, reference=reference, work=work,
                                              threads=args.threads), range(1, args.seeds + 1)))
-        on_target = judge(target, reference, args.threads)
+        on_target = judge(target, reference)
         report = {"reference": {"auc": on_target["auc_retrain"], "auc_bios": privleak_auc_bios(reference)},
                   "target": on_target, "retrains": retrains}
         write_results(Path(args.out), "muse_gate_noise", report, markdown(report))

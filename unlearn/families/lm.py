@@ -84,14 +84,14 @@ def muse_data(world: PeopleWorld, forget_ids: Sequence[str], retain_ids: Sequenc
               holdout_ids: Sequence[str] | None = None) -> muse.MuseData:
     forget = [world.person(s) for s in forget_ids]
     retain = [world.person(s) for s in retain_sample(retain_ids)]
-    holdout = [world.person(s) for s in (world.holdout if holdout_ids is None else holdout_ids)]
     splits = [verbmem_split(p) for p in forget]
     return muse.MuseData(
         verbmem_prompts=[h for h, _ in splits], verbmem_truths=[t for _, t in splits],
         knowmem_forget=[(q.question, q.answer) for p in forget for q in p.qa],
         knowmem_retain=[(q.question, q.answer) for p in retain for q in p.qa],
         icl=icl_prompt(world), privleak_forget=privleak_texts(world, forget_ids),
-        privleak_holdout=privleak_texts(world, [p.person_id for p in holdout]), qa_prompt=qa_text)
+        privleak_holdout=privleak_texts(world, world.holdout if holdout_ids is None else holdout_ids),
+        qa_prompt=qa_text)
 
 
 class HFLanguageModel(muse.LanguageModel):

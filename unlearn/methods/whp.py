@@ -170,12 +170,13 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     world = world_of(task.base_dir)
     tokenizer = tiny_lm.load_tokenizer(task.base_dir)  # the shared loop loads the model itself
     p = {**DEFAULTS, **task.params}
-    rng = random.Random(int(p.get("seed", 0)))
+    seed = int(p.get("seed", 0))
+    rng = random.Random(seed)
     examples: list[Example] = []
     pairs: dict[tuple[int, ...], list[int]] = {}
     pushed: set[tuple[int, ...]] = set()
     people = [world.person(s) for s in task.forget_ids]
-    others = strangers(world, len(people) + p["context_strangers"], int(p.get("seed", 0)))
+    others = strangers(world, len(people) + p["context_strangers"], seed)
     # few-shot contexts: retained people the model knows, and strangers it never saw (as few-shot prompts hold)
     trained = set(world.trained)
     retained = [world.person(s) for s in task.retain_ids if s in trained]
