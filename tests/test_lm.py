@@ -120,6 +120,12 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     assert min(abs(c["auc_vs_unseen"] - 0.5) for c in checked) == abs(
         next(c for c in facts["curve"] if c["step"] == facts["step_chosen"])["auc_vs_unseen"] - 0.5)
     assert read_meta(tmp_path / "cand")["unlearned"]["method"] == method
+    # checks far below the AUC at which utility is scored come far_check_every steps apart, the rest check_every
+    p, checks = facts["params"], facts["curve"][1:]
+    assert checks[0]["step"] == p["check_every"] and any(c["auc_vs_unseen"] < p["utility_from_auc"] for c in checks)
+    for a, b in zip(checks, checks[1:], strict=False):
+        near = a["auc_vs_unseen"] >= p["utility_from_auc"]
+        assert b["step"] - a["step"] == (p["check_every"] if near else p["far_check_every"]), (a, b)
     scope = Scope(type="subject")
     before = {c.name: c for c in fam.verify(target, reference, world.forget, world.retain, scope).criteria}
     after = {c.name: c for c in fam.verify(tmp_path / "cand", reference, world.forget, world.retain, scope).criteria}

@@ -15,6 +15,10 @@ Prob AUC against never-trained calibration people (not the verifier's holdout) r
 because one epoch moves that AUC by far more than PrivLeak's ±5% band; of the checkpoints that meet
 the utility bar, the one whose AUC is closest to `target_auc` is kept (over-unlearning, AUC above
 the target, fails PrivLeak as surely as under-unlearning); the starting model only if none meets it.
+
+A method that scores utility only near the target (`utility_from_auc`) checks every
+`far_check_every` steps until the AUC gets there: such a check can only report that the AUC is still
+far from the target, and each costs a pass over every text of 150 calibration people.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ DEFAULTS: dict[str, Any] = {
     # score utility only at checks whose AUC has reached this (None: at every check); a method that
     # keeps training below the bar (stop_below_bar False) only needs it where a checkpoint may be kept
     "utility_from_auc": None,
+    # checks while the AUC is below utility_from_auc come this many steps apart (None: check_every)
+    "far_check_every": None,
 }
 
 
@@ -129,6 +135,7 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     def distance(m: dict[str, Any]) -> float:
         return abs(m["auc_vs_unseen"] - p["target_auc"])
 
+    next_check = p["check_every"]
     epochs = max(p["max_epochs"], math.ceil(p["min_steps"] / math.ceil(len(forget_texts) / bs)))
     model.train()
     for epoch in range(1, epochs + 1):
@@ -144,9 +151,11 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             loss.backward()
             opt.step()
             step += 1
-            if step % p["check_every"]:
+            if step < next_check:
                 continue
             m = {"epoch": epoch, "step": step, **measure()}
+            far = p["utility_from_auc"] is not None and m["auc_vs_unseen"] < p["utility_from_auc"]
+            next_check = step + ((p["far_check_every"] or p["check_every"]) if far else p["check_every"])
             curve.append(m)
             utility = "not scored" if m["utility"] is None else f"{m['utility']:.3f}"
             task.progress(epoch / epochs, f"{method} step {step}: utility {utility} "

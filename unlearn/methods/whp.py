@@ -62,7 +62,7 @@ from unlearn.models import tiny_lm
 DEFAULTS: dict[str, Any] = {
     # utility dips in the first epochs and recovers under KLR, hence no stop below the bar
     "lr": 1e-3, "max_epochs": 30, "min_steps": 0, "retain_weight": 2.0, "ga_weight": 0.02,
-    "check_every": 10, "stop_below_bar": False, "utility_from_auc": 0.3,
+    "check_every": 10, "stop_below_bar": False, "utility_from_auc": 0.3, "far_check_every": 30,
     # WHP's reinforced term (see the docstring): 0 by default, as it traded utility for forgetting here
     "alpha": 0.0,
     # the push reads the person's own question–answer texts too, not only the biography
