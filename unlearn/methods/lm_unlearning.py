@@ -18,7 +18,7 @@ the target, fails PrivLeak as surely as under-unlearning); the starting model on
 
 A method that scores utility only near the target (`utility_from_auc`) checks every
 `far_check_every` steps until the AUC gets there: such a check can only report that the AUC is still
-far from the target, and each costs a pass over every text of 150 calibration people.
+far from the target, and each costs a pass over every text of every calibration person.
 """
 
 from __future__ import annotations
