@@ -3,7 +3,7 @@
 `benchmarks/muse.py` reports the checkpoint each method's stopping rule keeps. This one switches the
 stopping rules off (utility floor 0, no AUC target) and follows every method for a fixed number of
 epochs, scoring at each check, on the method's own probe (KnowMem on 15 retained people, KnowMem on
-the forgotten people, their biographies' Min-40% AUC against never-trained calibration people):
+the forgotten people, the Min-40% AUC of all their texts against never-trained calibration people's):
 a method could pass C2 and C4 together only if its path entered the box
 {KnowMem forget ≤ the reference's, KnowMem retain ≥ 0.9 × the reference's}. Writes
 benchmarks/results/muse_tradeoff.json, .md and .png.
