@@ -30,40 +30,34 @@ import torch
 
 from benchmarks.muse import CRITERIA, RESULTS, fmt, write_results
 from unlearn.artifacts import read_meta
-from unlearn.data.people import qa_text
 from unlearn.families import Scope, get_family
-from unlearn.families.lm import HFLanguageModel, icl_prompt, retrain_from_meta, world_of
+from unlearn.families.lm import HFLanguageModel, muse_data, retrain_from_meta, world_of
 from unlearn.verify import muse
 from unlearn.zoo import ensure
 
 
-def privleak_auc_bios(model_dir: Path) -> float:
-    """Min-40% AUC of the forgotten people's biographies against the holdout people's."""
+def side_scores(model_dir: Path) -> dict[str, Any]:
+    """What the gate does not read, from one load of the model: PrivLeak's AUC on the biographies alone
+    (`auc_bios`: the forgotten people's against the holdout people's), and KnowMem as C2 scores it on
+    consecutive blocks of holdout people, each as large as the forget fold (`knowmem_never_seen`)."""
     world, lm = world_of(model_dir), HFLanguageModel.load(model_dir)
 
-    def scores(ids: list[str]) -> np.ndarray:
+    def mink(ids: list[str]) -> np.ndarray:
         return np.array([muse.min_k_logprob(lp) for lp in lm.token_logprobs([world.person(s).bio for s in ids])])
 
-    return muse.privleak_auc(scores(world.forget), scores(world.holdout))
-
-
-def knowmem_never_seen(model_dir: Path) -> list[float]:
-    """KnowMem (as C2 scores it) on consecutive blocks of holdout people, each as large as the forget fold."""
-    world, lm = world_of(model_dir), HFLanguageModel.load(model_dir)
-    qa = [(q.question, q.answer) for s in world.holdout for q in world.person(s).qa]
-    scores, _ = muse.knowmem(lm, qa, icl_prompt(world), qa_text)
-    per_block = len(world.forget) * len(qa) // len(world.holdout)
-    return [float(scores[i:i + per_block].mean()) for i in range(0, len(scores) - per_block + 1, per_block)]
+    # the holdout people in the forget set's place: C2's own prompts and scoring
+    scores = muse.score_model(lm, muse_data(world, world.holdout, world.retain), parts=("knowmem_forget",))
+    know, block = scores.knowmem_forget, len(world.forget) * len(scores.knowmem_forget) // len(world.holdout)
+    return {"auc_bios": muse.privleak_auc(mink(world.forget), mink(world.holdout)),
+            "knowmem_never_seen": [float(know[i:i + block].mean()) for i in range(0, len(know) - block + 1, block)]}
 
 
 def judge(model_dir: Path, reference: Path) -> dict[str, Any]:
-    """The gate's verdict on `model_dir` against `reference`, plus PrivLeak's AUC on the biographies alone
-    and KnowMem on never-seen folds."""
+    """The gate's verdict on `model_dir` against `reference`, plus its side scores."""
     world = world_of(model_dir)
     v = get_family("lm").verify(model_dir, reference, world.forget, world.retain, Scope(type="subject"))
     return {"passed": v.passed, "criteria": v.to_dict()["criteria"], "auc": v.info["auc"],
-            "auc_retrain": v.info["auc_retrain"], "auc_bios": privleak_auc_bios(model_dir),
-            "knowmem_never_seen": knowmem_never_seen(model_dir)}
+            "auc_retrain": v.info["auc_retrain"], **side_scores(model_dir)}
 
 
 def retrain_and_judge(seed: int, target: Path, reference: Path, work: Path, threads: int) -> dict[str, Any]:
@@ -91,17 +85,20 @@ def markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     bar = report["target"]["criteria"]["knowmem_forget"]["threshold"]
-    for r in [report["reference"], report["target"]] + report["retrains"]:
+
+    def unseen(r: dict[str, Any]) -> str:
         never = r["knowmem_never_seen"]
-        unseen = (f"{np.mean(never):.3f} [{min(never):.3f}, {max(never):.3f}], "
-                  f"{sum(k > bar for k in never)} of {len(never)}")
-        if r is report["reference"]:
-            lines.append(f"| retrain (reference, seed 0) | – | {r['knowmem_forget']:.3f} (bar {bar:.3f}) | 0 | – | – "
-                         f"| 0 | {unseen} |")
-            continue
+        return (f"{np.mean(never):.3f} [{min(never):.3f}, {max(never):.3f}], "
+                f"{sum(k > bar for k in never)} of {len(never)}")
+
+    ref = report["reference"]
+    lines.append(f"| retrain (reference, seed 0) | – | {ref['knowmem_forget']:.3f} (bar {bar:.3f}) | 0 | – | – "
+                 f"| 0 | {unseen(ref)} |")
+    for r in [report["target"]] + report["retrains"]:
         name = "target (no unlearning)" if r is report["target"] else f"retrain, seed {r['seed']}"
         lines.append(f"| {name} | {' | '.join(fmt(r['criteria'][k]) for k in CRITERIA)} | "
-                     f"{'pass' if r['passed'] else 'fail'} | {muse.privleak(r['auc_bios'], ref_bios):+.3f} | {unseen} |")
+                     f"{'pass' if r['passed'] else 'fail'} | {muse.privleak(r['auc_bios'], ref_bios):+.3f} "
+                     f"| {unseen(r)} |")
     passed = sum(r["passed"] for r in report["retrains"])
     lines += ["", f"Exact retrains passing all four gates: **{passed} of {len(report['retrains'])}**.", ""]
     return "\n".join(lines)
@@ -123,9 +120,8 @@ def main() -> None:
             retrains = list(pool.map(partial(retrain_and_judge, target=target, reference=reference, work=work,
                                              threads=args.threads), range(1, args.seeds + 1)))
         on_target = judge(target, reference)
-        report = {"reference": {"auc": on_target["auc_retrain"], "auc_bios": privleak_auc_bios(reference),
-                                "knowmem_forget": on_target["criteria"]["knowmem_forget"]["reference"],
-                                "knowmem_never_seen": knowmem_never_seen(reference)},
+        report = {"reference": {"auc": on_target["auc_retrain"], **side_scores(reference),
+                                "knowmem_forget": on_target["criteria"]["knowmem_forget"]["reference"]},
                   "target": on_target, "retrains": retrains}
         write_results(Path(args.out), "muse_gate_noise", report, markdown(report))
     finally:

@@ -6,6 +6,7 @@ shared zoo cache; everything else reuses them.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     # checks far below the AUC at which utility is scored come far_check_every steps apart, the rest check_every
     p, checks = facts["params"], facts["curve"][1:]
     assert checks[0]["step"] == p["check_every"] and any(c["auc_vs_unseen"] < p["utility_from_auc"] for c in checks)
-    for a, b in zip(checks, checks[1:], strict=False):
+    for a, b in itertools.pairwise(checks):
         near = a["auc_vs_unseen"] >= p["utility_from_auc"]
         assert b["step"] - a["step"] == (p["check_every"] if near else p["far_check_every"]), (a, b)
     scope = Scope(type="subject")
