@@ -108,9 +108,9 @@ def test_lm_methods_are_registered() -> None:
 @pytest.mark.slow
 def test_the_auto_lm_method_forgets_within_the_service_contract(target, reference, tmp_path) -> None:
     """The auto method moves every forgetting criterion from the target's value towards the reference's,
-    keeps the checkpoint whose forget-vs-calibration AUC is closest to never-seen (0.5) among those
-    above its utility bar, and so keeps most of the reference's utility.
-    (Whether it passes all four gates: see benchmarks/results/muse.md.)"""
+    keeps the checkpoint whose forget-vs-calibration AUC is closest to its target among those above its
+    utility bar, and keeps the retained people's knowledge above the gate's bar.
+    (All four gates, by seed: see benchmarks/results/muse.md.)"""
     fam, world = get_family("lm"), world_of(target)
     method = fam.auto_method(target, Scope(type="subject"))
     seen = []
@@ -118,8 +118,9 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
                                                list(world.retain), progress=lambda f, m: seen.append(f)))
     assert seen and seen[-1] > 0 and facts["step_chosen"] >= 1
     checked = [c for c in facts["curve"] if c["utility"] is not None and c["utility"] >= facts["utility_bar"]]
-    assert min(abs(c["auc_vs_unseen"] - 0.5) for c in checked) == abs(
-        next(c for c in facts["curve"] if c["step"] == facts["step_chosen"])["auc_vs_unseen"] - 0.5)
+    goal = facts["params"]["target_auc"]
+    assert min(abs(c["auc_vs_unseen"] - goal) for c in checked) == abs(
+        next(c for c in facts["curve"] if c["step"] == facts["step_chosen"])["auc_vs_unseen"] - goal)
     assert read_meta(tmp_path / "cand")["unlearned"]["method"] == method
     # checks far below the AUC at which utility is scored come far_check_every steps apart, the rest check_every
     p, checks = facts["params"], facts["curve"][1:]
@@ -134,7 +135,7 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     assert after["knowmem_forget"].value < before["knowmem_forget"].value
     assert after["privleak"].value > before["privleak"].value  # towards the reference, if far from it
     # the checkpoint is chosen above the utility bar on a probe of 15 people; the verifier reads 50
-    assert after["knowmem_retain"].value >= 0.85 * after["knowmem_retain"].reference, after["knowmem_retain"]
+    assert after["knowmem_retain"].passed, after["knowmem_retain"]
 
 
 @pytest.mark.slow

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,28 @@ def test_a_cached_model_is_reused_until_its_recipe_version_changes(tmp_path, mon
     again = zoo.ensure("counter", tmp_path)
     assert again == first and len(BUILDS) == 2
     assert read_meta(again)["build"] == 2 and read_meta(again)["zoo_version"] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter"]  # nothing stale or half-built left
+    # nothing stale or half-built left (the lock file stays: removing it would race with a waiting builder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".counter.lock", "counter"]
+
+
+def build_slowly(out_dir: Path, *, device: str = "cpu", progress=None) -> None:
+    with open(out_dir.parent / "builds.log", "a") as log:
+        log.write(f"{out_dir.name}\n")
+    time.sleep(0.5)
+    write_meta(out_dir, {"family": "classifier", "model": "slow"})
+
+
+def test_processes_asking_together_build_a_model_once(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(zoo.ZOO, "slow", zoo.ZooEntry("classifier", f"{__name__}:build_slowly", "test"))
+    ctx = multiprocessing.get_context("fork")  # the children inherit the patched ZOO
+    procs = [ctx.Process(target=zoo.ensure, args=("slow", tmp_path)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert len((tmp_path / "builds.log").read_text().splitlines()) == 1
+    assert read_meta(tmp_path / "slow")["model"] == "slow"
 
 
 def test_an_unknown_zoo_name_is_a_clear_error(tmp_path) -> None:

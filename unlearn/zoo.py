@@ -8,6 +8,7 @@ its entry's `version`: a cached artifact of another version is rebuilt, not sile
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import shutil
 import time
@@ -169,9 +170,24 @@ def ensure(name: str, zoo_dir: Path, *, device: str = "cpu", progress: Progress 
         raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(sorted(ZOO))}")
     entry = ZOO[name]
     final = Path(zoo_dir) / name
+    if _current(final, entry.version):
+        return final
+    Path(zoo_dir).mkdir(parents=True, exist_ok=True)
+    # one builder at a time per model: processes that ask together (test workers, a demo beside them)
+    # wait for the first build instead of each training the same model
+    with open(Path(zoo_dir) / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(name, entry, final, zoo_dir, device, progress)
+
+
+def _current(final: Path, version: int) -> bool:
+    return (final / "unlearn.json").exists() and read_meta(final).get("zoo_version", 1) == version
+
+
+def _build(name: str, entry: ZooEntry, final: Path, zoo_dir: Path, device: str, progress: Progress) -> Path:
+    if _current(final, entry.version):
+        return final  # built by another process while this one waited
     if (final / "unlearn.json").exists():
-        if read_meta(final).get("zoo_version", 1) == entry.version:
-            return final
         # an older recipe: move it aside first, so a reader never finds a half-replaced folder
         stale = Path(zoo_dir) / f".{name}.stale-{time.time_ns()}"
         try:
