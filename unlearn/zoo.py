@@ -177,32 +177,24 @@ def ensure(name: str, zoo_dir: Path, *, device: str = "cpu", progress: Progress 
     # wait for the first build instead of each training the same model
     with open(Path(zoo_dir) / f".{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build(name, entry, final, zoo_dir, device, progress)
+        if _current(final, entry.version):
+            return final  # built by another process while this one waited
+        if final.exists():
+            # an older recipe: move it aside first, so a reader never finds a half-replaced folder
+            stale = Path(zoo_dir) / f".{name}.stale-{time.time_ns()}"
+            final.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(zoo_dir) / f".{name}.building-{time.time_ns()}"
+        module, fn = entry.builder.split(":")
+        builder: Callable[..., None] = getattr(importlib.import_module(module), fn)
+        try:
+            builder(tmp, device=device, progress=progress)
+            write_meta(tmp, {**read_meta(tmp), "zoo_version": entry.version})  # a builder must leave a described artifact
+            tmp.rename(final)  # atomic on one filesystem: a reader never sees half a model
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def _current(final: Path, version: int) -> bool:
     return (final / "unlearn.json").exists() and read_meta(final).get("zoo_version", 1) == version
-
-
-def _build(name: str, entry: ZooEntry, final: Path, zoo_dir: Path, device: str, progress: Progress) -> Path:
-    if _current(final, entry.version):
-        return final  # built by another process while this one waited
-    if (final / "unlearn.json").exists():
-        # an older recipe: move it aside first, so a reader never finds a half-replaced folder
-        stale = Path(zoo_dir) / f".{name}.stale-{time.time_ns()}"
-        try:
-            final.rename(stale)
-        except FileNotFoundError:
-            pass  # another process moved it already
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(zoo_dir) / f".{name}.building-{time.time_ns()}"
-    module, fn = entry.builder.split(":")
-    builder: Callable[..., None] = getattr(importlib.import_module(module), fn)
-    try:
-        builder(tmp, device=device, progress=progress)
-        write_meta(tmp, {**read_meta(tmp), "zoo_version": entry.version})  # a builder must leave a described artifact
-        if not final.exists():
-            tmp.rename(final)  # atomic on one filesystem: concurrent builders never see half a model
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final

@@ -197,9 +197,9 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     trained = set(world.trained)
     retained = [world.person(s) for s in task.retain_ids if s in trained]
     context = [group for group in ([retained, others[len(people):]] if p["context_mix"] else [retained]) if group]
+    shots = int(p["context_shots"]) if context else 0
     for person, stranger in zip(people, others, strict=False):
-        for (prompt, completion), theirs, own in training_texts(world, person, stranger, context,
-                                                                   int(p["context_shots"]) if context else 0, rng):
+        for (prompt, completion), theirs, own in training_texts(world, person, stranger, context, shots, rng):
             key = tuple(tokenizer(prompt + completion)["input_ids"])
             examples.append((prompt, completion))
             pairs[key] = tokenizer(theirs)["input_ids"]
@@ -210,7 +210,7 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     names = {part for person in people for part in person.name.split()}
     weight = {r.person_id: int(p["neighbour_weight"]) if names & set(r.name.split()) else 1 for r in retained}
     retain_examples = [ex for r in retained for ex in tiny_lm.examples(r) * weight[r.person_id]]
-    retain_examples += [(context_pack(context, int(p["context_shots"]), rng) + prompt, completion)
+    retain_examples += [(context_pack(context, shots, rng) + prompt, completion)
                         for _ in range(int(p["retain_context"])) for r in retained
                         for prompt, completion in tiny_lm.qa_examples(r)]
     return unlearn_lm(task, "whp", whp_loss_for(GenericTargets(pairs, pushed, float(p["alpha"]))), "klr", DEFAULTS,
