@@ -25,10 +25,10 @@ from api.auth import create_api_key
 from cli.bootstrap import build_zoo_model, prepare, register_zoo_models
 from unlearn.data import get_dataset
 from unlearn.data.poison import flagged_subset
-from unlearn.jobs import seed_reference
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
 from unlearn.store.models import Model, ModelVersion, UnlearningJob
+from unlearn.verification import seed_reference
 from workers.embedded import coalesce_sender, embedded_worker
 
 FINAL = {"completed", "rejected", "failed", "canceled"}

@@ -37,6 +37,7 @@ from unlearn.store.models import (
     UnlearningJob,
     utcnow,
 )
+from unlearn.store.states import RequestStatus, TargetStatus
 from unlearn.store.transitions import audit
 
 ALGORITHM = "Ed25519"
@@ -174,8 +175,6 @@ def _tainted_versions(session: Session, model_name: str, forget_ids: set[str],
 
 def _model_entry(session: Session, settings: Settings, request: DeletionRequest, target: RequestTarget,
                  until: datetime) -> dict[str, Any]:
-    from unlearn.jobs import thresholds_for  # jobs imports this module
-
     model = session.get(Model, target.model_name)
     job = session.get(UnlearningJob, target.job_id) if target.job_id else None
     version = session.get(ModelVersion, target.version_id) if target.version_id else None
@@ -200,8 +199,9 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
             "criteria": criteria,  # each: value, op, threshold, passed, retrain reference
             "thresholds": {name: {"op": c.get("op"), "threshold": c.get("threshold")} for name, c in criteria.items()},
             "reasons": metrics.get("reasons", []),
-            # gates set for this deployment or model over the verifier's own defaults
-            "gate_overrides": thresholds_for(settings, model) if model else {},
+            # the gates set for this deployment or model over the verifier's own defaults, as they
+            # stood when this version was verified (None: verified before they were recorded)
+            "gate_overrides": metrics.get("gate_overrides", None if criteria else {}),
         },
         "tainted_versions_retired": _tainted_versions(session, target.model_name, forget, until),
     }
@@ -211,7 +211,7 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
 def certificate_body(session: Session, settings: Settings, request: DeletionRequest, *, kid: str,
                      issued_at: datetime) -> dict[str, Any]:
     targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id,
-                                                       RequestTarget.status == "done")
+                                                       RequestTarget.status == TargetStatus.DONE)
                            .order_by(RequestTarget.model_name)).all()
     body = {
         "type": CERTIFICATE_TYPE,
@@ -243,7 +243,7 @@ def issue_certificates(session: Session, settings: Settings, request_ids: list[s
     issued = []
     for rid in request_ids:
         request = session.get(DeletionRequest, rid)
-        if request is None or request.status != "completed":
+        if request is None or request.status != RequestStatus.COMPLETED:
             continue
         now = utcnow()
         body = certificate_body(session, settings, request, kid=kid, issued_at=now)

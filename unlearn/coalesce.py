@@ -14,17 +14,17 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from unlearn.families import Scope, get_family
+from unlearn.contracts import Scope
+from unlearn.families import get_family
 from unlearn.registry import champion
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
-from unlearn.store.transitions import audit, transition
+from unlearn.store.states import RequestStatus, TargetStatus
+from unlearn.store.transitions import audit, sync_requests
 
 
 def scope_of(request: DeletionRequest) -> Scope:
-    s = request.scope
-    return Scope(kind=request.kind, type=s.get("type", "samples"), label=s.get("label"),
-                 concept=s.get("concept"), labels_known=s.get("labels_known", True))
+    return Scope.from_dict(request.scope, request.kind)
 
 
 def job_scope(scopes: list[Scope]) -> dict:
@@ -44,8 +44,8 @@ def coalesce(session: Session, settings: Settings, *, force: bool = False) -> li
     cutoff = utcnow() - timedelta(seconds=0 if force else settings.batch_window_s)
     rows = session.exec(
         select(RequestTarget, DeletionRequest).join(DeletionRequest, DeletionRequest.id == RequestTarget.request_id)
-        .where(col(RequestTarget.job_id).is_(None), RequestTarget.status == "pending",
-               col(DeletionRequest.status).in_(["received", "queued"]), DeletionRequest.received_at <= cutoff)
+        .where(col(RequestTarget.job_id).is_(None), RequestTarget.status == TargetStatus.PENDING,
+               col(DeletionRequest.status).in_([RequestStatus.RECEIVED, RequestStatus.QUEUED]), DeletionRequest.received_at <= cutoff)
         .order_by(DeletionRequest.received_at).limit(settings.max_batch_requests * 20)).all()
     groups: dict[tuple, list[tuple[RequestTarget, DeletionRequest]]] = {}
     for target, request in rows:
@@ -75,9 +75,6 @@ def coalesce(session: Session, settings: Settings, *, force: bool = False) -> li
                 continue
             audit(session, actor="coalescer", entity_type="job", entity_id=job.id, to_state="queued",
                   data={"model": model_name, "method": method, "targets": won})
-            for request in {r.id: r for _, r in chunk}.values():
-                session.refresh(request)
-                if request.status == "received":
-                    transition(session, request, "queued", actor="coalescer", data={"job": job.id})
+            sync_requests(session, {r.id for _, r in chunk}, actor="coalescer")  # → queued
             job_ids.append(job.id)
     return job_ids

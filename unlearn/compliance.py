@@ -14,12 +14,13 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from unlearn.families import Scope, get_family
-from unlearn.jobs import reference_model, thresholds_for
+from unlearn.contracts import Scope
 from unlearn.registry import artifact_dir, champion, completed_forget_ids
 from unlearn.settings import Settings
 from unlearn.store.models import ComplianceCheck, DeletionRequest, Model, RequestTarget, TrainingRecord
-from unlearn.store.transitions import audit, transition
+from unlearn.store.states import RequestStatus, TargetStatus
+from unlearn.store.transitions import audit, sync_requests
+from unlearn.verification import verify_candidate
 
 REOPEN_METHOD = "retrain"  # a regression is fixed by the exact method, whatever served the request first
 
@@ -39,16 +40,13 @@ def run_compliance_check(session: Session, settings: Settings, model_name: str,
             TrainingRecord.model_name == model_name, TrainingRecord.split == "train")).all())
         keep = sorted(train - set(version.excluded_ids))
         base_dir = Path(version.artifact_path)
-        fam = get_family(model.family)
-        ref = (reference_model(settings, model_name, base_dir, keep, device=settings.device, family=model.family)
-               if fam.needs_reference else None)
         report_dir = artifact_dir(settings.resolved_artifact_root, model_name, "compliance", version.id)
-        report_dir.mkdir(parents=True, exist_ok=True)
-        verdict = fam.verify(base_dir, ref, sorted(gone), keep, Scope(type="samples"), device=settings.device,
-                             thresholds=thresholds_for(settings, model), report_dir=report_dir)
-        report["verdict"] = verdict.to_dict()
+        checked = verify_candidate(session, settings, model, candidate_dir=base_dir, base_dir=base_dir,
+                                   method=version.method, forget_ids=sorted(gone), keep_ids=keep,
+                                   scope=Scope(type="samples"), report_dir=report_dir, parent_id=version.parent_id)
+        report["verdict"] = checked.report
         (report_dir / "compliance.json").write_text(json.dumps(report, indent=2, default=str))
-        passed = verdict.passed
+        passed = checked.verdict.passed
     was_ok = version.verdict in (None, "pass")
     check = ComplianceCheck(model_name=model_name, version_id=version.id, trigger=trigger, passed=passed,
                             regression=not passed and was_ok, forgotten=len(gone), report=report)
@@ -66,20 +64,21 @@ def _regress(session: Session, model_name: str, version, report: dict) -> list[s
                                                             "samples are back in the champion"]
     audit(session, actor="compliance", entity_type="version", entity_id=version.id, to_state="compliance-regression",
           reason="; ".join(reasons)[:500], data={"model": model_name})
-    reopened = []
+    reopened = {}
     rows = session.exec(select(RequestTarget, DeletionRequest).join(
         DeletionRequest, DeletionRequest.id == RequestTarget.request_id).where(
-        RequestTarget.model_name == model_name, DeletionRequest.status == "completed")).all()
+        RequestTarget.model_name == model_name, DeletionRequest.status == RequestStatus.COMPLETED)).all()
     for target, request in rows:
-        target.status, target.job_id, target.version_id = "pending", None, None
+        target.status, target.job_id, target.version_id = TargetStatus.PENDING, None, None
         session.add(target)
-        if request.status == "completed":
+        if request.id not in reopened:
             request.params = {**request.params, "reopened": True}
             request.method = REOPEN_METHOD
-            transition(session, request, "queued", actor="compliance",
-                       reason="reopened: the champion failed its compliance re-check")
-            reopened.append(request.id)
-    return reopened
+            session.add(request)
+            reopened[request.id] = request
+    sync_requests(session, reopened, actor="compliance", reopen=True,  # → queued
+                  reason="reopened: the champion failed its compliance re-check")
+    return list(reopened)
 
 
 def check_all(session: Session, settings: Settings, trigger: str = "schedule") -> list[ComplianceCheck]:

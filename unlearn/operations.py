@@ -7,36 +7,48 @@ from datetime import timedelta
 from sqlmodel import Session, col, select
 
 from unlearn.coalesce import coalesce
-from unlearn.jobs import expired_jobs
+from unlearn.lease import expired_jobs
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
-from unlearn.store.transitions import IllegalTransition, audit, transition
+from unlearn.store.states import REQUEST_CANCELABLE, JobStage, RequestStatus, TargetStatus
+from unlearn.store.transitions import IllegalTransition, audit, sync_requests, transition
+
+
+def _close_targets(session: Session, request_id: str, status: TargetStatus, **values: object) -> None:
+    for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == request_id)).all():
+        t.status = status
+        for k, v in values.items():
+            setattr(t, k, v)
+        session.add(t)
 
 
 def cancel_request(session: Session, request: DeletionRequest, *, actor: str, reason: str = "canceled") -> None:
-    """Cancel before any work started on it; a running request cannot be called back."""
-    if request.status not in ("pending_review", "received", "queued"):
+    """Cancel before any work started on it; a running request cannot be called back.
+
+    Raises `IllegalTransition` when the request is already running or final, `Conflict` when another
+    change to it won the race (the request's move comes first, so the loser leaves its targets alone)."""
+    if request.status not in REQUEST_CANCELABLE:
         raise IllegalTransition(f"request {request.id} is {request.status}: only requests not yet running "
                                 "can be canceled")
-    for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id)).all():
-        t.status, t.job_id = "canceled", None
-        session.add(t)
-    transition(session, request, "canceled", actor=actor, reason=reason)
+    transition(session, request, RequestStatus.CANCELED, actor=actor, reason=reason)
+    _close_targets(session, request.id, TargetStatus.CANCELED, job_id=None)
 
 
 def review_request(session: Session, request: DeletionRequest, *, approve: bool, actor: str,
                    reason: str) -> None:
-    """An operator's decision on a request held for review: approved requests join the next batch."""
-    if request.status != "pending_review":
+    """An operator's decision on a request held for review: approved requests join the next batch.
+
+    Raises `IllegalTransition` when the request is not held for review, `Conflict` when another
+    decision on it won the race."""
+    if request.status != RequestStatus.PENDING_REVIEW:
         raise IllegalTransition(f"request {request.id} is {request.status}, not pending_review")
     if approve:
-        transition(session, request, "received", actor=actor, reason=f"approved: {reason}")
+        transition(session, request, RequestStatus.RECEIVED, actor=actor, reason=f"approved: {reason}")
         request.received_at = utcnow()  # the batch window counts from approval
+        session.add(request)
         return
-    for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id)).all():
-        t.status = "rejected"
-        session.add(t)
-    transition(session, request, "rejected", actor=actor, reason=f"denied: {reason}")
+    transition(session, request, RequestStatus.REJECTED, actor=actor, reason=f"denied: {reason}")
+    _close_targets(session, request.id, TargetStatus.REJECTED)
 
 
 def extend_due(session: Session, request: DeletionRequest, *, days: int, actor: str, reason: str) -> None:
@@ -55,15 +67,17 @@ def extend_due(session: Session, request: DeletionRequest, *, days: int, actor: 
 
 def retry_job(session: Session, job: UnlearningJob, *, actor: str) -> None:
     """Operator retry of a failed job: a fresh attempt budget, its requests queued again."""
-    transition(session, job, "queued", actor=actor, reason="operator retry")
+    transition(session, job, JobStage.QUEUED, actor=actor, reason="operator retry")
     job.attempts, job.error, job.lease_until, job.enqueued_at = 0, None, None, utcnow()
-    for t in session.exec(select(RequestTarget).where(RequestTarget.job_id == job.id,
-                                                      RequestTarget.status == "failed")).all():
-        t.status = "pending"
+    session.add(job)
+    failed = session.exec(select(RequestTarget).where(RequestTarget.job_id == job.id,
+                                                      RequestTarget.status == TargetStatus.FAILED)).all()
+    for t in failed:
+        t.status = TargetStatus.PENDING
         session.add(t)
-        request = session.get(DeletionRequest, t.request_id)
-        if request.status == "failed":
-            transition(session, request, "queued", actor=actor, reason="operator retry")
+    retried = {t.request_id for t in failed
+               if session.get(DeletionRequest, t.request_id).status == RequestStatus.FAILED}
+    sync_requests(session, retried, actor=actor, reason="operator retry", reopen=True)
 
 
 def reconcile(session: Session, settings: Settings) -> list[str]:
@@ -76,7 +90,7 @@ def reconcile(session: Session, settings: Settings) -> list[str]:
     stale = now - timedelta(seconds=settings.requeue_after_s)
     ids = expired_jobs(session, now)
     for job in session.exec(select(UnlearningJob).where(
-            UnlearningJob.stage == "queued", col(UnlearningJob.enqueued_at) < stale)).all():
+            UnlearningJob.stage == JobStage.QUEUED, col(UnlearningJob.enqueued_at) < stale)).all():
         ids.append(job.id)
     for job_id in ids:
         job = session.get(UnlearningJob, job_id)

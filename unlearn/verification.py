@@ -1,0 +1,138 @@
+"""Verifying a candidate the way the service does, for the job runner and continuous compliance alike.
+
+`verify_candidate` is the one policy: which gates apply (the family's defaults, the method's own,
+then the deployment's and the model's overrides), whether a retrain-from-scratch reference is needed
+and where it is cached, which extra criteria are registered for the family, and the lineage plots
+(MUSE's C5 and C6 analogues). The report it returns stores the gates it applied, so that a
+certificate states the thresholds the version was verified under, not today's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session
+
+from unlearn.contracts import Scope
+from unlearn.families import get_family
+from unlearn.identity import sha256_ids
+from unlearn.registry import artifact_dir
+from unlearn.settings import Settings
+from unlearn.store.models import Model, ModelVersion
+from unlearn.verify import Evidence, Verdict, criteria_for
+from unlearn.verify.muse import history_plots
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- gates
+
+def gate_overrides(settings: Settings, model: Model) -> dict[str, float]:
+    """Only the gates someone set (deployment-wide, then per model): the verifiers own the defaults."""
+    deployment = {"forget_acc_margin": settings.gate_forget_acc_margin,
+                  "test_acc_margin": settings.gate_test_acc_margin, "mia_rel_tol": settings.gate_mia_rel_tol}
+    return {**{k: v for k, v in deployment.items() if v is not None}, **(model.thresholds or {})}
+
+
+# ---------------------------------------------------------------- the retrain reference
+
+def _reference_dir(settings: Settings, model_name: str, keep_ids: list[str]) -> Path:
+    return artifact_dir(settings.resolved_artifact_root, model_name, "references", sha256_ids(keep_ids)[:24])
+
+
+def reference_model(settings: Settings, model_name: str, base_dir: Path, keep_ids: list[str], *,
+                    device: str, family: str) -> Path:
+    """The exact retrain-from-scratch model on `keep_ids`, cached by the hash of that set."""
+    folder = _reference_dir(settings, model_name, keep_ids)
+    if (folder / "unlearn.json").exists():
+        return folder
+    tmp = folder.with_name(folder.name + f".tmp-{time.time_ns()}")
+    try:
+        get_family(family).retrain(base_dir, keep_ids, tmp, device=device)
+        if not folder.exists():
+            tmp.rename(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def seed_reference(settings: Settings, model_name: str, keep_ids: list[str], source: Path) -> None:
+    """Cache `source` as the reference for `keep_ids` (an exact method's candidate is that retrain)."""
+    folder = _reference_dir(settings, model_name, keep_ids)
+    if not folder.exists():
+        tmp = folder.with_name(folder.name + f".tmp-{time.time_ns()}")
+        shutil.copytree(source, tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- lineage plots
+
+def lineage_plots(session: Session, parent_id: str | None, family: str, report: dict[str, Any], forgotten: int,
+                  report_dir: Path) -> dict[str, str]:
+    """C5 (utility against the forget set's size) and C6 (over sequential requests) for this lineage,
+    drawn from the verdicts its versions already stored plus this one."""
+    history = [{"forgotten": forgotten, "verdict": report}]
+    v = session.get(ModelVersion, parent_id) if parent_id else None
+    while v is not None:
+        if v.metrics.get("criteria"):
+            history.append({"forgotten": len(v.excluded_ids), "verdict": v.metrics})
+        v = session.get(ModelVersion, v.parent_id) if v.parent_id else None
+    declared = get_family(family).lineage_criteria
+    names = [c for c in declared if c in report["criteria"]] or list(report["criteria"])[:3]
+    try:
+        return history_plots(history[::-1], report_dir, names)
+    except Exception:  # a plot is a convenience; it never fails a verification
+        log.warning("lineage plots failed", exc_info=True)
+        return {}
+
+
+# ---------------------------------------------------------------- the policy
+
+@dataclass
+class Verification:
+    verdict: Verdict
+    report: dict[str, Any]  # verdict.to_dict() plus the gates applied, plots, timings, the reference used
+    reference: Path | None
+
+
+def verify_candidate(session: Session, settings: Settings, model: Model, *, candidate_dir: Path, base_dir: Path,
+                     method: str | None, forget_ids: list[str], keep_ids: list[str], scope: Scope,
+                     report_dir: Path, parent_id: str | None = None) -> Verification:
+    """Score `candidate_dir` as the service gates it, and write `verdict.json` into `report_dir`.
+
+    `forget_ids`: every sample forgotten in the lineage so far (the candidate must behave as a model
+    that never saw any of them); `keep_ids`: the training samples it still holds. `method`: the method
+    that made the candidate (its declared gates apply), or None for a model as trained.
+    The reference is the exact retrain on `keep_ids`, built (or read from the cache) only when the
+    family gates against one."""
+    t0 = time.perf_counter()
+    fam = get_family(model.family)
+    overrides = gate_overrides(settings, model)
+    gates = {**fam.gates(method, scope), **overrides}
+    ref = (reference_model(settings, model.name, base_dir, keep_ids, device=settings.device, family=model.family)
+           if fam.needs_reference else None)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    verdict = fam.verify(candidate_dir, ref, forget_ids, keep_ids, scope, device=settings.device, thresholds=gates,
+                         report_dir=report_dir)
+    evidence = Evidence(family=model.family, candidate_dir=candidate_dir, reference_dir=ref, forget_ids=forget_ids,
+                        retain_ids=keep_ids, scope=scope, thresholds=gates, device=settings.device)
+    verdict.criteria.extend(spec.check(evidence) for spec in criteria_for(model.family))
+    report = verdict.to_dict()
+    report["plots"].update(lineage_plots(session, parent_id, model.family, report, len(forget_ids), report_dir))
+    report.update({"method": method, "gates": gates, "gate_overrides": overrides,
+                   "verify_seconds": round(time.perf_counter() - t0, 4), "reference": str(ref) if ref else None})
+    (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))
+    return Verification(verdict=verdict, report=report, reference=ref)
+
+
+__all__ = ["Verification", "gate_overrides", "lineage_plots", "reference_model", "seed_reference",
+           "verify_candidate"]

@@ -1,0 +1,68 @@
+"""Verifier criteria beyond a family's own, by name: one file plus one line in `CRITERIA`.
+
+A family's verifier computes the criteria it was built around (MUSE's C1–C4 for language models,
+their analogues for classifiers and diffusion models). A further criterion is a `CriterionSpec`:
+the families it applies to, the gate defaults it reads, and a `check` that scores one candidate
+from the same evidence the family's verifier saw. The service appends it to the verdict, so a
+failing criterion fails the candidate like any built-in one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unlearn.contracts import Scope
+from unlearn.verify.verdict import Criterion
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a criterion may read about one candidate (artifact folders; ids of the model's samples)."""
+
+    family: str
+    candidate_dir: Path
+    reference_dir: Path | None  # the exact retrain on `retain_ids`; None where the family gates without one
+    forget_ids: Sequence[str]  # every sample forgotten in the lineage so far
+    retain_ids: Sequence[str]
+    scope: Scope
+    thresholds: dict[str, float]  # the gates in force: defaults, the method's own, then overrides
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class CriterionSpec:
+    name: str
+    families: tuple[str, ...]  # "*" for every family
+    check: Callable[[Evidence], Criterion]
+    gate_defaults: dict[str, float] = field(default_factory=dict)  # joins the family's gate defaults
+    description: str = ""
+
+
+# name → "module:attribute" of a CriterionSpec, imported on first use.
+CRITERIA: dict[str, str] = {}
+
+
+def register_criterion(name: str, target: str) -> None:
+    """Add a criterion ("module:attribute" of a CriterionSpec), e.g. from a plugin."""
+    if ":" not in target:
+        raise ValueError(f"criterion target {target!r} must look like 'module:attribute'")
+    CRITERIA[name] = target
+
+
+def get_criterion(name: str) -> CriterionSpec:
+    if name not in CRITERIA:
+        raise KeyError(f"unknown criterion {name!r}; known: {', '.join(sorted(CRITERIA)) or 'none'}")
+    module, attr = CRITERIA[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def criteria_for(family: str) -> list[CriterionSpec]:
+    """The registered criteria that apply to `family`, in registration order."""
+    specs = [get_criterion(n) for n in CRITERIA]
+    return [s for s in specs if family in s.families or "*" in s.families]
+
+
+__all__ = ["CRITERIA", "CriterionSpec", "Evidence", "criteria_for", "get_criterion", "register_criterion"]
