@@ -116,8 +116,10 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     family gates against one."""
     t0 = time.perf_counter()
     fam = get_family(model.family)
+    extra = criteria_for(model.family)
     overrides = gate_overrides(settings, model)
-    gates = {**fam.gates(method, scope), **overrides}
+    gates = {**{k: v for spec in extra for k, v in spec.gate_defaults.items()}, **fam.gates(method, scope),
+             **overrides}
     ref = (reference_model(settings, model.name, base_dir, keep_ids, device=settings.device, family=model.family)
            if fam.needs_reference else None)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,7 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
                          report_dir=report_dir)
     evidence = Evidence(family=model.family, candidate_dir=candidate_dir, reference_dir=ref, forget_ids=forget_ids,
                         retain_ids=keep_ids, scope=scope, thresholds=gates, device=settings.device)
-    verdict.criteria.extend(spec.check(evidence) for spec in criteria_for(model.family))
+    verdict.criteria.extend(spec.check(evidence) for spec in extra)
     report = verdict.to_dict()
     report["plots"].update(lineage_plots(session, parent_id, model.family, report, len(forget_ids), report_dir))
     report.update({"method": method, "gates": gates, "gate_overrides": overrides,

@@ -1,4 +1,5 @@
-"""Verifier criteria beyond a family's own, by name: one file plus one line in `CRITERIA`.
+"""Verifier criteria beyond a family's own, by name: one file plus one line in `CRITERIA` (or an entry
+point in the group "unlearn.criteria", or `register_criterion` at run time).
 
 A family's verifier computes the criteria it was built around (MUSE's C1–C4 for language models,
 their analogues for classifiers and diffusion models). A further criterion is a `CriterionSpec`:
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearn.contracts import Scope
+from unlearn.plugins import merged
 from unlearn.verify.verdict import Criterion
 
 
@@ -53,15 +55,16 @@ def register_criterion(name: str, target: str) -> None:
 
 
 def get_criterion(name: str) -> CriterionSpec:
-    if name not in CRITERIA:
-        raise KeyError(f"unknown criterion {name!r}; known: {', '.join(sorted(CRITERIA)) or 'none'}")
-    module, attr = CRITERIA[name].split(":")
+    known = merged(CRITERIA, "unlearn.criteria")
+    if name not in known:
+        raise KeyError(f"unknown criterion {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+    module, attr = known[name].split(":")
     return getattr(importlib.import_module(module), attr)
 
 
 def criteria_for(family: str) -> list[CriterionSpec]:
-    """The registered criteria that apply to `family`, in registration order."""
-    specs = [get_criterion(n) for n in CRITERIA]
+    """The registered criteria (this package's, then installed entry points') that apply to `family`."""
+    specs = [get_criterion(n) for n in merged(CRITERIA, "unlearn.criteria")]
     return [s for s in specs if family in s.families or "*" in s.families]
 
 
