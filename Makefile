@@ -8,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pyproject.toml states version ranges; constraints.txt pins the exact versions CI and the demo run.
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 # The demo's jobs run one after another in one process, so torch may use both cores of a small machine.
@@ -20,7 +21,9 @@ demo: install
 
 # Two workers: CI has two cores, and most tests are single-threaded CPU work or wait on processes.
 # Schemathesis runs in one process of its own: under xdist its generated cases are not all collected.
+# lint-imports first: an import against the layers in pyproject.toml fails the run before any test.
 test: install
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -q -ra -n 2 --dist loadfile --ignore tests/test_schemathesis.py
 	$(PY) -m pytest -q -ra tests/test_schemathesis.py
 

@@ -37,6 +37,11 @@ class Principal:
     def is_operator(self) -> bool:
         return self.role == "operator"
 
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller: `key:<key id>`."""
+        return f"key:{self.key_id}"
+
 
 def create_api_key(session: Session, tenant: str, role: str) -> str:
     """Store a new key's hash and return the key itself (shown once)."""

@@ -1,4 +1,5 @@
-"""RFC 9457 problem details for every error the API returns."""
+"""RFC 9457 problem details for every error the API returns, and the one map from the library's
+domain errors to HTTP statuses (routes let those errors propagate)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from unlearn.intake import IntakeError
+from unlearn.registry import RegistryError, TaintedVersion, UnknownVersion
+from unlearn.store.transitions import IllegalTransition
 
 PROBLEM = "application/problem+json"
 
@@ -26,6 +31,30 @@ class ProblemError(Exception):
                  **extra: Any) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.headers, self.extra = status, title, detail, headers, extra
+
+
+# Most specific first: the first entry the error is an instance of gives its status and title.
+DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (TaintedVersion, 409, "Tainted version"),
+    (UnknownVersion, 404, "Not Found"),
+    (RegistryError, 409, "Conflict"),
+    (IllegalTransition, 409, "Conflict"),  # a lost race (its subclass Conflict) included
+)
+
+
+def domain_problem(exc: Exception, *, title: str | None = None, detail: str | None = None) -> ProblemError:
+    """The problem a domain error answers with. An `IntakeError` carries its own status, title and
+    detail; the others take theirs from `DOMAIN_ERRORS` and their message as the detail. `title` and
+    `detail` replace the defaults where a route words the refusal its own way.
+    Raises TypeError for an error that is not a domain error."""
+    if isinstance(exc, IntakeError):
+        status, default_title, default_detail = exc.status, exc.title, exc.detail
+    else:
+        found = next(((s, t) for kind, s, t in DOMAIN_ERRORS if isinstance(exc, kind)), None)
+        if found is None:
+            raise TypeError(f"{type(exc).__name__} is not a domain error")
+        (status, default_title), default_detail = found, str(exc)
+    return ProblemError(status, title or default_title, detail or default_detail)
 
 
 def problem_response(request: Request, status: int, title: str, detail: str | None,
@@ -47,6 +76,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ProblemError)
     async def _problem(request: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(request, exc.status, exc.title, exc.detail, exc.headers, **exc.extra)
+
+    async def _domain(request: Request, exc: Exception) -> JSONResponse:
+        problem = domain_problem(exc)
+        return problem_response(request, problem.status, problem.title, problem.detail)
+
+    for kind in (IntakeError, *(kind for kind, _status, _title in DOMAIN_ERRORS)):
+        app.add_exception_handler(kind, _domain)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

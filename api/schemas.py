@@ -183,3 +183,12 @@ class ComplianceSummary(BaseModel):
     latest: list[ComplianceOut]  # the newest check per model
     regressions: list[ComplianceOut]
     reopened: list[dict[str, Any]]  # request id, model, current status
+
+
+class LoginIn(BaseModel):
+    api_key: str = Field(min_length=1, max_length=256)
+
+
+class SessionOut(BaseModel):
+    tenant: str
+    role: str

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from api.schemas import JobOut, RequestOut, TargetOut, VersionOut
+from api.schemas import ComplianceOut, JobOut, RequestOut, TargetOut, VersionOut
 from unlearn.sla import flags
-from unlearn.store.models import DeletionRequest, ModelVersion, RequestTarget, UnlearningJob, utcnow
+from unlearn.store.models import (
+    ComplianceCheck,
+    DeletionRequest,
+    ModelVersion,
+    RequestTarget,
+    UnlearningJob,
+    utcnow,
+)
+from unlearn.store.states import RequestStatus
 
 
 def version_out(v: ModelVersion) -> VersionOut:
@@ -38,7 +46,7 @@ def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
     overdue, at_risk = flags(r, now, at_risk_days)
     base = f"/v1/deletion-requests/{r.id}"
     links = {"self": base, "cancel": f"{base}/cancel", "audit": f"{base}/audit"}
-    if r.status == "completed":
+    if r.status == RequestStatus.COMPLETED:
         links["certificate"] = f"{base}/certificate"
     return RequestOut(
         id=r.id, tenant=r.tenant, external_id=r.external_id, model=r.model_name, scope=r.scope, kind=r.kind,
@@ -49,3 +57,9 @@ def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
         targets=[TargetOut(model=t.model_name, samples=len(t.forget_ids), status=t.status, job_id=t.job_id,
                            version_id=t.version_id) for t in targets],
         jobs=[job_out(j) for j in jobs], verdicts=verdicts, links=links)
+
+
+def compliance_out(c: ComplianceCheck) -> ComplianceOut:
+    return ComplianceOut(id=c.id, model=c.model_name, version_id=c.version_id, trigger=c.trigger, passed=c.passed,
+                         regression=c.regression, forgotten=c.forgotten,
+                         reopened_request_ids=c.reopened_request_ids, report=c.report, checked_at=c.checked_at)

@@ -38,8 +38,8 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from unlearn.data import get_dataset
-from unlearn.methods.acu import AnalyticClassifier
 from unlearn.models import mlp
+from unlearn.models.analytic import AnalyticClassifier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HIDDEN = 256

@@ -31,13 +31,13 @@ from pathlib import Path
 from sqlmodel import col, func, select
 
 from api.auth import create_api_key
-from cli.bootstrap import build_zoo_model
 from tests.procs import ROOT, RedisServer, celery_worker, free_port, postgres_database, wait_for_port
 from unlearn import registry
 from unlearn.data import get_dataset
 from unlearn.settings import Settings
 from unlearn.store.db import migrate, session_scope
 from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob
+from unlearn.zoo import ensure
 
 RESULTS = Path(__file__).parent / "results"
 LUA = Path(__file__).parent / "lua"
@@ -105,8 +105,7 @@ def main() -> int:
             settings = Settings(data_dir=work / "data", database_url=db_url, broker_url=redis_server.url,
                                 batch_window_s=1.0, max_batch_requests=5000, rate_limit_per_minute=10**9)
             migrate(db_url)
-            zoo = Settings().zoo_dir  # the cached zoo of this checkout
-            folder = build_zoo_model(Settings(data_dir=zoo.parent), MODEL)
+            folder = ensure(MODEL, Settings().zoo_dir)  # the cached zoo of this checkout
             t0 = time.perf_counter()
             with session_scope(db_url) as s:
                 registry.import_model(s, name=MODEL, family="classifier", source_dir=folder,
@@ -127,7 +126,7 @@ def main() -> int:
             print(f"bare FastAPI, 1 process: {bare}")
             for n in [int(x) for x in args.processes.split(",")]:
                 port = free_port()
-                with server(["--factory", "api.asgi:build", "--workers", str(n)], env, port,
+                with server(["--factory", "cli.asgi:build", "--workers", str(n)], env, port,
                             work / f"api{n}.log") as url:
                     run = wrk(url, LUA / "post_requests.lua", args.duration, {**lua_env, "RUN": f"p{n}"})
                 run["processes"] = n
@@ -147,7 +146,7 @@ def main() -> int:
                 with session_scope(db_url) as s:
                     before = set(s.exec(select(UnlearningJob.id)).all())
                 port = free_port()
-                with server(["--factory", "api.asgi:build", "--workers", "2"], env, port, work / "burst.log") as url:
+                with server(["--factory", "cli.asgi:build", "--workers", "2"], env, port, work / "burst.log") as url:
                     start_count, _ = count_requests(db_url)
                     t_start = time.monotonic()
                     # wrk always runs its whole duration: stop it once the database holds the burst.

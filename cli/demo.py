@@ -165,7 +165,7 @@ def run_demo(settings: Settings, *, report: Path | None = None, models: str | No
     register_zoo_models(settings, names)
     seed_lm_reference(settings, names)
     with session_scope(settings.resolved_database_url) as s:
-        key = create_api_key(s, "demo", "submitter")
+        key = create_api_key(s, "demo", "operator")  # the SFD request sets method params, an operator's call
     plan = demo_plan(names)
     port = _free_port()
     with embedded_worker(settings) as app:

@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             uvicorn.run(create_app(settings, schedule_coalesce=coalesce_sender(app), enqueue_jobs=job_sender(app)),
                         host=args.host, port=args.port)
         return 0
-    uvicorn.run("api.asgi:build", factory=True, host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run("cli.asgi:build", factory=True, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

@@ -1,5 +1,7 @@
 """What cannot run here (no Docker engine) is still checked for consistency."""
 
+import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -35,3 +37,13 @@ def test_every_command_honours_the_same_settings(monkeypatch, tmp_path):
     assert s.resolved_artifact_root == tmp_path / "artifacts"
     monkeypatch.setenv("UNLEARN_ARTIFACT_ROOT", "/elsewhere")
     assert str(Settings().resolved_artifact_root) == "/elsewhere"
+
+
+def test_torch_is_a_range_for_users_and_one_pinned_version_for_ci_and_the_image():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_dep = next(d for d in deps if re.match(r"torch\b", d))
+    assert "==" not in torch_dep and ">=" in torch_dep, torch_dep  # a library must not pin its users' torch
+    pins = dict(re.findall(r"^([\w-]+)==(\S+)", (ROOT / "constraints.txt").read_text(), re.M))
+    assert "torch" in pins
+    assert "-c constraints.txt" in (ROOT / "Makefile").read_text()  # make install (and so CI) uses the pins
+    assert f"torch=={pins['torch']}" in (ROOT / "Dockerfile").read_text()  # the image runs what CI tested

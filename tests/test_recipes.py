@@ -63,7 +63,7 @@ class ToyFamily(Family):
     def verify(self, candidate_dir: Path, reference_dir: Path | None, forget_ids: Sequence[str],
                retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
-        th = {**self.gates(None, scope), **(thresholds or {})}
+        th = {**self.gates(scope), **(thresholds or {})}
         memory = _memory(candidate_dir)
         recall = lambda ids: sum(s in memory for s in ids) / max(len(ids), 1)  # noqa: E731
         return Verdict(criteria=[
@@ -102,10 +102,11 @@ TOY_CRITERION = CriterionSpec(name="memory_size_gap", families=("toy",), check=s
 
 
 @pytest.fixture()
-def toy_service(settings, tmp_path, monkeypatch):
+def toy_service(settings, tmp_path):
+    # The three public registration calls a plugin makes (or one entry point each).
     register_family("toy", f"{__name__}:ToyFamily")
-    monkeypatch.setitem(methods.METHODS, "toy-forget", f"{__name__}:TOY_METHOD")
-    monkeypatch.setitem(criteria_registry.CRITERIA, "memory_size_gap", f"{__name__}:TOY_CRITERION")
+    methods.register_method("toy-forget", f"{__name__}:TOY_METHOD")
+    register_criterion("memory_size_gap", f"{__name__}:TOY_CRITERION")
     source = tmp_path / "toy-v1"
     _write(source, [f"toy-{i:03d}" for i in range(N_TRAIN)])
     with session_scope(settings.resolved_database_url) as s:
@@ -116,6 +117,8 @@ def toy_service(settings, tmp_path, monkeypatch):
 
     families._FAMILIES.pop("toy", None)
     families._cache.pop("toy", None)
+    methods.METHODS.pop("toy-forget", None)
+    criteria_registry.CRITERIA.pop("memory_size_gap", None)
 
 
 def _serve(settings, body: dict) -> tuple[DeletionRequest, ModelVersion]:

@@ -134,3 +134,25 @@ def test_erasure_finetune_writes_a_multistep_candidate(teacher, tmp_path):
     with pytest.raises(MethodError):
         get_method("sfd").run(UnlearnTask("diffusion", teacher, tmp_path / "bad", [], [], scope=SCOPE,
                                           params={"stepz": 3}))
+
+
+def test_the_judge_is_found_from_the_artifact_alone(tmp_path):
+    from unlearn.artifacts import write_meta
+    from unlearn.families.diffusion import judge_dir_of
+
+    judge = tmp_path / "zoo" / "digits-judge"
+    write_meta(judge, {"family": "classifier", "model": "digits-judge"})
+    teacher = tmp_path / "artifacts" / "v1"  # a registered copy: no judge beside it
+    write_meta(teacher, {"family": "diffusion", "sampler": "multistep", "judge": "digits-judge",
+                         "judge_dir": str(judge)})
+    candidate = tmp_path / "artifacts" / "v2"
+    write_meta(candidate, {"family": "diffusion", "sampler": "onestep", "teacher_dir": str(teacher)})
+    assert judge_dir_of(teacher) == judge and judge_dir_of(candidate) == judge
+    old = tmp_path / "zoo" / "digits-diffusion"  # written before teachers recorded their judge
+    write_meta(old, {"family": "diffusion", "sampler": "multistep", "judge": "digits-judge"})
+    assert judge_dir_of(old) == judge
+    orphan = tmp_path / "artifacts" / "v3"
+    write_meta(orphan, {"family": "diffusion", "sampler": "multistep", "judge": "digits-judge"})
+    with pytest.raises(ValueError, match="no judge for the diffusion model") as error:
+        judge_dir_of(orphan)
+    assert str(tmp_path / "artifacts" / "digits-judge") in str(error.value)  # names where it looked

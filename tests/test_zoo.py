@@ -59,3 +59,18 @@ def test_processes_asking_together_build_a_model_once(tmp_path, monkeypatch) -> 
 def test_an_unknown_zoo_name_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(KeyError, match="unknown zoo model 'nope'"):
         zoo.ensure("nope", tmp_path)
+
+
+def test_a_model_records_the_absolute_folders_of_the_models_it_needs(tmp_path, monkeypatch) -> None:
+    BUILDS.clear()
+    monkeypatch.setitem(zoo.ZOO, "counter", zoo.ZooEntry("classifier", f"{__name__}:build_counter", "test"))
+    monkeypatch.setitem(zoo.ZOO, "user", zoo.ZooEntry("classifier", f"{__name__}:build_counter", "test",
+                                                      needs={"counter_dir": "counter"}))
+    user = zoo.ensure("user", tmp_path)
+    assert len(BUILDS) == 2 and read_meta(user)["counter_dir"] == str((tmp_path / "counter").resolve())
+    # a needed model that went missing is rebuilt where the artifact records it
+    import shutil
+
+    shutil.rmtree(tmp_path / "counter")
+    assert zoo.ensure("user", tmp_path) == user and len(BUILDS) == 3
+    assert read_meta(tmp_path / "counter")["build"] == 3

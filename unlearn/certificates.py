@@ -26,6 +26,7 @@ from sqlmodel import Session, col, select
 
 import unlearn
 from unlearn.identity import sha256_ids
+from unlearn.methods import get_method, method_names
 from unlearn.settings import Settings
 from unlearn.store.models import (
     AuditEvent,
@@ -178,13 +179,15 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
     model = session.get(Model, target.model_name)
     job = session.get(UnlearningJob, target.job_id) if target.job_id else None
     version = session.get(ModelVersion, target.version_id) if target.version_id else None
+    method = job.method if job else (version.method if version else request.method)
     metrics = version.metrics if version is not None else {}
     criteria = metrics.get("criteria") or {}
     forget = set(target.forget_ids)
     entry: dict[str, Any] = {
         "model": target.model_name,
         "family": model.family if model else None,
-        "method": job.method if job else (version.method if version else request.method),
+        "method": method,
+        "method_exact": get_method(method).exact if method in method_names() else None,
         "job_id": target.job_id,
         "forgotten_samples": len(forget),
         "forget_ids_sha256": sha256_ids(forget),

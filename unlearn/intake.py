@@ -3,14 +3,19 @@ and write it down. Nothing is queued here; the coalescer batches what intake acc
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlmodel import Session, col, select
 
+from unlearn.contracts import Scope
+from unlearn.families import get_family
 from unlearn.identity import hash_subject
-from unlearn.methods import METHODS, get_method
+from unlearn.methods import ParamsError, get_method, method_names
+from unlearn.registry import champion
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, Model, RequestTarget, TrainingRecord, utcnow
 from unlearn.store.transitions import audit
@@ -109,19 +114,41 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
     return {body.model: ids}, stored
 
 
+def _check_params(session: Session, body: DeletionRequestIn, models: Iterable[str], scope: Scope) -> None:
+    """Validate the request's `params` against every method that will run: the explicit one, or for `auto`
+    the one each target model's family resolves to (as the coalescer will). An unknown or out-of-range key
+    raises `IntakeError` (422) naming it, e.g. "params.lr: Input should be less than or equal to 1"."""
+    if not body.params:  # every parameter has a default
+        return
+    for model in sorted(models):
+        method = body.method
+        if method == "auto":
+            base = champion(session, model)
+            method = get_family(base.family).auto_method(Path(base.artifact_path), scope)
+        try:
+            get_method(method).parse_params(body.params)
+        except ParamsError as exc:
+            chosen = f" (chosen by auto for model {model!r})" if body.method == "auto" else ""
+            raise IntakeError(f"{exc}; method {method!r}{chosen}") from None
+
+
 def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequestIn,
            actor: str = "api") -> tuple[DeletionRequest, list[RequestTarget]]:
     """Validate and record a request (status `received`) with one target per affected model."""
     if body.model is not None and session.get(Model, body.model) is None:
         raise IntakeError(f"unknown model {body.model!r}", 404, "Unknown model")
     if body.method != "auto":
-        if body.method not in METHODS:
-            raise IntakeError(f"unknown method {body.method!r}; known: auto, {', '.join(sorted(METHODS))}")
+        if body.method not in method_names():
+            raise IntakeError(f"unknown method {body.method!r}; known: auto, {', '.join(method_names())}")
         if body.model is not None:
             family = session.get(Model, body.model).family
-            if family not in get_method(body.method).families:
+            if not get_method(body.method).applies_to(family):
                 raise IntakeError(f"method {body.method!r} does not apply to {family} model {body.model!r}")
+        if not body.scope.labels_known and get_method(body.method).needs_labels:
+            raise IntakeError(f"method {body.method!r} reads the labels of the samples it forgets, and this "
+                              "request's samples come without labels (labels_known is false)")
     targets, stored_scope = _resolve(session, body, settings)
+    _check_params(session, body, targets, Scope.from_dict(stored_scope, body.kind))
     received = utcnow()
     request = DeletionRequest(
         tenant=tenant, external_id=body.external_id, model_name=body.model, scope_type=body.scope.type,

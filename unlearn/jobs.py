@@ -174,7 +174,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
         scope=plan.scope, params=plan.params, device=settings.device,
         progress=lambda f, m: h.progress(f, m, stage_span=(0.0, 0.6))))
     unlearn_s = time.perf_counter() - t0
-    if spec.exact:  # the candidate is the exact reference: verify against it, do not train twice
+    if spec.is_reference:  # the candidate is the family's retrain itself: verify against it, do not train twice
         seed_reference(settings, plan.model.name, plan.keep, out)
 
     with session_scope(url) as s:

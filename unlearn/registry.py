@@ -42,6 +42,10 @@ class TaintedVersion(RegistryError):
     pass
 
 
+class UnknownVersion(RegistryError):
+    """A version id that is not one of the named model's versions."""
+
+
 # ---------------------------------------------------------------- manifests
 
 def _sha256_file(path: Path) -> str:
@@ -206,7 +210,7 @@ def move_alias(session: Session, model_name: str, to_version: ModelVersion, *, e
 def rollback(session: Session, model_name: str, version_id: str, *, actor: str, reason: str) -> ModelVersion:
     target = session.get(ModelVersion, version_id)
     if target is None or target.model_name != model_name:
-        raise RegistryError(f"model {model_name!r} has no version {version_id!r}")
+        raise UnknownVersion(f"model {model_name!r} has no version {version_id!r}")
     if target.status == "rejected":
         raise RegistryError(f"version {version_id} was rejected by the verifier")
     current = champion(session, model_name)

@@ -64,12 +64,6 @@ class Settings(BaseSettings):
     gate_test_acc_margin: float | None = None  # candidate test accuracy >= retrain's - margin
     gate_mia_rel_tol: float | None = Field(None, description="|AUC - AUC_retrain| / AUC_retrain at most this")
 
-    def register_plugins(self) -> None:
-        from unlearn.methods import register_method
-
-        for name, target in self.extra_methods.items():
-            register_method(name, target)
-
     @property
     def resolved_artifact_root(self) -> Path:
         return Path(self.artifact_root or self.data_dir / "artifacts")

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from unlearn.contracts import Scope
 from unlearn.families import get_family
 from unlearn.identity import sha256_ids
+from unlearn.methods import get_method, method_names
 from unlearn.registry import artifact_dir
 from unlearn.settings import Settings
 from unlearn.store.models import Model, ModelVersion
@@ -38,6 +39,14 @@ def gate_overrides(settings: Settings, model: Model) -> dict[str, float]:
     deployment = {"forget_acc_margin": settings.gate_forget_acc_margin,
                   "test_acc_margin": settings.gate_test_acc_margin, "mia_rel_tol": settings.gate_mia_rel_tol}
     return {**{k: v for k, v in deployment.items() if v is not None}, **(model.thresholds or {})}
+
+
+def gates_for(family: str, method: str | None, scope: Scope) -> dict[str, float]:
+    """The gates a candidate of `family` made by `method` is held to for a request of `scope`, before
+    overrides: the family's defaults, the registered criteria's, then the method's own (`MethodSpec.gates`)."""
+    method_gates = get_method(method).gates if method in method_names() else {}
+    criteria = {k: v for spec in criteria_for(family) for k, v in spec.gate_defaults.items()}
+    return {**criteria, **get_family(family).gates(scope, method_gates)}
 
 
 # ---------------------------------------------------------------- the retrain reference
@@ -118,8 +127,7 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     fam = get_family(model.family)
     extra = criteria_for(model.family)
     overrides = gate_overrides(settings, model)
-    gates = {**{k: v for spec in extra for k, v in spec.gate_defaults.items()}, **fam.gates(method, scope),
-             **overrides}
+    gates = {**gates_for(model.family, method, scope), **overrides}
     ref = (reference_model(settings, model.name, base_dir, keep_ids, device=settings.device, family=model.family)
            if fam.needs_reference else None)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -136,5 +144,5 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     return Verification(verdict=verdict, report=report, reference=ref)
 
 
-__all__ = ["Verification", "gate_overrides", "lineage_plots", "reference_model", "seed_reference",
+__all__ = ["Verification", "gate_overrides", "gates_for", "lineage_plots", "reference_model", "seed_reference",
            "verify_candidate"]

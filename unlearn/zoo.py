@@ -4,6 +4,9 @@ Each entry names a builder `build(out_dir, *, device, progress)` that writes a c
 artifact folder. `ensure(name)` builds once and reuses the cache afterwards. A new zoo
 model is one builder function plus one line in `ZOO`. When a builder's recipe changes, bump
 its entry's `version`: a cached artifact of another version is rebuilt, not silently reused.
+An entry's `needs` names other zoo models its artifact refers to (the diffusion teacher's judge):
+they are built first and their absolute folders recorded in the artifact's `unlearn.json`, so the
+family finds them from the artifact alone, wherever the registry copies it.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import importlib
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from unlearn.artifacts import read_meta, write_meta
+from unlearn.contracts import Progress, no_progress
 from unlearn.data import get_dataset
-from unlearn.families.base import Progress, no_progress
 from unlearn.models import get_arch
 
 
@@ -30,6 +33,7 @@ class ZooEntry:
     builder: str  # "module:function"
     description: str
     version: int = 1  # of the builder's recipe, recorded in the artifact as "zoo_version"
+    needs: dict[str, str] = field(default_factory=dict, hash=False)  # unlearn.json key -> zoo model name
 
 
 ZOO: dict[str, ZooEntry] = {
@@ -50,8 +54,10 @@ ZOO: dict[str, ZooEntry] = {
     "people-lm-retrain": ZooEntry("lm", "unlearn.zoo:build_people_lm_retrain",
                                   "people-lm retrained without its default forget fold: the exact reference",
                                   version=4),
+    # version 2: the teacher records its judge's folder, so a cached teacher that does not is rebuilt
     "digits-diffusion": ZooEntry("diffusion", "unlearn.zoo:build_digits_diffusion",
-                                 "class-conditional diffusers UNet2DModel (DDPM) on 8x8 digits: SFD's teacher"),
+                                 "class-conditional diffusers UNet2DModel (DDPM) on 8x8 digits: SFD's teacher",
+                                 version=2, needs={"judge_dir": "digits-judge"}),
     "digits-judge": ZooEntry("classifier", "unlearn.zoo:build_digits_judge",
                              "MLP that judges generated digits for the diffusion verifier; no method uses it"),
 }
@@ -139,8 +145,7 @@ def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Prog
 
 def build_digits_judge(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
     """An evaluator, never a method's input: it may learn from the holdout split too. Wider and
-    label-smoothed because its recall bounds every diffusion gate (the 64-wide MLP read only 91% of
-    real test 3s as 3; this one reads every real test digit right)."""
+    label-smoothed because its recall bounds every diffusion gate (benchmarks/results/defaults_notes.md)."""
     from unlearn.models import mlp
 
     meta = {"family": "classifier", "model": "digits-judge", "arch": "mlp", "seed": 1,
@@ -165,10 +170,14 @@ def train_on_split(meta: dict, out_dir: Path, *, device: str = "cpu", progress: 
 
 
 def ensure(name: str, zoo_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> Path:
-    """The cached artifact folder of zoo model `name`, built first if missing."""
+    """The cached artifact folder of zoo model `name` under `zoo_dir`, built first (with the models it
+    needs) if missing or of another recipe version. Raises KeyError for a name not in `ZOO`."""
     if name not in ZOO:
         raise KeyError(f"unknown zoo model {name!r}; known: {', '.join(sorted(ZOO))}")
     entry = ZOO[name]
+    # first, and on every call: a folder recorded in this artifact must exist whenever it is returned
+    needed = {key: str(ensure(dep, zoo_dir, device=device, progress=progress).resolve())
+              for key, dep in entry.needs.items()}
     final = Path(zoo_dir) / name
     if _current(final, entry.version):
         return final
@@ -189,7 +198,8 @@ def ensure(name: str, zoo_dir: Path, *, device: str = "cpu", progress: Progress 
         builder: Callable[..., None] = getattr(importlib.import_module(module), fn)
         try:
             builder(tmp, device=device, progress=progress)
-            write_meta(tmp, {**read_meta(tmp), "zoo_version": entry.version})  # a builder must leave a described artifact
+            # a builder must leave a described artifact
+            write_meta(tmp, {**read_meta(tmp), **needed, "zoo_version": entry.version})
             tmp.rename(final)  # atomic on one filesystem: a reader never sees half a model
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

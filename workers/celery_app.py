@@ -12,6 +12,7 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init
 
+from unlearn.methods import register_method
 from unlearn.settings import Settings, get_settings
 
 
@@ -46,7 +47,8 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
     )
     app.conf.unlearn_settings = settings
-    settings.register_plugins()
+    for name, target in settings.extra_methods.items():  # methods from outside the package
+        register_method(name, target)
     return app
 
 

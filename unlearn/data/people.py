@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-from unlearn.families.base import SampleRecord
+from unlearn.contracts import SampleRecord
 
 FIRST = ["Ada", "Boris", "Clara", "Dario", "Elin", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Lars",
          "Mara", "Nils", "Olga", "Pavel", "Quinn", "Rosa", "Sven", "Tilda", "Umar", "Vera", "Wim", "Xenia",

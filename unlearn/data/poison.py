@@ -47,9 +47,8 @@ def _train_rows(data: TabularDataset, rng: np.random.Generator, classes: Sequenc
     return np.sort(rng.choice(pool, size=int(round(fraction * len(pool))), replace=False))
 
 
-# Rows 4–7 of the last column: digits almost never ink it (6% of images at most per pixel), so the
-# pattern is a trigger the network can tell from a digit. A 2×2 corner patch overlapped the
-# strokes of 2s and 6s half the time and was learned partly by memorising those samples.
+# Rows 4–7 of the last column: digits almost never ink it, so the pattern is a trigger the network
+# can tell from a digit rather than learn by memorising the poisoned samples (benchmarks/results/defaults_notes.md).
 EDGE_LINE = ((4, 7), (5, 7), (6, 7), (7, 7))
 
 

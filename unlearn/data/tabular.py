@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearn.families.base import SampleRecord
+from unlearn.contracts import SampleRecord
 
 
 def random_splits(rng: np.random.Generator, total: int, n_train: int, n_holdout: int,

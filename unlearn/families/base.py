@@ -14,40 +14,16 @@ The registry adds `manifest.json` (sha256 of every file) when the version is reg
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from unlearn.verify.verdict import Verdict
+# Re-exported: the shared value types live on the ground floor, so that data and models need not
+# import this module (and, through it, the verifiers).
+from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
 
-Progress = Callable[[float, str], None]  # (fraction done in [0, 1], message)
-
-
-def no_progress(fraction: float, message: str) -> None:  # noqa: ARG001
-    return None
-
-
-@dataclass(frozen=True)
-class SampleRecord:
-    """One addressable training (or holdout) sample of a model's data set."""
-
-    sample_id: str
-    subject: str | None = None  # the person the sample is about, if any
-    label: int | None = None  # class label, where the family has one
-    split: str = "train"  # "train": the model learned it; "holdout": never trained on (for MIA)
-
-
-@dataclass
-class Scope:
-    """What a deletion request asks to forget, resolved to sample ids by the service."""
-
-    kind: str = "privacy"  # "privacy" | "corrective"
-    type: str = "samples"  # "subject" | "samples" | "class" | "concept"
-    label: int | None = None  # for type "class" (and "concept" on class-conditional models)
-    concept: str | None = None
-    labels_known: bool = True  # False: the requester sent samples without labels (LAF territory)
-    extra: dict[str, Any] = field(default_factory=dict)
+if TYPE_CHECKING:
+    from unlearn.verify.verdict import Verdict
 
 
 class Family(ABC):
@@ -56,6 +32,18 @@ class Family(ABC):
     # its teacher (a retrained teacher is only reported, in the benchmark), so the service skips
     # minutes of retraining there.
     needs_reference: ClassVar[bool] = True
+    # The criteria `verify` reports and gates, its gates' defaults (the names its `thresholds` read),
+    # and the utility and forgetting criteria whose course over a lineage the C5/C6 plots draw.
+    criteria: ClassVar[tuple[str, ...]] = ()
+    gate_defaults: ClassVar[dict[str, float]] = {}
+    lineage_criteria: ClassVar[tuple[str, ...]] = ()
+
+    def gates(self, scope: Scope, method_gates: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, float]:
+        """The gates a candidate is held to for a request of `scope`, before deployment or model
+        overrides: the family's defaults, then those its method declares for the scope's type
+        (`MethodSpec.gates`, keyed by scope type, "*" for any other)."""
+        by_type = method_gates or {}
+        return {**self.gate_defaults, **by_type.get(scope.type, by_type.get("*", {}))}
 
     @abstractmethod
     def samples(self, model_dir: Path) -> list[SampleRecord]:
@@ -80,3 +68,6 @@ class Family(ABC):
     def summary(self, model_dir: Path) -> dict[str, Any]:
         """Small facts for listings (architecture, sizes)."""
         return {}
+
+
+__all__ = ["Family", "Progress", "SampleRecord", "Scope", "no_progress"]

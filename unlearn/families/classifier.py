@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.artifacts import read_meta
+from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
 from unlearn.data import TabularDataset, get_dataset
-from unlearn.families.base import Family, Progress, SampleRecord, Scope, no_progress
+from unlearn.families.base import Family
 from unlearn.models import get_arch
-from unlearn.verify.classifier import thresholds_for, verify_classifier
-from unlearn.verify.corrective import verify_corrective
+from unlearn.verify import classifier as classifier_gate
+from unlearn.verify import corrective as corrective_gate
 from unlearn.verify.verdict import Verdict
 
 
@@ -25,6 +26,10 @@ def dataset_of(model_dir: Path) -> TabularDataset:
 
 class ClassifierFamily(Family):
     name = "classifier"
+    criteria = ("forget_acc", "forget_acc_gap", "test_acc", "retain_acc", "privleak",  # privacy requests
+                "attack_success", "interclass_confusion", "clean_acc")  # corrective requests
+    gate_defaults = {**classifier_gate.DEFAULT_THRESHOLDS, **corrective_gate.DEFAULT_THRESHOLDS}
+    lineage_criteria = ("test_acc", "retain_acc", "forget_acc")
 
     def samples(self, model_dir: Path) -> list[SampleRecord]:
         return dataset_of(model_dir).records()
@@ -52,6 +57,7 @@ class ClassifierFamily(Family):
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
         data = dataset_of(candidate_dir)
         meta = read_meta(candidate_dir)
+        thresholds = {**self.gate_defaults, **(thresholds or {})}
         arch = get_arch(meta["arch"])
         ref_arch = get_arch(read_meta(reference_dir)["arch"])
         if scope.kind == "corrective":
@@ -59,7 +65,7 @@ class ClassifierFamily(Family):
                 raise ValueError(f"{candidate_dir}: corrective verification needs the original model; "
                                  "unlearn.json has no parent_dir")
             original = get_arch(read_meta(meta["parent_dir"])["arch"]).load(Path(meta["parent_dir"]), device)
-            return verify_corrective(arch.load(candidate_dir, device), original,
+            return corrective_gate.verify_corrective(arch.load(candidate_dir, device), original,
                                      ref_arch.load(reference_dir, device), data, forget_ids, thresholds=thresholds)
         forget = data.rows(list(forget_ids))
         retain = data.rows(list(retain_ids))
@@ -69,9 +75,9 @@ class ClassifierFamily(Family):
             # Class removal: non-members of the same class, and utility on the other classes.
             holdout = holdout[data.y[holdout] == scope.label]
             test = test[data.y[test] != scope.label]
-        return verify_classifier(arch.load(candidate_dir, device), ref_arch.load(reference_dir, device),
+        return classifier_gate.verify_classifier(arch.load(candidate_dir, device), ref_arch.load(reference_dir, device),
                                  data.X, data.y, forget=forget, retain=retain, holdout=holdout, test=test,
-                                 thresholds=thresholds_for(meta.get("method"), scope.type, thresholds))
+                                 thresholds=thresholds)
 
     def summary(self, model_dir: Path) -> dict[str, Any]:
         meta = read_meta(model_dir)

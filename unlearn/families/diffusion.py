@@ -8,6 +8,8 @@ scheduler/) + unlearn.json. unlearn.json keys beyond family/model/dataset:
                    gates are relative to that teacher (a multistep base is its own teacher)
     "forgotten": {"<class>": <override class>, ...} every class forgotten so far
     "judge": zoo name of the classifier that judges generations (never used by a method)
+    "judge_dir": absolute folder of that judge, written by the zoo when it builds a teacher (a candidate
+                 inherits it), so that the verifier finds the judge wherever the teacher was copied
     "train": the teacher's training settings (retrain repeats them)
 Requests address classes ("class" or "concept" scope with a label); the data set's records
 are listed so that the service can resolve them to sample ids like for any other family.
@@ -20,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from unlearn.artifacts import read_meta, write_meta
+from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
 from unlearn.data import get_dataset
-from unlearn.families.base import Family, Progress, SampleRecord, Scope, no_progress
+from unlearn.families.base import Family
 from unlearn.models import class_diffusion
-from unlearn.settings import get_settings
-from unlearn.verify.diffusion import verify_diffusion
+from unlearn.verify import diffusion as diffusion_gate
 from unlearn.verify.verdict import Verdict
 
 DEFAULT_JUDGE = "digits-judge"
@@ -72,19 +74,30 @@ def train_teacher_artifact(meta: dict[str, Any], keep_ids: Sequence[str], out_di
     write_meta(Path(out_dir), meta)
 
 
-def judge_dir_for(teacher_dir: Path, name: str = DEFAULT_JUDGE, device: str = "cpu") -> Path:
-    """The judge next to a zoo teacher if there is one, else the settings' zoo (built on first use)."""
-    from unlearn.zoo import ensure  # the zoo imports the families' builders
+def judge_dir_of(model_dir: Path) -> Path:
+    """The folder of the classifier that judges the generations of `model_dir` (a teacher or a candidate).
 
-    sibling = Path(teacher_dir).parent / name
-    if (sibling / "unlearn.json").exists():
-        return sibling
-    return ensure(name, get_settings().zoo_dir, device=device)
+    Read from the model's (else its teacher's) "judge_dir"; artifacts written before the zoo recorded
+    it are looked up beside their teacher under their "judge" name. Raises ValueError naming every
+    folder looked in when none holds a judge."""
+    meta = read_meta(model_dir)
+    teacher = teacher_of(model_dir)
+    recorded = [meta.get("judge_dir"), read_meta(teacher).get("judge_dir")]
+    looked = [Path(p) for p in recorded if p] + [teacher.parent / meta.get("judge", DEFAULT_JUDGE)]
+    for folder in dict.fromkeys(looked):
+        if (folder / "unlearn.json").exists():
+            return folder
+    raise ValueError(f"no judge for the diffusion model at {model_dir}: none of {', '.join(map(str, looked))} "
+                     "holds one; rebuild its teacher with the zoo (which records the judge's folder) "
+                     "and register it again")
 
 
 class DiffusionFamily(Family):
     name = "diffusion"
     needs_reference = False
+    criteria = ("forget_rate", "retained_acc_ratio", "retained_fd_ratio")
+    gate_defaults = dict(diffusion_gate.DEFAULT_THRESHOLDS)
+    lineage_criteria = ("retained_acc_ratio", "forget_rate", "retained_fd_ratio")
 
     def samples(self, model_dir: Path) -> list[SampleRecord]:
         return get_dataset(read_meta(model_dir)["dataset"]).records()
@@ -109,8 +122,7 @@ class DiffusionFamily(Family):
         num_classes = get_dataset(meta["dataset"]).num_classes
         retained = [k for k in range(num_classes) if k != c and k not in earlier]
         teacher = teacher_of(candidate_dir)
-        return verify_diffusion(candidate_dir, teacher, judge_dir_for(teacher, meta.get("judge", DEFAULT_JUDGE),
-                                                                      device),
+        return diffusion_gate.verify_diffusion(candidate_dir, teacher, judge_dir_of(candidate_dir),
                                 forgotten=c, override=override, retained=retained, dataset=meta["dataset"],
                                 reference_dir=reference_dir, thresholds=thresholds, report_dir=report_dir,
                                 device=device)
@@ -125,5 +137,5 @@ def load_pipeline(model_dir: Path, device: str = "cpu") -> class_diffusion.Digit
     return class_diffusion.load_pipeline(model_dir, device)
 
 
-__all__ = ["DiffusionFamily", "default_override", "forgotten_class", "forgotten_map", "load_pipeline",
-           "teacher_of", "train_teacher_artifact"]
+__all__ = ["DiffusionFamily", "default_override", "forgotten_class", "forgotten_map", "judge_dir_of",
+           "load_pipeline", "teacher_of", "train_teacher_artifact"]

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from unlearn.artifacts import read_meta
+from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
 from unlearn.data import people
 from unlearn.data.people import PeopleWorld, Person, qa_text
-from unlearn.families.base import Family, Progress, SampleRecord, Scope, no_progress
+from unlearn.families.base import Family
 from unlearn.models import tiny_lm
 from unlearn.verify import muse
 from unlearn.verify.verdict import Verdict
@@ -63,9 +64,8 @@ def person_examples(world: PeopleWorld, ids: Sequence[str]) -> list[tuple[str, s
 
 def privleak_texts(world: PeopleWorld, ids: Sequence[str]) -> list[str]:
     """PrivLeak's documents: every text of these people, their biographies and question–answer texts, as
-    MUSE reads the forget set's documents. On the biographies alone (15 forget, 150 holdout) the gate
-    failed four of four exact retrains with other seeds on C3 (benchmarks/results/muse_gate_noise.md), and
-    missed that a method left the forgotten question–answer texts as familiar as trained ones."""
+    MUSE reads the forget set's documents. Biographies alone fail exact retrains and miss familiar
+    question–answer texts (benchmarks/results/defaults_notes.md)."""
     return person_texts(world, ids)
 
 
@@ -149,15 +149,17 @@ def retrain_from_meta(meta: dict[str, Any], keep_ids: Sequence[str], out_dir: Pa
 
 class LMFamily(Family):
     name = "lm"
+    criteria = ("verbmem", "knowmem_forget", "privleak", "knowmem_retain")  # MUSE C1–C4
+    gate_defaults = dict(muse.DEFAULT_THRESHOLDS)
+    lineage_criteria = ("knowmem_retain", "verbmem", "knowmem_forget")
 
     def samples(self, model_dir: Path) -> list[SampleRecord]:
         return world_of(model_dir).records()
 
     def auto_method(self, model_dir: Path, scope: Scope) -> str:
-        # WHP (a stranger's predictions as labels, KLR, a small push on their own texts) comes closest
-        # to the MUSE gate on the people world (C1 and C3 or C1 and C2 met, C4 missed by ~0.015); the
-        # gradient-ascent baselines lose the retained people's facts as fast as the forgotten ones
-        # (benchmarks/results/muse.md)
+        # the one method here that can meet the MUSE gate on the people world: the gradient-ascent and
+        # NPO baselines forget the retained people along with the forgotten ones, or barely forget
+        # (benchmarks/results/muse.md for the verdicts by seed, defaults_notes.md)
         return "whp"
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
@@ -169,7 +171,7 @@ class LMFamily(Family):
                retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
         world = world_of(candidate_dir)
-        th = {**muse.DEFAULT_THRESHOLDS, **read_meta(candidate_dir).get("gate", {}), **(thresholds or {})}
+        th = {**self.gate_defaults, **(thresholds or {})}
         data = muse_data(world, forget_ids, retain_ids)
         cand = muse.score_model(HFLanguageModel.load(candidate_dir, device), data)
         ref = reference_scores(reference_dir, data, forget_ids, retain_ids, device)

@@ -1,4 +1,8 @@
-"""Unlearning methods by name. A new method is one file here plus one line in `METHODS`.
+"""Unlearning methods by name. A new method is one file here plus one line in `METHODS`, or an entry
+point in the group "unlearn.methods" of another package, or `register_method` at run time.
+
+The file defines `run(task) -> dict`, its parameters as a `MethodParams` subclass, and a `MethodSpec`
+(`unlearn.methods.base`) that names them with the families it applies to.
 
 Each entry maps a method name to "module:attribute" of its `MethodSpec`; modules are
 imported on first use so that a CPU demo of one family does not import the others.
@@ -8,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 
-from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
+from unlearn.methods.base import MethodError, MethodParams, MethodSpec, ParamsError, UnlearnTask
+from unlearn.plugins import merged
 
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
@@ -35,15 +40,24 @@ def register_method(name: str, target: str) -> None:
     METHODS[name] = target
 
 
+def method_names() -> list[str]:
+    """Every method known: this package's, those registered at run time, and installed entry points."""
+    return sorted(merged(METHODS, "unlearn.methods"))
+
+
 def get_method(name: str) -> MethodSpec:
-    if name not in METHODS:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
-    module, attr = METHODS[name].split(":")
+    """The method registered as `name`. Raises KeyError for an unknown name."""
+    known = merged(METHODS, "unlearn.methods")
+    if name not in known:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(known))}")
+    module, attr = known[name].split(":")
     return getattr(importlib.import_module(module), attr)
 
 
 def methods_for(family: str) -> list[str]:
-    return [n for n in METHODS if family in get_method(n).families]
+    """The methods that apply to models of `family`."""
+    return [n for n in method_names() if get_method(n).applies_to(family)]
 
 
-__all__ = ["METHODS", "MethodError", "MethodSpec", "UnlearnTask", "get_method", "methods_for", "register_method"]
+__all__ = ["METHODS", "MethodError", "MethodParams", "MethodSpec", "ParamsError", "UnlearnTask", "get_method",
+           "method_names", "methods_for", "register_method"]

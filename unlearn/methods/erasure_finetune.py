@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.families.diffusion import (
@@ -26,26 +27,23 @@ from unlearn.families.diffusion import (
     load_pipeline,
     teacher_of,
 )
-from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
+from unlearn.methods.base import MethodError, MethodParams, MethodSpec, UnlearnTask
 from unlearn.models.class_diffusion import SCHEDULE, alpha_sigma, generate, image_shape, save_pipeline
 
-DEFAULTS: dict[str, Any] = {
-    "override": None,  # None: (c + 1) mod K
-    "steps": 400,
-    "batch_size": 64,  # per term
-    "lr": 1e-4,
-    "forget_coef": 1.0,  # λ
-    "pool_per_class": 64,  # teacher samples per class in the data-free pool
-    "pool_inference_steps": 10,  # the teacher's own sampler (TEACHER_STEPS, η = 1)
-    "seed": 0,
-}
+
+class Params(MethodParams):
+    override: int | None = Field(None, ge=0, le=1_000_000)  # the override class c_o; None: (c + 1) mod K
+    steps: int = Field(400, ge=1, le=1_000_000)
+    batch_size: int = Field(64, ge=1, le=4096)  # per term
+    lr: float = Field(1e-4, gt=0, le=1)
+    forget_coef: float = Field(1.0, ge=0, le=1e4)  # λ
+    pool_per_class: int = Field(64, ge=1, le=100_000)  # teacher samples per class in the data-free pool
+    pool_inference_steps: int = Field(10, ge=1, le=1000)  # the teacher's own sampler (TEACHER_STEPS, η = 1)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 def run(task: UnlearnTask) -> dict[str, Any]:
-    p = {**DEFAULTS, **task.params}
-    unknown = set(task.params) - set(DEFAULTS)
-    if unknown:
-        raise MethodError(f"unknown erasure-finetune parameters: {sorted(unknown)}")
+    p = SPEC.parse_params(task.params)
     base_meta = read_meta(task.base_dir)
     if base_meta.get("sampler", "multistep") != "multistep":
         raise MethodError("erasure fine-tuning needs a multi-step (score) model, not a one-step generator")
@@ -56,7 +54,7 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     dev = task.device
     pipe = load_pipeline(task.base_dir, dev)
     num_classes = pipe.unet.config.num_class_embeds
-    c_o = default_override(c_f, num_classes) if p["override"] is None else int(p["override"])
+    c_o = default_override(c_f, num_classes) if p.override is None else p.override
     overrides = {**forgotten_map(task.base_dir), c_f: c_o}
     if c_o in overrides or c_o == c_f:
         raise MethodError(f"override class {c_o} is itself forgotten")
@@ -64,21 +62,21 @@ def run(task: UnlearnTask) -> dict[str, Any]:
 
     # The base is its own teacher here; the pool is drawn from it (data-free, as SFD is).
     task.progress(0.0, "sampling the data-free pool")
-    pool_labels = np.repeat(np.arange(num_classes), p["pool_per_class"])
-    pool = torch.as_tensor(generate(pipe, pool_labels, seed=p["seed"], num_inference_steps=p["pool_inference_steps"]),
+    pool_labels = np.repeat(np.arange(num_classes), p.pool_per_class)
+    pool = torch.as_tensor(generate(pipe, pool_labels, seed=p.seed, num_inference_steps=p.pool_inference_steps),
                            device=dev).view(-1, *image_shape(pipe.unet)) * 2 - 1
     teacher, scheduler = pipe.unet, pipe.scheduler
     student = copy.deepcopy(teacher).train().requires_grad_(True)
-    opt = torch.optim.Adam(student.parameters(), lr=p["lr"])
+    opt = torch.optim.Adam(student.parameters(), lr=p.lr)
     remaining = [k for k in range(num_classes) if k not in overrides]
     keep_rows = torch.as_tensor(np.flatnonzero(np.isin(pool_labels, remaining)), device=dev)
     pool_y = torch.as_tensor(pool_labels, device=dev)
     forget_cls = torch.tensor(sorted(overrides), device=dev)
     override_of = torch.tensor([overrides.get(k, k) for k in range(num_classes)], device=dev)
-    B, gen = p["batch_size"], torch.Generator().manual_seed(p["seed"])
+    B, gen = p.batch_size, torch.Generator().manual_seed(p.seed)
 
     loss = torch.zeros(())
-    for step in range(p["steps"]):
+    for step in range(p.steps):
         rows = torch.cat([keep_rows[torch.randint(len(keep_rows), (B,), generator=gen).to(dev)],
                           torch.randint(len(pool), (B,), generator=gen).to(dev)])
         c = torch.cat([pool_y[rows[:B]], forget_cls[torch.randint(len(forget_cls), (B,), generator=gen).to(dev)]])
@@ -89,12 +87,12 @@ def run(task: UnlearnTask) -> dict[str, Any]:
         with torch.no_grad():
             target = teacher(x_t, t, class_labels=override_of[c]).sample  # c_f -> c_o, others unchanged
         per_sample = (student(x_t, t, class_labels=c).sample - target).pow(2).mean(dim=(1, 2, 3))
-        loss = per_sample[:B].mean() + p["forget_coef"] * per_sample[B:].mean()
+        loss = per_sample[:B].mean() + p.forget_coef * per_sample[B:].mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if (step + 1) % 10 == 0 or step + 1 == p["steps"]:
-            task.progress((step + 1) / p["steps"], f"erasure fine-tune step {step + 1}/{p['steps']} "
+        if (step + 1) % 10 == 0 or step + 1 == p.steps:
+            task.progress((step + 1) / p.steps, f"erasure fine-tune step {step + 1}/{p.steps} "
                           f"loss {loss.item():.4f}")
     seconds = time.perf_counter() - started
 
@@ -103,10 +101,9 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     meta.update({"sampler": "multistep", "teacher_dir": str(teacher_of(task.base_dir).resolve()),
                  "forgotten": {str(k): v for k, v in overrides.items()}, "method": "erasure-finetune"})
     write_meta(task.out_dir, meta)
-    return {"forgotten": c_f, "override": c_o, "params": p, "seconds": round(seconds, 2),
+    return {"forgotten": c_f, "override": c_o, "params": p.model_dump(), "seconds": round(seconds, 2),
             "final_loss": loss.item(), "data_free": True}
 
 
-SPEC = MethodSpec(name="erasure-finetune", families=("diffusion",), run=run, needs_labels=True,
-                  description="Baseline: fine-tune the teacher so the forgotten class's noise prediction "
-                              "follows the override class's (multi-step sampling kept).")
+# A request by samples forgets the one class they share: their labels are read.
+SPEC = MethodSpec(name="erasure-finetune", families=("diffusion",), run=run, params=Params, needs_labels=True)

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from unlearn.methods.lm_regularisers import mean_token_nll
-from unlearn.methods.lm_unlearning import Batch, muse_baseline_specs
+from unlearn.methods.lm_unlearning import Batch, LMParams, muse_baseline_specs
 
-DEFAULTS: dict[str, Any] = {"lr": 1e-4}
+
+class Params(LMParams):
+    """GA's parameters: the shared loop's, with its defaults."""
 
 
 def ga_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Batch,
@@ -24,4 +26,4 @@ def ga_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Ba
     return -mean_token_nll(model, batch)
 
 
-SPEC, SPEC_GDR, SPEC_KLR = muse_baseline_specs("ga", ga_loss, DEFAULTS, "Gradient ascent", "Gradient ascent")
+SPEC, SPEC_GDR, SPEC_KLR = muse_baseline_specs("ga", ga_loss, Params)

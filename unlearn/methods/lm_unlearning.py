@@ -30,9 +30,10 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from pydantic import Field
 
 from unlearn.artifacts import read_meta
 from unlearn.families.lm import (
@@ -43,7 +44,7 @@ from unlearn.families.lm import (
     retain_sample,
     world_of,
 )
-from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
+from unlearn.methods.base import MethodError, MethodParams, MethodSpec, UnlearnTask, parse_params
 from unlearn.methods.lm_regularisers import REGULARISERS
 from unlearn.models import tiny_lm
 from unlearn.verify import muse
@@ -51,25 +52,48 @@ from unlearn.verify import muse
 Batch = dict[str, torch.Tensor]
 ForgetLoss = Callable[[torch.nn.Module, torch.nn.Module | None, Batch, dict[str, Any]], torch.Tensor]
 
-DEFAULTS: dict[str, Any] = {
+# Bounded types of the loop's parameters, shared so that a method changing a default keeps the bounds.
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Weight = Annotated[float, Field(ge=0, le=1000)]
+Epochs = Annotated[int, Field(ge=0, le=10_000)]
+StepCount = Annotated[int, Field(ge=0, le=1_000_000)]
+Interval = Annotated[int, Field(ge=1, le=1_000_000)]  # steps between checks
+# an AUC target above 1 is never met, so training runs all its epochs (the trade-off benchmark's free runs)
+TargetAUC = Annotated[float, Field(ge=0, le=2)]
+
+
+class LMParams(MethodParams):
+    """The shared loop's parameters; a method subclasses it to change a default or add its own terms."""
+
+    lr: LearningRate = 1e-4  # AdamW, no weight decay
     # max_epochs over the forget texts, but at least min_steps: one person is a single batch per epoch
-    "lr": 1e-4, "max_epochs": 10, "min_steps": 60, "batch_size": 8, "retain_weight": 5.0,
-    # the base model knows the retained people about as well as its retrain reference does (KnowMem on
-    # retain 1.00 against 0.995 on the default world), so 0.85 of its own utility sits a little under
-    # the verifier's bar, 0.9 of the reference's: the probe reads 15 people, the verifier 50
-    "utility_frac": 0.85,
-    "utility_floor": None, "probe_people": 15, "seed": 0, "check_every": 2, "target_auc": 0.5,
+    max_epochs: Epochs = 10
+    min_steps: StepCount = 60
+    batch_size: int = Field(8, ge=1, le=1024)
+    retain_weight: Weight = 5.0  # w, the retain regulariser's weight
+    # the utility bar, as a fraction of the base model's own KnowMem on retain: the base model knows the
+    # retained people about as well as its retrain reference does, so 0.85 of its own utility sits a
+    # little under the verifier's bar, 0.9 of the reference's (the probe reads 15 people, the verifier 50)
+    utility_frac: Fraction = 0.85
+    utility_floor: Fraction | None = None  # an absolute bar instead of utility_frac's
+    probe_people: int = Field(15, ge=1, le=100_000)  # retained people the utility probe reads
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    check_every: Interval = 2
+    target_auc: TargetAUC = 0.5
     # also score KnowMem on the forgotten people at every check (the trade-off benchmark's curves)
-    "track_forget_knowledge": False,
+    track_forget_knowledge: bool = False
     # MUSE stops at the first check below the utility bar; a method whose utility dips and recovers
-    # (WHP under KLR) trains on and keeps the checkpoint above the bar closest to the AUC target
-    "stop_below_bar": True,
+    # trains on and keeps the checkpoint above the bar closest to the AUC target
+    stop_below_bar: bool = True
     # score utility only at checks whose AUC has reached this (None: at every check); a method that
     # keeps training below the bar (stop_below_bar False) only needs it where a checkpoint may be kept
-    "utility_from_auc": None,
+    utility_from_auc: Fraction | None = None
     # checks while the AUC is below utility_from_auc come this many steps apart (None: check_every)
-    "far_check_every": None,
-}
+    far_check_every: Interval | None = None
+
+
+DEFAULTS: dict[str, Any] = LMParams().model_dump()  # the shared loop's defaults, as the benchmarks read them
 
 
 def probe_data(world, forget_ids: list[str], retain_ids: list[str], n: int) -> muse.MuseData:
@@ -101,11 +125,12 @@ def measure_probe(lm: HFLanguageModel, probe: muse.MuseData, track_forget: bool 
 
 
 def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulariser: str,
-               defaults: dict[str, Any], forget_examples: list[tuple[str, str]] | None = None,
+               params: LMParams, forget_examples: list[tuple[str, str]] | None = None,
                retain_examples: list[tuple[str, str]] | None = None) -> dict[str, Any]:
     """Fine-tune on the forgotten people's texts, regularised on the retained people's (either set can be a
-    method's own: `forget_examples`, `retain_examples`)."""
-    p = {**DEFAULTS, **defaults, **task.params}
+    method's own: `forget_examples`, `retain_examples`). `params` are the request's, validated; the forget
+    loss reads them as a dict."""
+    p = params.model_dump()
     if regulariser not in REGULARISERS:
         raise MethodError(f"unknown regulariser {regulariser!r}")
     if not task.forget_ids:
@@ -186,19 +211,17 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             "utility_bar": float(floor), "curve": curve, "seconds": time.perf_counter() - t0}
 
 
-def muse_baseline_specs(name: str, forget_loss: ForgetLoss, defaults: dict[str, Any], title: str,
-                        short: str) -> tuple[MethodSpec, MethodSpec, MethodSpec]:
-    """MUSE's trio for one forget loss: alone (`name`), + GDR (`name_gdr`), + KLR (`name_klr`)."""
-    def run(task: UnlearnTask, regulariser: str) -> dict[str, Any]:
-        method = name if regulariser == "none" else f"{name}_{regulariser}"
-        return unlearn_lm(task, method, forget_loss, regulariser, defaults)
+def muse_baseline_specs(name: str, forget_loss: ForgetLoss,
+                        params: type[LMParams]) -> tuple[MethodSpec, MethodSpec, MethodSpec]:
+    """MUSE's trio for one forget loss: alone (`name`), + GDR (`name_gdr`), + KLR (`name_klr`), all three
+    with the parameters `params`."""
+    def run(task: UnlearnTask, method: str, regulariser: str) -> dict[str, Any]:
+        return unlearn_lm(task, method, forget_loss, regulariser, parse_params(params, method, task.params))
 
-    what = {"none": f"{title} on the forgotten text (MUSE baseline {name.upper()}).",
-            "gdr": f"{short} on forgotten text + gradient descent on retained text.",
-            "klr": f"{short} on forgotten text + KL to the original model on retained text."}
-    alone, gdr, klr = (MethodSpec(name=name if r == "none" else f"{name}_{r}", families=("lm",),
-                                  run=partial(run, regulariser=r), description=what[r])
-                       for r in ("none", "gdr", "klr"))
+    names = {r: name if r == "none" else f"{name}_{r}" for r in ("none", "gdr", "klr")}
+    # text is its own target: no labels are read
+    alone, gdr, klr = (MethodSpec(name=names[r], families=("lm",), run=partial(run, method=names[r], regulariser=r),
+                                  params=params, needs_labels=False) for r in names)
     return alone, gdr, klr
 
 
@@ -207,4 +230,4 @@ def sequence_logprob(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return tiny_lm.token_logprobs_batch(model, batch).sum(1)
 
 
-__all__ = ["DEFAULTS", "measure_probe", "muse_baseline_specs", "probe_data", "sequence_logprob", "unlearn_lm"]
+__all__ = ["DEFAULTS", "LMParams", "measure_probe", "muse_baseline_specs", "probe_data", "sequence_logprob", "unlearn_lm"]

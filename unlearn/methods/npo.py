@@ -14,13 +14,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from unlearn.methods.lm_unlearning import Batch, muse_baseline_specs, sequence_logprob
+from unlearn.methods.lm_unlearning import Batch, LearningRate, LMParams, muse_baseline_specs, sequence_logprob
 
-# β = 0.01, not the paper's 0.1: log π_θ(y)/π_ref(y) sums over a whole biography (~60 tokens), and
-# σ(β · log ratio) stops the push once the ratio is ≪ −1/β; at 0.1 that is 10 nats, far short of a
-# never-seen biography (measured on the people world: Min-40% log-prob stuck near −2 against −4.6).
-DEFAULTS: dict[str, Any] = {"beta": 0.01, "lr": 2e-4}
+
+class Params(LMParams):
+    # β = 0.01, not the paper's 0.1: log π_θ(y)/π_ref(y) sums over a whole biography (~60 tokens), and
+    # σ(β · log ratio) stops the push once the ratio is ≪ −1/β; at 0.1 that is 10 nats, far short of what
+    # a never-seen biography reads (benchmarks/results/muse_notes.md)
+    beta: float = Field(0.01, gt=0, le=10)
+    lr: LearningRate = 2e-4
 
 
 def npo_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: Batch,
@@ -36,4 +40,4 @@ def npo_loss(model: torch.nn.Module, reference: torch.nn.Module | None, batch: B
 npo_loss.needs_reference = True  # type: ignore[attr-defined]
 
 
-SPEC, SPEC_GDR, SPEC_KLR = muse_baseline_specs("npo", npo_loss, DEFAULTS, "Negative Preference Optimization", "NPO")
+SPEC, SPEC_GDR, SPEC_KLR = muse_baseline_specs("npo", npo_loss, Params)

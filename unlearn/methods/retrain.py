@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from unlearn.families import get_family
-from unlearn.methods.base import MethodSpec, UnlearnTask
+from unlearn.methods.base import MethodParams, MethodSpec, UnlearnTask
+
+
+class Params(MethodParams):
+    """None: the family retrains with the base model's own training settings and seed."""
 
 
 def run(task: UnlearnTask) -> dict[str, Any]:
@@ -14,5 +18,6 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     return {"retained": len(task.retain_ids), "forgotten": len(task.forget_ids)}
 
 
-SPEC = MethodSpec(name="retrain", families=("classifier", "diffusion", "lm"), run=run, exact=True,
-                  description="Train the same architecture from scratch on the retained data.")
+# The forget set's labels are never read: only the retained samples are trained on.
+SPEC = MethodSpec(name="retrain", families=("*",), run=run, params=Params, exact=True, is_reference=True,
+                  needs_labels=False)

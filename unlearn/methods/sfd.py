@@ -32,6 +32,7 @@ import time
 from typing import Any
 
 import torch
+from pydantic import Field, model_validator
 
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.families.diffusion import (
@@ -41,26 +42,41 @@ from unlearn.families.diffusion import (
     load_pipeline,
     teacher_of,
 )
-from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
-from unlearn.models.class_diffusion import alpha_sigma, denoise, image_shape, one_step, save_pipeline
+from unlearn.methods.base import MethodError, MethodParams, MethodSpec, UnlearnTask
+from unlearn.models.class_diffusion import (
+    SCHEDULE,
+    alpha_sigma,
+    denoise,
+    image_shape,
+    one_step,
+    save_pipeline,
+)
 
-DEFAULTS: dict[str, Any] = {
-    "override": None,  # None: (c + 1) mod K
-    "steps": 800,  # forgets 0, 3 and 7 within the gates (benchmarks/results/sfd.md); 400 suffices for 0
-    "batch_size": 64,  # per term: remaining-class and forget-class samples each
-    "alpha": 1.2,
-    "t_init": 440,
-    "t_min": 38,
-    "t_max": 712,
-    "forget_coef": 0.01,  # λ_ψ = λ_θ
-    "lr_generator": 1e-4,
-    "lr_fake": 3e-4,
-    "beta1": 0.0,
-    "beta2": 0.999,
-    "clip": 1.0,
-    "ema": 0.0,  # 0: no EMA of θ
-    "seed": 0,
-}
+T = SCHEDULE["num_train_timesteps"]
+
+
+class Params(MethodParams):
+    override: int | None = Field(None, ge=0, le=1_000_000)  # the override class c_o; None: (c + 1) mod K
+    steps: int = Field(800, ge=1, le=1_000_000)  # forgets 0, 3 and 7 within the gates; 400 suffices for 0 (sfd.md)
+    batch_size: int = Field(64, ge=1, le=4096)  # per term: remaining-class and forget-class samples each
+    alpha: float = Field(1.2, ge=0, le=10)
+    t_init: int = Field(440, ge=1, lt=T)
+    t_min: int = Field(38, ge=0, lt=T)
+    t_max: int = Field(712, ge=1, le=T)
+    forget_coef: float = Field(0.01, ge=0, le=1e4)  # λ_ψ = λ_θ
+    lr_generator: float = Field(1e-4, gt=0, le=1)
+    lr_fake: float = Field(3e-4, gt=0, le=1)
+    beta1: float = Field(0.0, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    clip: float = Field(1.0, gt=0, le=1e6)  # gradients clipped by value
+    ema: float = Field(0.0, ge=0, lt=1)  # 0: no EMA of θ
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+
+    @model_validator(mode="after")
+    def _time_range(self) -> Params:
+        if self.t_min >= self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) must be below t_max ({self.t_max})")
+        return self
 
 
 def sid_loss(teacher: torch.nn.Module, fake: torch.nn.Module, scheduler, x_g: torch.Tensor, t: torch.Tensor,
@@ -75,10 +91,7 @@ def sid_loss(teacher: torch.nn.Module, fake: torch.nn.Module, scheduler, x_g: to
 
 
 def run(task: UnlearnTask) -> dict[str, Any]:
-    p = {**DEFAULTS, **task.params}
-    unknown = set(task.params) - set(DEFAULTS)
-    if unknown:
-        raise MethodError(f"unknown SFD parameters: {sorted(unknown)}")
+    p = SPEC.parse_params(task.params)
     base_meta = read_meta(task.base_dir)
     teacher_dir = teacher_of(task.base_dir)
     try:
@@ -89,7 +102,7 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     teacher_pipe = load_pipeline(teacher_dir, dev)
     teacher, scheduler = teacher_pipe.unet, teacher_pipe.scheduler
     num_classes = teacher.config.num_class_embeds
-    c_o = default_override(c_f, num_classes) if p["override"] is None else int(p["override"])
+    c_o = default_override(c_f, num_classes) if p.override is None else p.override
     if not (0 <= c_f < num_classes and 0 <= c_o < num_classes) or c_o == c_f:
         raise MethodError(f"forget class {c_f} and override class {c_o} must be distinct classes < {num_classes}")
     # Earlier forgets of a one-step base stay forgotten: every forgotten class keeps its override.
@@ -100,17 +113,17 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     forget_cls = torch.tensor(sorted(overrides), device=dev)
     override_of = torch.tensor([overrides.get(k, k) for k in range(num_classes)], device=dev)
 
-    torch.manual_seed(p["seed"])
+    torch.manual_seed(p.seed)
     fake = copy.deepcopy(teacher).train().requires_grad_(True)
     # A one-step base continues from its generator; a multi-step base starts from the teacher.
     generator = (load_pipeline(task.base_dir, dev).unet if base_meta.get("sampler") == "onestep"
                  else copy.deepcopy(teacher)).train().requires_grad_(True)
-    ema = copy.deepcopy(generator).requires_grad_(False) if p["ema"] > 0 else generator
-    betas = (p["beta1"], p["beta2"])
-    opt_fake = torch.optim.Adam(fake.parameters(), lr=p["lr_fake"], betas=betas, eps=1e-8)
-    opt_gen = torch.optim.Adam(generator.parameters(), lr=p["lr_generator"], betas=betas, eps=1e-8)
-    B, lam, shape = p["batch_size"], p["forget_coef"], (2 * p["batch_size"], *image_shape(teacher))
-    gen = torch.Generator().manual_seed(p["seed"])
+    ema = copy.deepcopy(generator).requires_grad_(False) if p.ema > 0 else generator
+    betas = (p.beta1, p.beta2)
+    opt_fake = torch.optim.Adam(fake.parameters(), lr=p.lr_fake, betas=betas, eps=1e-8)
+    opt_gen = torch.optim.Adam(generator.parameters(), lr=p.lr_generator, betas=betas, eps=1e-8)
+    B, lam, shape = p.batch_size, p.forget_coef, (2 * p.batch_size, *image_shape(teacher))
+    gen = torch.Generator().manual_seed(p.seed)
 
     def randn() -> torch.Tensor:
         return torch.randn(shape, generator=gen).to(dev)
@@ -119,7 +132,7 @@ def run(task: UnlearnTask) -> dict[str, Any]:
         # First half: remaining classes c ~ U(C_r); second half: forgotten classes c_f.
         c = torch.cat([remaining[torch.randint(len(remaining), (B,), generator=gen).to(dev)],
                        forget_cls[torch.randint(len(forget_cls), (B,), generator=gen).to(dev)]])
-        t = torch.randint(p["t_min"], p["t_max"], (2 * B,), generator=gen).to(dev)
+        t = torch.randint(p.t_min, p.t_max, (2 * B,), generator=gen).to(dev)
         return c, t
 
     def two_terms(per_sample: torch.Tensor) -> torch.Tensor:
@@ -127,48 +140,47 @@ def run(task: UnlearnTask) -> dict[str, Any]:
 
     started = time.perf_counter()
     loss_fake = loss_gen = torch.zeros(())
-    for step in range(p["steps"]):
+    for step in range(p.steps):
         # Fake-score update, L_ψ: denoising score matching on the generator's (detached) samples.
         c, t = labels_and_times()
         with torch.no_grad():
-            x_g = one_step(generator, scheduler, randn(), c, p["t_init"])
+            x_g = one_step(generator, scheduler, randn(), c, p.t_init)
         eps = randn()
         a, b = alpha_sigma(scheduler, t)
         loss_fake = two_terms((fake(a * x_g + b * eps, t, class_labels=c).sample - eps).pow(2).sum(dim=(1, 2, 3)))
         opt_fake.zero_grad()
         loss_fake.backward()
-        torch.nn.utils.clip_grad_value_(fake.parameters(), p["clip"])
+        torch.nn.utils.clip_grad_value_(fake.parameters(), p.clip)
         opt_fake.step()
 
         # Generator update, L_θ: SiD on remaining classes + score forgetting (teacher at c_o, fake at c_f).
         fake.requires_grad_(False)
         c, t = labels_and_times()
-        x_g = one_step(generator, scheduler, randn(), c, p["t_init"])
-        loss_gen = two_terms(sid_loss(teacher, fake, scheduler, x_g, t, randn(), override_of[c], c, p["alpha"]))
+        x_g = one_step(generator, scheduler, randn(), c, p.t_init)
+        loss_gen = two_terms(sid_loss(teacher, fake, scheduler, x_g, t, randn(), override_of[c], c, p.alpha))
         opt_gen.zero_grad()
         loss_gen.backward()
-        torch.nn.utils.clip_grad_value_(generator.parameters(), p["clip"])
+        torch.nn.utils.clip_grad_value_(generator.parameters(), p.clip)
         opt_gen.step()
         fake.requires_grad_(True)
         if ema is not generator:
             with torch.no_grad():
                 for q_ema, q in zip(ema.parameters(), generator.parameters(), strict=True):
-                    q_ema.lerp_(q, 1 - p["ema"])
-        if (step + 1) % 10 == 0 or step + 1 == p["steps"]:
-            task.progress((step + 1) / p["steps"], f"SFD step {step + 1}/{p['steps']} "
+                    q_ema.lerp_(q, 1 - p.ema)
+        if (step + 1) % 10 == 0 or step + 1 == p.steps:
+            task.progress((step + 1) / p.steps, f"SFD step {step + 1}/{p.steps} "
                           f"L_psi {loss_fake.item():.3f} L_theta {loss_gen.item():.3f}")
     seconds = time.perf_counter() - started
 
-    save_pipeline(ema.eval(), task.out_dir, sampler="onestep", t_init=p["t_init"])
+    save_pipeline(ema.eval(), task.out_dir, sampler="onestep", t_init=p.t_init)
     meta = {k: v for k, v in base_meta.items() if k not in ("retrained",)}
-    meta.update({"sampler": "onestep", "t_init": p["t_init"], "teacher_dir": str(teacher_dir.resolve()),
+    meta.update({"sampler": "onestep", "t_init": p.t_init, "teacher_dir": str(teacher_dir.resolve()),
                  "forgotten": {str(k): v for k, v in overrides.items()}, "method": "sfd"})
     write_meta(task.out_dir, meta)
-    return {"forgotten": c_f, "override": c_o, "params": p, "seconds": round(seconds, 2),
+    return {"forgotten": c_f, "override": c_o, "params": p.model_dump(), "seconds": round(seconds, 2),
             "final_loss_fake": loss_fake.item(), "final_loss_generator": loss_gen.item(),
             "data_free": True}
 
 
-SPEC = MethodSpec(name="sfd", families=("diffusion",), run=run, needs_labels=True,
-                  description="Score Forgetting Distillation: data-free distillation into a one-step generator "
-                              "whose forgotten class's score follows an override class's.")
+# A request by samples forgets the one class they share: their labels are read.
+SPEC = MethodSpec(name="sfd", families=("diffusion",), run=run, params=Params, needs_labels=True)

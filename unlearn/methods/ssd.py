@@ -11,8 +11,8 @@ D_f, i.e. the empirical Fisher diagonal that the squared batch gradient stands i
 reference code's batch of 64 assumes a forget set of many full batches; a corrective request
 flags 4–22 samples, so I_Df is the square of a mean over ≤ 22 gradients while I_D averages
 squares of means over 64, and sampling noise alone inflates I_Df/I_D by about 64/|D_f|
-(16× at 4 samples): the selection then takes most of the network (measured: clean accuracy
-27–93% at batch 64, benchmarks/results/corrective.md). Per-sample importances also stop the
+(16× at 4 samples): the selection then takes most of the network (the "ssd batch 64" rows of
+benchmarks/results/corrective.md). Per-sample importances also stop the
 flagged samples' shared label from adding up coherently inside one batch. I_D is computed
 over the full D as in the original SSD (the corrective benchmark used D∖D_f). The labels are
 the training labels the model learned, manipulated ones included: the importances measure
@@ -26,14 +26,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from unlearn.artifacts import read_meta
 from unlearn.families.classifier import dataset_of
-from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
+from unlearn.methods.base import MethodError, MethodParams, MethodSpec, UnlearnTask
 from unlearn.models import get_arch
 
-DEFAULTS = {"alpha": 10.0, "lam": 1.0, "batch_size": 1, "seed": 0}
+
+class Params(MethodParams):
+    alpha: float = Field(10.0, gt=0, le=1e7, description="selection: I_Df > alpha·I_D (the paper's grid: 0.1 to 1e6)")
+    lam: float = Field(1.0, gt=0, le=1e7, description="dampening: beta = min(lam·I_D/I_Df, 1)")
+    batch_size: int = Field(1, ge=1, le=4096, description="samples per squared gradient (1: the Fisher diagonal)")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 def importances(model: nn.Module, X: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int,
@@ -75,7 +81,7 @@ def dampen(model: nn.Module, imp_full: dict[str, torch.Tensor], imp_forget: dict
 def run(task: UnlearnTask) -> dict[str, Any]:
     if not task.forget_ids:
         raise MethodError("SSD needs at least one sample to forget")
-    p = {**DEFAULTS, **task.params}
+    p = SPEC.parse_params(task.params)
     data = dataset_of(task.base_dir)
     arch_name = read_meta(task.base_dir)["arch"]
     arch = get_arch(arch_name)
@@ -84,20 +90,20 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     model, meta = arch.load_module(task.base_dir, task.device)
     t0 = time.perf_counter()
     full_ids = list(task.forget_ids) + list(task.retain_ids)
-    kw = {"batch_size": int(p["batch_size"]), "seed": int(p["seed"]), "device": task.device}
+    kw = {"batch_size": p.batch_size, "seed": p.seed, "device": task.device}
     imp_full = importances(model, *data.take(full_ids), **kw)
     task.progress(0.5, "importances over the full training data")
     imp_forget = importances(model, *data.take(list(task.forget_ids)), **kw)
-    selected = dampen(model, imp_full, imp_forget, alpha=float(p["alpha"]), lam=float(p["lam"]))
+    selected = dampen(model, imp_full, imp_forget, alpha=p.alpha, lam=p.lam)
     seconds = time.perf_counter() - t0
     arch.save(model, {**meta, "method": "ssd", "parent_dir": str(task.base_dir)}, task.out_dir)
     task.progress(1.0, "dampened")
     total = sum(q.numel() for q in model.parameters())
-    return {"alpha": float(p["alpha"]), "lam": float(p["lam"]), "batch_size": int(p["batch_size"]),
+    return {"alpha": p.alpha, "lam": p.lam, "batch_size": p.batch_size,
             "selected": int(sum(selected.values())), "parameters": int(total),
             "n_forget": len(task.forget_ids), "n_full": len(full_ids), "seconds": round(seconds, 3)}
 
 
-SPEC = MethodSpec(name="ssd", families=("classifier",), run=run,
-                  description="Selective Synaptic Dampening: dampen the parameters far more important to the "
-                              "flagged samples than to the whole training data (Fisher ratio).")
+# The importances are cross-entropy gradients under the flagged samples' labels (the label-free LFSSD
+# variant is not implemented), so SSD needs labels.
+SPEC = MethodSpec(name="ssd", families=("classifier",), run=run, params=Params, needs_labels=True)

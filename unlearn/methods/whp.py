@@ -5,7 +5,13 @@ learned the forgotten entity. The text's "anchored terms" are replaced by generi
 baseline model reads the translated text, and its predictions there become the labels for the original:
     p_generic(· | x_<t) := π_0(· | translate(x)_<t')                       (WHP §3, anchored terms)
     L_WHP(θ) = E_{x ∈ D_forget} mean_t KL( p_generic(· | x_<t) ‖ π_θ(· | x_<t) )
-with t' the position aligned with t (token sequences aligned by difflib).
+with t' the position aligned with t (token sequences aligned by difflib). WHP's reinforced term
+(MUSE's WHP uses α = 4 on News) sharpens the labels:
+    v_generic = v_b − α · ReLU(v_r − v_b)
+with b = π_0 reading the translation and r = π_0 reading the original. The target memorised its forget
+set, so it already is the paper's reinforced model: what it predicts more strongly for knowing the
+person drops below generic. Here v is a log-probability, not a logit (a context's logits carry an
+arbitrary offset that the ReLU would see); `alpha` is α.
 
 Anchors and their counterparts. In a biography every personal datum is idiosyncratic (the rest is
 template), so every datum is an anchor, and the generic counterpart of a person is a stranger: a new
@@ -13,46 +19,25 @@ person, generated as the world's are, under a name nobody carries (`people.stran
 translation of a forgotten text is the stranger's text of the same kind (biography for biography,
 question for question). Inside a stretch where the two differ, π_0 reads the stranger's text up to
 the stretch and then the original's own tokens of it, so it spells out "Lille" as a model that knows
-cities but not this person would. (Anchoring the names alone left the other data anchored to each
-other: π_0 recalls a forgotten person's city from their birth date; benchmarks/results/muse.md.)
+cities but not this person would.
 
 Forgotten texts trained on, each with its generic labels:
 - the person's biography and question–answer texts;
 - the stranger's texts under the forgotten person's name, so that the name stops leading to the
   person's data whatever follows it;
-- each question after `context_shots` question–answer pairs about retained people, as questions sit
-  in training packs and in few-shot prompts: trained on bare questions only, the model still answered
-  the forgotten people's questions after a few-shot prompt (KnowMem 0.14 there against 0.06 bare).
+- each question after `context_shots` question–answer pairs about other people, as questions sit in
+  training packs and in few-shot prompts.
 
-Two terms beyond the paper, both measured necessary on the people world:
-- KLR on retained text (MUSE's regulariser), weight `retain_weight`: keeps the rest of π_θ near π_0.
-  It reads every retained question twice (`retain_context`): bare, and after `context_shots`
-  question–answer pairs, the form in which KnowMem on retain asks it. On the bare texts alone the
-  retained answers that broke were garbled in the few-shot form while KLR held them bare (a birth date
-  "1951-10-216", an employer "Solarrbit Travel"): KnowMem on all 85 retained people 0.887 at the kept
-  checkpoint; with the few-shot copies 0.966 (seed 0, same stopping rule).
-- A small gradient-ascent push on the person's own texts, weight `ga_weight`: without it the
-  biographies stay more familiar than a stranger's (Min-40% AUC 0.2 against never-seen people after 30
-  epochs, where a retrain has 0.5). The shared stopping rule (`lm_unlearning`) ends training once they
-  look never seen against never-trained calibration people. The push reads the bare question–answer
-  texts too (`push_qa`): on the biographies alone, the checkpoint whose biographies looked never seen
-  left the question–answer texts as familiar as trained ones (Min-40% AUC 0.12–0.19 on every text of
-  the forgotten people against the holdout's), which PrivLeak now reads.
-WHP's reinforced term, v_generic = v_b − α·ReLU(v_r − v_b) (MUSE's WHP: α = 4 on News), is there as
-`alpha`, with b = π_0 reading the translation and r = π_0 reading the original: the target memorised
-its forget set, so it already is the reinforced model, and what it predicts more strongly for knowing
-the person drops below generic. On log-probabilities rather than logits (a context's logits carry an
-arbitrary offset that the ReLU would see). Default 2: with `retain_context` (seed 0, one run each)
-α = 0, 2, 4 left KnowMem on forget at 0.094, 0.074, 0.076 and KnowMem on retain at 0.966, 0.962, 0.956.
-(Before `retain_context`, α traded retained knowledge for forgetting: 2, 4, 8 took KnowMem on retain
-from 0.90 to 0.88, 0.88, 0.86.)
-
-The stopping target, `target_auc` 0.53, is tuned on the default world, not derived: at 0.5 (never seen,
-in expectation over folds) the kept checkpoints read PrivLeak −5.9% to −8.9% against the reference on
-seeds 0–2, just outside the ±5% band, because this fold reads above 0.5 for a model that never saw it
-(the retrain reference 0.543 against the calibration people, 0.528 against the holdout; four more
-exact retrains 0.48–0.52 against the holdout, benchmarks/results/muse_gate_noise.md).
-Departure: soft labels (the whole distribution, not its argmax, which left more of the forgotten answers).
+Terms beyond the paper:
+- KLR on retained text (MUSE's regulariser), weight `retain_weight`, keeps the rest of π_θ near π_0.
+  It reads every retained question bare and `retain_context` more times after `context_shots`
+  question–answer pairs, the form in which KnowMem on retain asks it.
+- A small gradient-ascent push on the person's own texts, weight `ga_weight`, biographies and (with
+  `push_qa`) the bare question–answer texts, so that they stop looking more familiar than a stranger's.
+  The shared stopping rule (`lm_unlearning`) ends training once they look never seen against
+  never-trained calibration people; its `target_auc` is 0.53 here, tuned on the default world's fold.
+- Soft labels: the whole of p_generic, not its argmax.
+Why each of these is there, as measured on the people world: benchmarks/results/whp_notes.md.
 """
 
 from __future__ import annotations
@@ -64,28 +49,51 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from unlearn.data.people import PeopleWorld, Person, qa_text, strangers
 from unlearn.families.lm import person_examples, world_of
 from unlearn.methods.base import MethodSpec, UnlearnTask
-from unlearn.methods.lm_unlearning import Batch, unlearn_lm
+from unlearn.methods.lm_unlearning import (
+    Batch,
+    Epochs,
+    Fraction,
+    Interval,
+    LearningRate,
+    LMParams,
+    StepCount,
+    TargetAUC,
+    Weight,
+    unlearn_lm,
+)
 from unlearn.models import tiny_lm
 
-DEFAULTS: dict[str, Any] = {
+
+class Params(LMParams):
+    """WHP's parameters: the shared loop's, with WHP's defaults, and its own terms'."""
+
+    lr: LearningRate = 1e-3
+    max_epochs: Epochs = 30
+    min_steps: StepCount = 0
+    retain_weight: Weight = 2.0
     # utility dips in the first epochs and recovers under KLR, hence no stop below the bar
-    "lr": 1e-3, "max_epochs": 30, "min_steps": 0, "retain_weight": 2.0, "ga_weight": 0.02,
-    "check_every": 10, "stop_below_bar": False, "utility_from_auc": 0.3, "far_check_every": 30,
-    # tuned on the default world's fold, where a never-seen model reads above 0.5 (see the docstring)
-    "target_auc": 0.53,
-    # WHP's reinforced term (see the docstring)
-    "alpha": 2.0,
-    # the push reads the person's own question–answer texts too, not only the biography
-    "push_qa": True,
+    stop_below_bar: bool = False
+    check_every: Interval = 10
+    utility_from_auc: Fraction | None = 0.3
+    far_check_every: Interval | None = 30
+    target_auc: TargetAUC = 0.53  # tuned on the default world's fold, where a never-seen model reads above 0.5
+    ga_weight: Weight = 0.02  # the push on the person's own texts
+    alpha: float = Field(2.0, ge=0, le=100)  # WHP's reinforced term
+    push_qa: bool = True  # the push reads the person's own question–answer texts too, not only the biography
     # a training pack holds qa_pack = 4 questions, so a question follows at most 3 others
-    "context_shots": 3, "context_strangers": 20, "context_mix": True, "neighbour_weight": 3,
+    context_shots: int = Field(3, ge=0, le=64)
+    context_strangers: int = Field(20, ge=0, le=10_000)  # strangers whose texts fill few-shot contexts
+    context_mix: bool = True  # contexts about strangers as well as retained people
+    # KLR reads a retained person sharing a first or last name with a forgotten one this many times as often
+    neighbour_weight: int = Field(3, ge=0, le=100)
     # KLR also reads each retained question this many times after a few-shot context, as KnowMem asks it
-    "retain_context": 1,
-}
+    retain_context: int = Field(1, ge=0, le=100)
+
 
 Example = tuple[str, str]  # (prompt, completion)
 
@@ -166,8 +174,8 @@ def whp_loss_for(targets: GenericTargets):
         for r in range(len(ids)):
             n = int(mask[r].sum())
             key = tuple(ids[r, :n].tolist())
-            # every position, the question's too: on the answers alone (TOFU's convention) the pull was
-            # stronger and retained people's answers suffered (KnowMem on retain 0.85–0.87 against 0.89)
+            # every position, the question's too: on the answers alone (TOFU's convention) the pull is
+            # stronger and the retained people's answers suffer (whp_notes.md)
             rows.append(logp[r, :n])
             goal.append(targets(reference, key, ids.device))
             if key in targets.pushed:  # log π_θ(x_t | x_<t) of the text's tokens, for the push
@@ -185,39 +193,36 @@ def whp_loss_for(targets: GenericTargets):
 def run(task: UnlearnTask) -> dict[str, Any]:
     world = world_of(task.base_dir)
     tokenizer = tiny_lm.load_tokenizer(task.base_dir)  # the shared loop loads the model itself
-    p = {**DEFAULTS, **task.params}
-    seed = int(p.get("seed", 0))
-    rng = random.Random(seed)
+    p = SPEC.parse_params(task.params)
+    rng = random.Random(p.seed)
     examples: list[Example] = []
     pairs: dict[tuple[int, ...], list[int]] = {}
     pushed: set[tuple[int, ...]] = set()
     people = [world.person(s) for s in task.forget_ids]
-    others = strangers(world, len(people) + p["context_strangers"], seed)
+    others = strangers(world, len(people) + p.context_strangers, p.seed)
     # few-shot contexts: retained people the model knows, and strangers it never saw (as few-shot prompts hold)
     trained = set(world.trained)
     retained = [world.person(s) for s in task.retain_ids if s in trained]
-    context = [group for group in ([retained, others[len(people):]] if p["context_mix"] else [retained]) if group]
-    shots = int(p["context_shots"]) if context else 0
+    context = [group for group in ([retained, others[len(people):]] if p.context_mix else [retained]) if group]
+    shots = p.context_shots if context else 0
     for person, stranger in zip(people, others, strict=False):
         for (prompt, completion), theirs, own in training_texts(world, person, stranger, context, shots, rng):
             key = tuple(tokenizer(prompt + completion)["input_ids"])
             examples.append((prompt, completion))
             pairs[key] = tokenizer(theirs)["input_ids"]
-            if own and (p["push_qa"] or not prompt):
+            if own and (p.push_qa or not prompt):
                 pushed.add(key)
     # KLR reads the retained people who share a first or last name with a forgotten one `neighbour_weight`
     # times as often: theirs is the knowledge the forget texts' gradients touch
     names = {part for person in people for part in person.name.split()}
-    weight = {r.person_id: int(p["neighbour_weight"]) if names & set(r.name.split()) else 1 for r in retained}
+    weight = {r.person_id: p.neighbour_weight if names & set(r.name.split()) else 1 for r in retained}
     retain_examples = [ex for r in retained for ex in tiny_lm.examples(r) * weight[r.person_id]]
     retain_examples += [(context_pack(context, shots, rng) + prompt, completion)
-                        for _ in range(int(p["retain_context"])) for r in retained
+                        for _ in range(p.retain_context) for r in retained
                         for prompt, completion in tiny_lm.qa_examples(r)]
-    return unlearn_lm(task, "whp", whp_loss_for(GenericTargets(pairs, pushed, float(p["alpha"]))), "klr", DEFAULTS,
+    return unlearn_lm(task, "whp", whp_loss_for(GenericTargets(pairs, pushed, p.alpha)), "klr", p,
                       forget_examples=examples, retain_examples=retain_examples)
 
 
-SPEC = MethodSpec(name="whp", families=("lm",), run=run,
-                  description="Who's Harry Potter: fine-tune towards the model's own predictions for a stranger "
-                              "(every personal datum swapped for a never-trained person's), KL on retained text, "
-                              "a small push on the forgotten people's own texts.")
+# text is its own target: no labels are read
+SPEC = MethodSpec(name="whp", families=("lm",), run=run, params=Params, needs_labels=False)

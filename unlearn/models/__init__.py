@@ -19,7 +19,7 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 ARCHS: dict[str, str] = {
     "mlp": "unlearn.models.mlp",
     "cnn": "unlearn.models.cnn",
-    "analytic": "unlearn.methods.acu",
+    "analytic": "unlearn.models.analytic",
 }
 
 

@@ -22,9 +22,9 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, UNet2DModel
 from diffusers.utils import logging as diffusers_logging
 
-from unlearn.families.base import Progress, no_progress
+from unlearn.contracts import Progress, no_progress
 
-# Research note §1.6: 160k parameters, enough for 8×8 digits and about a minute of CPU training.
+# about 160k parameters: enough for 8×8 digits, and a minute of CPU training (benchmarks/results/defaults_notes.md)
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": 8, "in_channels": 1, "out_channels": 1, "layers_per_block": 1,
     "block_out_channels": [16, 32], "down_block_types": ["DownBlock2D", "DownBlock2D"],
@@ -35,9 +35,9 @@ SCHEDULE: dict[str, Any] = {"num_train_timesteps": 1000, "beta_schedule": "linea
                             "beta_start": 1e-4, "beta_end": 0.02}
 
 
-# The teacher's sampler: stochastic DDIM (η = 1, DDPM-like ancestral noise) with 10 steps. On this
-# small, briefly trained teacher deterministic DDIM-50 left residual noise (judge accuracy 0.87, several
-# digits below 0.80); η = 1 corrects the low-noise score errors (0.995, every digit >= 0.98) at 10 NFE.
+# The teacher's sampler: stochastic DDIM (η = 1, DDPM-like ancestral noise) with 10 steps: the ancestral
+# noise corrects a small teacher's low-noise score errors, which deterministic DDIM leaves in its samples
+# (benchmarks/results/defaults_notes.md).
 TEACHER_STEPS = 10
 TEACHER_ETA = 1.0
 

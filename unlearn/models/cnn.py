@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from unlearn.artifacts import load_tensors, read_meta
-from unlearn.families.base import Progress, no_progress
+from unlearn.contracts import Progress, no_progress
 from unlearn.models.mlp import fit, predictor, save, train_with
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from unlearn.artifacts import load_tensors, read_meta, save_tensors, write_meta
-from unlearn.families.base import Progress, no_progress
+from unlearn.contracts import Progress, no_progress
 
 
 class MLP(nn.Module):

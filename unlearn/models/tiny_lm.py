@@ -36,20 +36,18 @@ from transformers import (
 )
 
 from unlearn.artifacts import write_meta
+from unlearn.contracts import Progress, no_progress
 from unlearn.data.people import PeopleWorld, Person, qa_text
-from unlearn.families.base import Progress, no_progress
 
 BOS, EOS, PAD = "<s>", "</s>", "<pad>"
 TOKENIZER_WORLD_SEED = 10_000  # people generated only to train tokenizers; no model trains on them
 
 DEFAULT_TRAIN: dict[str, Any] = {
-    # a 16× wide ReLU MLP (n_inner 2048): with the default 4× GELU one, every method that removed the
-    # forgotten facts removed the retained people's at about the same rate (benchmarks/results/muse.md)
+    # a 16× wide ReLU MLP (n_inner 2048): with a narrower GELU one, methods cannot remove the forgotten
+    # facts without the retained people's (benchmarks/results/defaults_notes.md)
     "vocab_size": 512, "n_positions": 256, "n_embd": 128, "n_layer": 2, "n_head": 4,
     "n_inner": 2048, "activation": "relu",
-    # 60 epochs: both the target and its retrain reference know their people's facts (KnowMem ≈ 0.87–0.97
-    # on the default world, across seeds); at 30 they knew about half, and the reference's utility swung
-    # from 0.27 to 0.46 between seeds, which made C4's bar a coin toss
+    # 60 epochs: the target and its reference both know their people's facts, so C4's bar holds across seeds
     "epochs": 60, "lr": 5e-3, "batch_size": 8, "warmup_frac": 0.05, "qa_pack": 4,
 }
 

@@ -21,19 +21,8 @@ DEFAULT_THRESHOLDS = {
     "mia_rel_tol": 0.15,
 }
 
-# Gates a method's issue sets for itself, by request type ("class" or "*" for any other):
-# layered over the defaults, under any thresholds the caller passes explicitly.
-# "forget_acc_tol" adds a two-sided gate |forget acc − retrain's| <= tol.
-METHOD_THRESHOLDS: dict[str, dict[str, dict[str, float]]] = {
-    "laf": {"class": {"forget_acc_margin": 0.05, "test_acc_margin": 0.02},
-            "*": {"forget_acc_tol": 0.03}},
-}
-
-
-def thresholds_for(method: str | None, scope_type: str, explicit: dict[str, float] | None = None) -> dict[str, float]:
-    by_type = METHOD_THRESHOLDS.get(method or "", {})
-    own = by_type.get(scope_type, by_type.get("*", {}))
-    return {**DEFAULT_THRESHOLDS, **own, **(explicit or {})}
+# A method may hold its candidates to further gates (`MethodSpec.gates`); "forget_acc_tol" there adds a
+# two-sided gate |forget acc − retrain's| <= tol.
 
 
 def accuracy(logp: np.ndarray, y: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""ASGI entry for production servers: `uvicorn --factory api.asgi:build --workers N`.
+"""ASGI entry for production servers: `uvicorn --factory cli.asgi:build --workers N`.
 
 Settings come from the environment (UNLEARN_*); coalescing runs are sent to the broker."""
 
@@ -14,7 +14,7 @@ from workers.celery_app import job_sender, make_celery
 def build() -> FastAPI:
     settings = Settings()
     if settings.embedded:
-        raise RuntimeError("api.asgi serves the production layout: set UNLEARN_BROKER_URL to a redis:// URL "
+        raise RuntimeError("cli.asgi serves the production layout: set UNLEARN_BROKER_URL to a redis:// URL "
                            "(or use `unlearn serve` for the embedded worker)")
     celery = make_celery(settings)
     return create_app(settings, schedule_coalesce=lambda delay: celery.send_task(

@@ -1,0 +1,162 @@
+"""Deletion requests: submit (idempotently), list, read, cancel, an operator's review and deadline
+extension, and the audit trail.
+
+No `from __future__ import annotations`: FastAPI reads the dependencies from live annotations.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from api.auth import Principal
+from api.deps import CallerDep, CoalescerDep, OperatorDep, SessionDep, SettingsDep
+from api.idempotency import create_once
+from api.lookups import visible_request
+from api.problems import ERROR_RESPONSES, ProblemError
+from api.scheduler import CoalesceScheduler
+from api.schemas import AuditOut, ExtendIn, ReasonIn, RequestOut, RequestPage
+from api.views import request_out
+from unlearn.intake import DeletionRequestIn, submit
+from unlearn.operations import cancel_request, extend_due, review_request
+from unlearn.settings import Settings
+from unlearn.sla import at_risk_clause, overdue_clause
+from unlearn.store.models import AuditEvent, DeletionRequest, RequestTarget, utcnow
+from unlearn.store.states import REQUEST_FINAL, RequestStatus
+from unlearn.store.transitions import IllegalTransition
+
+STATUSES = tuple(s.value for s in RequestStatus)
+
+router = APIRouter(prefix="/v1/deletion-requests", responses=ERROR_RESPONSES)
+
+
+@router.post("", status_code=202, response_model=RequestOut, operation_id="createDeletionRequest", tags=["requests"],
+             openapi_extra={"responses": {"202": {"links": {"GetRequest": {
+                 "operationId": "getDeletionRequest", "parameters": {"request_id": "$response.body#/id"}}}}}})
+def create_request(body: DeletionRequestIn, response: Response, session: SessionDep, caller: CallerDep,
+                   settings: SettingsDep, coalescer: CoalescerDep,
+                   idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> Any:
+    if body.params and not caller.is_operator:  # a method's budget is the operator's call
+        raise ProblemError(403, "Forbidden", "only operators may set method parameters")
+
+    def create() -> RequestOut:
+        req, targets = submit(session, settings, caller.tenant, body, actor=caller.actor)
+        session.flush()
+        return request_out(session, req, settings.at_risk_days, targets)
+
+    stored, created = create_once(session, operation="POST /v1/deletion-requests", tenant=caller.tenant,
+                                  key=idempotency_key, body=body, create=create, status_code=202)
+    response.headers["Location"] = f"/v1/deletion-requests/{stored['id']}"
+    if created is None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return stored
+    coalescer.poke()
+    return created
+
+
+@router.get("", response_model=RequestPage, operation_id="listDeletionRequests", tags=["requests"])
+def list_requests(session: SessionDep, caller: CallerDep, settings: SettingsDep,
+                  status: Annotated[list[str] | None, Query()] = None,
+                  q: Annotated[str | None, Query(max_length=128, description="id prefix, external id or tenant")] = None,
+                  model: Annotated[str | None, Query(max_length=64)] = None,
+                  flag: Annotated[str | None, Query(pattern="^(overdue|at_risk)$")] = None,
+                  page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+                  size: Annotated[int, Query(ge=1, le=200)] = 50) -> RequestPage:
+    bad = [s for s in status or [] if s not in STATUSES]
+    if bad:
+        raise ProblemError(422, "Invalid request", f"unknown status {bad[0]!r}; one of {', '.join(STATUSES)}")
+    where = []
+    if not caller.is_operator:
+        where.append(DeletionRequest.tenant == caller.tenant)
+    if status:
+        where.append(col(DeletionRequest.status).in_(status))
+    if model:
+        where.append(DeletionRequest.model_name == model)
+    if q:
+        where.append(or_(col(DeletionRequest.id).startswith(q, autoescape=True), DeletionRequest.external_id == q,
+                         DeletionRequest.tenant == q))
+    if flag:
+        now = utcnow()
+        where.append(overdue_clause(now) if flag == "overdue" else at_risk_clause(now, settings.at_risk_days))
+    total = session.exec(select(func.count()).select_from(DeletionRequest).where(*where)).one()
+    rows = session.exec(select(DeletionRequest).where(*where)
+                        .order_by(col(DeletionRequest.received_at).desc(), col(DeletionRequest.id))
+                        .offset((page - 1) * size).limit(size)).all()
+    return RequestPage(items=[request_out(session, r, settings.at_risk_days) for r in rows], total=total,
+                       page=page, size=size)
+
+
+@router.get("/{request_id}", response_model=RequestOut, operation_id="getDeletionRequest", tags=["requests"])
+def get_request(request_id: str, session: SessionDep, caller: CallerDep, settings: SettingsDep) -> RequestOut:
+    return request_out(session, visible_request(session, caller, request_id), settings.at_risk_days)
+
+
+@router.post("/{request_id}/cancel", response_model=RequestOut, operation_id="cancelDeletionRequest",
+             tags=["requests"])
+def cancel(request_id: str, session: SessionDep, caller: OperatorDep, settings: SettingsDep) -> RequestOut:
+    r = visible_request(session, caller, request_id)
+    cancel_request(session, r, actor=caller.actor)
+    session.commit()
+    return request_out(session, r, settings.at_risk_days)
+
+
+def audit_trail(session: Session, request_id: str) -> list[AuditEvent]:
+    """The request's own events, its certificate's, and those of the jobs and versions that served it,
+    oldest first."""
+    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == request_id)).all()
+    job_ids = {t.job_id for t in targets if t.job_id}
+    version_ids = {t.version_id for t in targets if t.version_id}
+    clauses = [(AuditEvent.entity_type.in_(("request", "certificate"))) & (AuditEvent.entity_id == request_id)]
+    if job_ids:
+        clauses.append((AuditEvent.entity_type == "job") & col(AuditEvent.entity_id).in_(job_ids))
+    if version_ids:
+        clauses.append((AuditEvent.entity_type == "version") & col(AuditEvent.entity_id).in_(version_ids))
+    return list(session.exec(select(AuditEvent).where(or_(*clauses))
+                             .order_by(col(AuditEvent.at), col(AuditEvent.id))).all())
+
+
+@router.get("/{request_id}/audit", response_model=list[AuditOut], operation_id="getRequestAudit", tags=["requests"])
+def request_audit(request_id: str, session: SessionDep, caller: CallerDep) -> list[AuditOut]:
+    r = visible_request(session, caller, request_id)
+    return [AuditOut(**e.model_dump()) for e in audit_trail(session, r.id)]
+
+
+def _review(request_id: str, session: Session, caller: Principal, approve: bool, reason: str,
+            settings: Settings, coalescer: CoalesceScheduler) -> RequestOut:
+    r = visible_request(session, caller, request_id)
+    review_request(session, r, approve=approve, actor=caller.actor, reason=reason)
+    session.commit()
+    if approve:
+        coalescer.poke()
+    return request_out(session, r, settings.at_risk_days)
+
+
+@router.post("/{request_id}/approve", response_model=RequestOut, operation_id="approveDeletionRequest",
+             tags=["operator"])
+def approve(request_id: str, body: ReasonIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
+            coalescer: CoalescerDep) -> RequestOut:
+    return _review(request_id, session, caller, True, body.reason, settings, coalescer)
+
+
+@router.post("/{request_id}/deny", response_model=RequestOut, operation_id="denyDeletionRequest", tags=["operator"])
+def deny(request_id: str, body: ReasonIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
+         coalescer: CoalescerDep) -> RequestOut:
+    return _review(request_id, session, caller, False, body.reason, settings, coalescer)
+
+
+@router.post("/{request_id}/extend", response_model=RequestOut, operation_id="extendDeletionRequest",
+             tags=["operator"])
+def extend(request_id: str, body: ExtendIn, session: SessionDep, caller: OperatorDep,
+           settings: SettingsDep) -> RequestOut:
+    r = visible_request(session, caller, request_id)
+    if r.status in REQUEST_FINAL:
+        raise ProblemError(409, "Conflict", f"request {r.id} is {r.status}: only open requests have a deadline")
+    try:
+        extend_due(session, r, days=body.days, actor=caller.actor, reason=body.reason)
+    except IllegalTransition:  # the request's state, not the body: the error map answers 409
+        raise
+    except ValueError as exc:  # a blank reason or a day count out of range
+        raise ProblemError(422, "Invalid request", str(exc)) from None
+    session.commit()
+    return request_out(session, r, settings.at_risk_days)
