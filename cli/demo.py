@@ -28,10 +28,11 @@ from unlearn.data.poison import flagged_subset
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
 from unlearn.store.models import Model, ModelVersion, UnlearningJob
+from unlearn.store.states import REQUEST_FINAL
 from unlearn.verification import seed_reference
 from workers.embedded import coalesce_sender, embedded_worker
 
-FINAL = {"completed", "rejected", "failed", "canceled"}
+FINAL = REQUEST_FINAL
 
 
 @dataclass

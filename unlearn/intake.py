@@ -18,6 +18,7 @@ from unlearn.methods import ParamsError, get_method, method_names
 from unlearn.registry import champion
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, Model, RequestTarget, TrainingRecord, utcnow
+from unlearn.store.states import RequestStatus
 from unlearn.store.transitions import audit
 
 
@@ -158,7 +159,7 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
         due_at=received + timedelta(days=body.due_days or settings.due_days))
     review = settings.review_required_for
     if body.scope.type in review or body.kind in review:
-        request.status = "pending_review"
+        request.status = RequestStatus.PENDING_REVIEW
     session.add(request)
     session.flush()
     rows = [RequestTarget(request_id=request.id, model_name=m, forget_ids=sorted(ids))

@@ -28,6 +28,7 @@ from unlearn.store.models import (
     TrainingRecord,
     utcnow,
 )
+from unlearn.store.states import RequestStatus, VersionStatus
 from unlearn.store.transitions import audit
 
 MANIFEST = "manifest.json"
@@ -110,7 +111,7 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
                                     subject_hash=hash_subject(r.subject, salt) if r.subject else None)
                      for r in fam.samples(dest)])
     version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=str(dest),
-                           weights_sha256=sha, status="promoted", verdict=None, params_hash="",
+                           weights_sha256=sha, status=VersionStatus.PROMOTED, verdict=None, params_hash="",
                            forget_hash=sha256_ids([]))
     session.add(version)
     session.flush()
@@ -149,7 +150,7 @@ def register_version(session: Session, *, parent: ModelVersion, method: str, par
         method=method, params=params, params_hash=p_hash, forget_hash=forget_hash,
         excluded_ids=sorted(set(parent.excluded_ids) | set(forget_ids)), request_ids=request_ids,
         artifact_path=str(folder), weights_sha256=sha, verdict=verdict["verdict"], metrics=verdict,
-        method_info=method_info, status="candidate", job_id=job_id)
+        method_info=method_info, status=VersionStatus.CANDIDATE, job_id=job_id)
     try:
         with session.begin_nested():
             session.add(version)
@@ -157,7 +158,7 @@ def register_version(session: Session, *, parent: ModelVersion, method: str, par
         return session.exec(select(ModelVersion).where(
             ModelVersion.parent_id == parent.id, ModelVersion.forget_hash == forget_hash,
             ModelVersion.method == method, ModelVersion.params_hash == p_hash)).one()
-    audit(session, actor="worker", entity_type="version", entity_id=version.id, to_state="candidate",
+    audit(session, actor="worker", entity_type="version", entity_id=version.id, to_state=VersionStatus.CANDIDATE,
           data={"model": parent.model_name, "version": next_version, "verdict": verdict["verdict"]})
     return version
 
@@ -166,7 +167,7 @@ def completed_forget_ids(session: Session, model_name: str) -> set[str]:
     """Every sample a completed deletion request removed from this model."""
     rows = session.exec(select(RequestTarget.forget_ids).join(
         DeletionRequest, DeletionRequest.id == RequestTarget.request_id).where(
-        RequestTarget.model_name == model_name, DeletionRequest.status == "completed")).all()
+        RequestTarget.model_name == model_name, DeletionRequest.status == RequestStatus.COMPLETED)).all()
     return {s for ids in rows for s in ids}
 
 
@@ -182,8 +183,8 @@ def taint_stale_versions(session: Session, model_name: str, *, actor: str) -> li
                                                      ModelVersion.tainted == False)).all():  # noqa: E712
         if not gone <= set(v.excluded_ids):
             v.tainted = True
-            if v.status in ("promoted", "candidate"):
-                v.status = "retired"
+            if v.status in (VersionStatus.PROMOTED, VersionStatus.CANDIDATE):
+                v.status = VersionStatus.RETIRED
             session.add(v)
             audit(session, actor=actor, entity_type="version", entity_id=v.id, to_state="tainted",
                   reason="holds samples of a completed deletion request")
@@ -211,13 +212,13 @@ def rollback(session: Session, model_name: str, version_id: str, *, actor: str, 
     target = session.get(ModelVersion, version_id)
     if target is None or target.model_name != model_name:
         raise UnknownVersion(f"model {model_name!r} has no version {version_id!r}")
-    if target.status == "rejected":
+    if target.status == VersionStatus.REJECTED:
         raise RegistryError(f"version {version_id} was rejected by the verifier")
     current = champion(session, model_name)
     move_alias(session, model_name, target, expected=current.id, actor=actor, reason=f"rollback: {reason}")
-    if current.id != target.id and current.status == "promoted":
-        current.status = "retired"
+    if current.id != target.id and current.status == VersionStatus.PROMOTED:
+        current.status = VersionStatus.RETIRED
         session.add(current)
-    target.status = "promoted"
+    target.status = VersionStatus.PROMOTED
     session.add(target)
     return target

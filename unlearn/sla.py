@@ -15,9 +15,10 @@ from sqlalchemy import and_
 from sqlmodel import col
 
 from unlearn.store.models import DeletionRequest
+from unlearn.store.states import REQUEST_CANCELABLE, REQUEST_OPEN
 
-OPEN = ("pending_review", "received", "queued", "running", "verifying")
-NOT_STARTED = ("pending_review", "received", "queued")
+OPEN = tuple(sorted(REQUEST_OPEN))
+NOT_STARTED = tuple(sorted(REQUEST_CANCELABLE))  # nothing has run yet
 
 
 def overdue_clause(now: datetime) -> Any:
