@@ -29,6 +29,7 @@ from unlearn.families.classifier import dataset_of  # noqa: E402
 from unlearn.methods import UnlearnTask, get_method  # noqa: E402
 from unlearn.methods.laf import DEFAULTS, SETTINGS  # noqa: E402
 from unlearn.models import cnn  # noqa: E402
+from unlearn.verification import gates_for  # noqa: E402
 from unlearn.verify.classifier import loss_mia_auc  # noqa: E402
 from unlearn.zoo import digits_cnn_meta, ensure  # noqa: E402
 
@@ -81,7 +82,8 @@ def run_setting(setting: str, seed: int, base: Path, work: Path) -> dict:
            "retrain": {**scores(work / "ref", data, f_rows, r_rows, y_true, label), "seconds": round(t_ref, 2)},
            "laf": {**scores(work / "laf", data, f_rows, r_rows, y_true, label), "seconds": facts["seconds"]}}
     if setting != "noisy":
-        verdict = fam.verify(work / "laf", work / "ref", forget, keep, scope)
+        verdict = fam.verify(work / "laf", work / "ref", forget, keep, scope,
+                             thresholds=gates_for("classifier", "laf", scope))  # as the service gates LAF
         row["verdict"] = {"passed": verdict.passed, "reasons": verdict.reasons}
     return row
 

@@ -75,6 +75,6 @@ def coalesce(session: Session, settings: Settings, *, force: bool = False) -> li
                 continue
             audit(session, actor="coalescer", entity_type="job", entity_id=job.id, to_state="queued",
                   data={"model": model_name, "method": method, "targets": won})
-            sync_requests(session, {r.id for _, r in chunk}, actor="coalescer")  # → queued
+            sync_requests(session, {r.id for _, r in chunk}, actor="coalescer", data={"job": job.id})  # → queued
             job_ids.append(job.id)
     return job_ids

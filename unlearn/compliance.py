@@ -19,7 +19,7 @@ from unlearn.registry import artifact_dir, champion, completed_forget_ids
 from unlearn.settings import Settings
 from unlearn.store.models import ComplianceCheck, DeletionRequest, Model, RequestTarget, TrainingRecord
 from unlearn.store.states import RequestStatus, TargetStatus
-from unlearn.store.transitions import audit, sync_requests
+from unlearn.store.transitions import audit, move_targets, sync_requests
 from unlearn.verification import verify_candidate
 
 REOPEN_METHOD = "retrain"  # a regression is fixed by the exact method, whatever served the request first
@@ -68,9 +68,9 @@ def _regress(session: Session, model_name: str, version, report: dict) -> list[s
     rows = session.exec(select(RequestTarget, DeletionRequest).join(
         DeletionRequest, DeletionRequest.id == RequestTarget.request_id).where(
         RequestTarget.model_name == model_name, DeletionRequest.status == RequestStatus.COMPLETED)).all()
-    for target, request in rows:
-        target.status, target.job_id, target.version_id = TargetStatus.PENDING, None, None
-        session.add(target)
+    move_targets(session, [t for t, _ in rows], TargetStatus.PENDING, frm=[TargetStatus.DONE, TargetStatus.CANCELED],
+                 job_id=None, version_id=None)
+    for _, request in rows:
         if request.id not in reopened:
             request.params = {**request.params, "reopened": True}
             request.method = REOPEN_METHOD

@@ -35,7 +35,7 @@ from unlearn.store.models import (
     utcnow,
 )
 from unlearn.store.states import JOB_ACTIVE, JOB_FINAL, JobStage, RequestStatus, TargetStatus, VersionStatus
-from unlearn.store.transitions import sync_requests, transition
+from unlearn.store.transitions import move_targets, move_version, sync_requests, transition
 from unlearn.verification import seed_reference, verify_candidate
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,9 @@ def _targets(session: Session, job_id: str) -> list[RequestTarget]:
 
 def _settle(session: Session, targets: list[RequestTarget], status: TargetStatus, *, actor: str,
             version_id: str | None = None, reason: str | None = None) -> list[str]:
-    """Close these targets and bring their requests up to date; returns the requests now completed."""
-    for t in targets:
-        t.status = status
-        if version_id is not None:
-            t.version_id = version_id
-        session.add(t)
+    """Close these pending targets and bring their requests up to date; returns the requests now completed."""
+    extra = {"version_id": version_id} if version_id is not None else {}
+    move_targets(session, targets, status, frm=[TargetStatus.PENDING], **extra)
     return sync_requests(session, {t.request_id for t in targets}, actor=actor, reason=reason)
 
 
@@ -182,6 +179,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
         transition(s, job, JobStage.VERIFYING, actor=h.worker)
         h.write(s, progress=0.6, message="retrain reference")
         sync_requests(s, {t.request_id for t in _targets(s, h.job_id)}, actor=h.worker)  # → verifying
+    h.progress(0.0, "verifying", stage_span=(0.6, 1.0))
     with session_scope(url) as s:
         checked = verify_candidate(
             s, settings, plan.model, candidate_dir=out, base_dir=base_dir, method=plan.method,
@@ -207,18 +205,16 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
                 _requeue(s, job, actor=h.worker, reason="champion moved during the job")
                 h.write(s, lease_until=None)
                 return Outcome("retry", "champion moved", retry_in=1.0)
-            version.status = VersionStatus.PROMOTED
+            move_version(s, version, VersionStatus.PROMOTED, frm=[VersionStatus.CANDIDATE])
             if base.status == VersionStatus.PROMOTED:
-                base.status = VersionStatus.RETIRED
-            s.add_all([version, base])
+                move_version(s, base, VersionStatus.RETIRED, frm=[VersionStatus.PROMOTED])
             completed = _settle(s, targets, TargetStatus.DONE, actor=h.worker, version_id=version.id)
             taint_stale_versions(s, job.model_name, actor=h.worker)  # the completed requests define the taint
             s.flush()
             issue_certificates(s, settings, completed)
             outcome = Outcome("done", "promoted", version_id=version.id)
         else:
-            version.status = VersionStatus.REJECTED
-            s.add(version)
+            move_version(s, version, VersionStatus.REJECTED, frm=[VersionStatus.CANDIDATE])
             reason = "verifier: " + "; ".join(checked.verdict.reasons)
             _settle(s, targets, TargetStatus.REJECTED, actor=h.worker, version_id=version.id, reason=reason)
             outcome = Outcome("rejected", reason, version_id=version.id)

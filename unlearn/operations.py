@@ -11,15 +11,13 @@ from unlearn.lease import expired_jobs
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
 from unlearn.store.states import REQUEST_CANCELABLE, JobStage, RequestStatus, TargetStatus
-from unlearn.store.transitions import IllegalTransition, audit, sync_requests, transition
+from unlearn.store.transitions import IllegalTransition, audit, move_targets, sync_requests, transition
 
 
 def _close_targets(session: Session, request_id: str, status: TargetStatus, **values: object) -> None:
-    for t in session.exec(select(RequestTarget).where(RequestTarget.request_id == request_id)).all():
-        t.status = status
-        for k, v in values.items():
-            setattr(t, k, v)
-        session.add(t)
+    """Close the request's targets still pending (a served one keeps its job and version)."""
+    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == request_id)).all()
+    move_targets(session, targets, status, frm=[TargetStatus.PENDING], **values)
 
 
 def cancel_request(session: Session, request: DeletionRequest, *, actor: str, reason: str = "canceled") -> None:
@@ -70,11 +68,8 @@ def retry_job(session: Session, job: UnlearningJob, *, actor: str) -> None:
     transition(session, job, JobStage.QUEUED, actor=actor, reason="operator retry")
     job.attempts, job.error, job.lease_until, job.enqueued_at = 0, None, None, utcnow()
     session.add(job)
-    failed = session.exec(select(RequestTarget).where(RequestTarget.job_id == job.id,
-                                                      RequestTarget.status == TargetStatus.FAILED)).all()
-    for t in failed:
-        t.status = TargetStatus.PENDING
-        session.add(t)
+    failed = move_targets(session, session.exec(select(RequestTarget).where(RequestTarget.job_id == job.id)).all(),
+                          TargetStatus.PENDING, frm=[TargetStatus.FAILED])
     retried = {t.request_id for t in failed
                if session.get(DeletionRequest, t.request_id).status == RequestStatus.FAILED}
     sync_requests(session, retried, actor=actor, reason="operator retry", reopen=True)

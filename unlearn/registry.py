@@ -29,7 +29,7 @@ from unlearn.store.models import (
     utcnow,
 )
 from unlearn.store.states import RequestStatus, VersionStatus
-from unlearn.store.transitions import audit
+from unlearn.store.transitions import audit, move_version
 
 MANIFEST = "manifest.json"
 CHAMPION = "champion"
@@ -183,9 +183,9 @@ def taint_stale_versions(session: Session, model_name: str, *, actor: str) -> li
                                                      ModelVersion.tainted == False)).all():  # noqa: E712
         if not gone <= set(v.excluded_ids):
             v.tainted = True
-            if v.status in (VersionStatus.PROMOTED, VersionStatus.CANDIDATE):
-                v.status = VersionStatus.RETIRED
             session.add(v)
+            if v.status in (VersionStatus.PROMOTED, VersionStatus.CANDIDATE):
+                move_version(session, v, VersionStatus.RETIRED, frm=[VersionStatus.PROMOTED, VersionStatus.CANDIDATE])
             audit(session, actor=actor, entity_type="version", entity_id=v.id, to_state="tainted",
                   reason="holds samples of a completed deletion request")
             newly.append(v.id)
@@ -217,8 +217,6 @@ def rollback(session: Session, model_name: str, version_id: str, *, actor: str, 
     current = champion(session, model_name)
     move_alias(session, model_name, target, expected=current.id, actor=actor, reason=f"rollback: {reason}")
     if current.id != target.id and current.status == VersionStatus.PROMOTED:
-        current.status = VersionStatus.RETIRED
-        session.add(current)
-    target.status = VersionStatus.PROMOTED
-    session.add(target)
+        move_version(session, current, VersionStatus.RETIRED, frm=[VersionStatus.PROMOTED])
+    move_version(session, target, VersionStatus.PROMOTED, frm=[VersionStatus.RETIRED, VersionStatus.CANDIDATE])
     return target

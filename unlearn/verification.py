@@ -133,6 +133,10 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     report_dir.mkdir(parents=True, exist_ok=True)
     verdict = fam.verify(candidate_dir, ref, forget_ids, keep_ids, scope, device=settings.device, thresholds=gates,
                          report_dir=report_dir)
+    undeclared = sorted({c.name for c in verdict.criteria} - set(fam.criteria))
+    if undeclared:  # a gate the family never declared would pass unseen by its documentation and its plots
+        raise ValueError(f"the {model.family} family's verifier reported criteria it does not declare in "
+                         f"`criteria`: {', '.join(undeclared)}")
     evidence = Evidence(family=model.family, candidate_dir=candidate_dir, reference_dir=ref, forget_ids=forget_ids,
                         retain_ids=keep_ids, scope=scope, thresholds=gates, device=settings.device)
     verdict.criteria.extend(spec.check(evidence) for spec in extra)

@@ -20,7 +20,14 @@ from sqlalchemy import inspect, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
-from unlearn.store.models import AuditEvent, DeletionRequest, RequestTarget, UnlearningJob, utcnow
+from unlearn.store.models import (
+    AuditEvent,
+    DeletionRequest,
+    ModelVersion,
+    RequestTarget,
+    UnlearningJob,
+    utcnow,
+)
 from unlearn.store.states import (
     JOB_FINAL,
     REQUEST_FINAL,
@@ -35,15 +42,18 @@ R, J = RequestStatus, JobStage
 # canceled. queued is reachable again from running/verifying (a crashed attempt is retried), from
 # completed (a continuous-compliance regression reopens the request) and from rejected/failed (an
 # operator retry). pending_review: held for an operator; approve → received, deny → rejected.
+# A request with targets on several models follows the furthest of their jobs, so among queued, running
+# and verifying it may move either way (one model's job finishes while another's starts).
 REQUEST_TRANSITIONS: dict[str, set[str]] = {
     R.PENDING_REVIEW: {R.RECEIVED, R.REJECTED, R.CANCELED},
     R.RECEIVED: {R.QUEUED, R.CANCELED, R.FAILED, R.COMPLETED},
-    R.QUEUED: {R.RUNNING, R.CANCELED, R.FAILED, R.COMPLETED, R.REJECTED},
+    R.QUEUED: {R.RUNNING, R.VERIFYING, R.CANCELED, R.FAILED, R.COMPLETED, R.REJECTED},
     R.RUNNING: {R.VERIFYING, R.QUEUED, R.FAILED, R.COMPLETED, R.REJECTED},
-    R.VERIFYING: {R.COMPLETED, R.REJECTED, R.QUEUED, R.FAILED},
+    R.VERIFYING: {R.COMPLETED, R.REJECTED, R.QUEUED, R.RUNNING, R.FAILED},
     R.COMPLETED: {R.QUEUED},
-    R.REJECTED: {R.QUEUED},
-    R.FAILED: {R.QUEUED},
+    # An operator retry of a failed job, or of a rejected one, while the request's other jobs go on.
+    R.REJECTED: {R.QUEUED, R.RUNNING, R.VERIFYING},
+    R.FAILED: {R.QUEUED, R.RUNNING, R.VERIFYING},
     R.CANCELED: set(),
 }
 
@@ -98,6 +108,8 @@ def transition(session: Session, entity: DeletionRequest | UnlearningJob, to: st
     elif to in JOB_FINAL:
         values["finished_at"] = now
     state = inspect(entity, raiseerr=False)
+    if state is not None and state.detached:
+        raise ValueError(f"{kind} {entity.id} is detached: load it in this session before moving it")
     if state is not None and state.persistent:
         cls = type(entity)
         moved = session.execute(update(cls).where(cls.id == entity.id, getattr(cls, attr) == current)
@@ -112,6 +124,47 @@ def transition(session: Session, entity: DeletionRequest | UnlearningJob, to: st
         session.add(entity)
     audit(session, actor=actor, entity_type=kind, entity_id=entity.id, from_state=current, to_state=to,
           reason=reason, data=data)
+
+
+def move_targets(session: Session, targets: Iterable[RequestTarget], to: str, *, frm: Iterable[str],
+                 **values: Any) -> list[RequestTarget]:
+    """Move targets now in one of the statuses `frm` to `to` (setting `values` too), one conditional
+    update for all; returns the targets that moved (a target another transaction moved first stays
+    as that one left it, and is not returned)."""
+    targets = [t for t in targets if t.status in set(frm)]
+    if not targets:
+        return []
+    session.flush()
+    ids = [t.id for t in targets]
+    moved = set(session.execute(update(RequestTarget).where(col(RequestTarget.id).in_(ids),
+                                                            col(RequestTarget.status).in_(list(frm)))
+                                .values(status=str(to), **values).returning(RequestTarget.id)
+                                .execution_options(synchronize_session=False)).scalars())
+    out = []
+    for t in targets:
+        if t.id in moved:
+            for k, v in {"status": str(to), **values}.items():
+                set_committed_value(t, k, v)
+            out.append(t)
+        else:
+            session.refresh(t)
+    return out
+
+
+def move_version(session: Session, version: ModelVersion, to: str, *, frm: Iterable[str]) -> None:
+    """Move a model version's status to `to` if it is in one of `frm`, as one conditional update.
+    Raises `Conflict` when another transaction moved it first. (Which version serves is the champion
+    alias's compare-and-swap, `registry.move_alias`; this keeps the status beside it honest.)"""
+    frm = [str(f) for f in frm]
+    if version.status == to:
+        return
+    session.flush()
+    moved = session.execute(update(ModelVersion).where(ModelVersion.id == version.id,
+                                                       col(ModelVersion.status).in_(frm))
+                            .values(status=str(to)).execution_options(synchronize_session=False)).rowcount
+    if moved != 1:
+        raise Conflict(f"version {version.id} changed meanwhile: it is no longer {' or '.join(frm)}")
+    set_committed_value(version, "status", str(to))
 
 
 # ---------------------------------------------------------------- requests, derived
@@ -135,7 +188,7 @@ def derived_status(current: str, targets: Iterable[tuple[str, str | None]]) -> s
     stages = {stage for t, stage in targets if t == TargetStatus.PENDING}
     if stages & {J.VERIFYING, J.PROMOTING}:
         return R.VERIFYING
-    if J.UNLEARNING in stages:
+    if J.UNLEARNING in stages or TargetStatus.DONE in statuses:  # part of it is served: under way
         return R.RUNNING
     if stages == {None}:
         return R.RECEIVED if current == R.RECEIVED else R.QUEUED
@@ -143,27 +196,40 @@ def derived_status(current: str, targets: Iterable[tuple[str, str | None]]) -> s
 
 
 def sync_requests(session: Session, request_ids: Iterable[str], *, actor: str, reason: str | None = None,
-                  reopen: bool = False) -> list[str]:
+                  reopen: bool = False, data: dict[str, Any] | None = None) -> list[str]:
     """Move each request to its derived status; returns those that became completed.
 
-    A final request stays final unless `reopen` (its targets were made pending again on purpose)."""
+    A final request stays final unless `reopen` (its targets were made pending again on purpose).
+    Each request is read afresh; when another transaction moves it meanwhile (two workers on two of
+    its models), its status is derived again from what that one committed: a derived move is a
+    function of the targets, so redoing it is always right."""
     completed = []
     session.flush()
     for rid in sorted(set(request_ids)):
-        request = session.get(DeletionRequest, rid)
-        if request is None or (request.status in REQUEST_FINAL and not reopen):
-            continue
-        rows = session.exec(select(RequestTarget.status, UnlearningJob.stage)
-                            .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
-                            .where(RequestTarget.request_id == rid)).all()
-        to = derived_status(request.status, rows)
-        if to == request.status:
-            continue
-        transition(session, request, to, actor=actor, reason=reason)
-        if to == R.COMPLETED:
-            completed.append(rid)
+        for attempt in range(_SYNC_ATTEMPTS):
+            request = session.get(DeletionRequest, rid, populate_existing=True)
+            if request is None or (request.status in REQUEST_FINAL and not reopen):
+                break
+            rows = session.exec(select(RequestTarget.status, UnlearningJob.stage)
+                                .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
+                                .where(RequestTarget.request_id == rid)).all()
+            to = derived_status(request.status, rows)
+            if to == request.status:
+                break
+            try:
+                transition(session, request, to, actor=actor, reason=reason, data=data)
+            except Conflict:
+                if attempt + 1 == _SYNC_ATTEMPTS:
+                    raise
+                continue
+            if to == R.COMPLETED:
+                completed.append(rid)
+            break
     return completed
 
 
+_SYNC_ATTEMPTS = 3
+
+
 __all__ = ["JOB_TRANSITIONS", "REQUEST_TRANSITIONS", "Conflict", "IllegalTransition", "audit", "derived_status",
-           "sync_requests", "transition"]
+           "move_targets", "move_version", "sync_requests", "transition"]
