@@ -141,6 +141,7 @@ def test_a_request_runs_through_a_family_method_and_criterion_registered_outside
     criteria = version.metrics["criteria"]
     assert set(criteria) == {"forget_recall", "retain_recall", "memory_size_gap"}  # the family's two + the registered one
     assert version.metrics["gates"]["memory_size_tol"] == 0.0  # the criterion's default joined the gates
+    assert "undeclared_criteria" not in version.metrics
     with session_scope(toy_service.resolved_database_url) as s:
         assert s.get(Certificate, request.id) is not None
 
@@ -165,3 +166,10 @@ def test_the_toy_methods_parameters_are_checked_at_intake(toy_service):
     with session_scope(toy_service.resolved_database_url) as s, pytest.raises(IntakeError, match="params.lr"):
         submit(s, toy_service, "t", DeletionRequestIn(model="toy", params={"lr": 0.1},
                                                        scope={"type": "samples", "sample_ids": ["toy-001"]}))
+
+
+def test_a_criterion_the_family_does_not_declare_is_flagged_in_the_report(toy_service, monkeypatch):
+    monkeypatch.setattr(ToyFamily, "criteria", ("forget_recall",))
+    request, version = _serve(toy_service, {"model": "toy", "scope": {"type": "samples", "sample_ids": ["toy-005"]}})
+    assert request.status == "completed"  # still gated and served; the declaration is what is missing
+    assert version.metrics["undeclared_criteria"] == ["retain_recall"]

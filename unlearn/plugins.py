@@ -7,8 +7,11 @@ the service finds it without a change to this project. Imports nothing of the pr
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
+from typing import Any
 
 GROUPS = ("unlearn.methods", "unlearn.families", "unlearn.criteria", "unlearn.archs", "unlearn.datasets")
 
@@ -25,4 +28,31 @@ def merged(own: dict[str, str], group: str) -> dict[str, str]:
     return {**entry_point_targets(group), **own}
 
 
-__all__ = ["GROUPS", "entry_point_targets", "merged"]
+@dataclass(frozen=True)
+class Registry:
+    """Things of one kind by name: this package's table `own` ("module:attribute" each, imported on
+    first use so that one family's run never imports another's code), then installed entry points."""
+
+    kind: str  # for messages: "method", "model family", "criterion"
+    group: str  # the entry-point group
+    own: dict[str, str]
+
+    def register(self, name: str, target: str) -> None:
+        """Add `name` from outside the package; raises ValueError for a target not "module:attribute"."""
+        if ":" not in target:
+            raise ValueError(f"{self.kind} target {target!r} must look like 'module:attribute'")
+        self.own[name] = target
+
+    def names(self) -> list[str]:
+        return sorted(merged(self.own, self.group))
+
+    def load(self, name: str) -> Any:
+        """The object registered as `name`; raises KeyError naming the known ones for an unknown name."""
+        known = merged(self.own, self.group)
+        if name not in known:
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+        module, attr = known[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+__all__ = ["GROUPS", "Registry", "entry_point_targets", "merged"]

@@ -2,15 +2,15 @@
 
 A data set is named by a small JSON-able spec stored in each artifact's `unlearn.json`,
 so any version can rebuild exactly the data it was trained on. A new data set is one
-module plus one line in `_DATASETS`.
+module plus one line in `_DATASETS` (or an entry point of the group "unlearn.datasets").
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from unlearn.data.tabular import TabularDataset
+from unlearn.plugins import Registry
 
 _DATASETS: dict[str, str] = {
     "digits": "unlearn.data.digits:load",
@@ -20,13 +20,14 @@ _DATASETS: dict[str, str] = {
 }
 
 
+_READERS = Registry("data set", "unlearn.datasets", _DATASETS)
+
+
 def get_dataset(spec: dict[str, Any]) -> TabularDataset:
-    name = spec.get("name")
-    if name not in _DATASETS:
-        raise KeyError(f"unknown data set {name!r}; known: {', '.join(sorted(_DATASETS))}")
-    module, fn = _DATASETS[name].split(":")
-    kwargs = {k: v for k, v in spec.items() if k != "name"}
-    return getattr(importlib.import_module(module), fn)(**kwargs)
+    """The data set `spec` names ({"name": …, its reader's keyword arguments}): this package's readers,
+    then installed entry points of the group "unlearn.datasets". Raises KeyError for an unknown name."""
+    reader = _READERS.load(str(spec.get("name")))
+    return reader(**{k: v for k, v in spec.items() if k != "name"})
 
 
 __all__ = ["TabularDataset", "get_dataset"]

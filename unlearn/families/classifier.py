@@ -27,7 +27,7 @@ def dataset_of(model_dir: Path) -> TabularDataset:
 class ClassifierFamily(Family):
     name = "classifier"
     criteria = ("forget_acc", "forget_acc_gap", "test_acc", "retain_acc", "privleak",  # privacy requests
-                "attack_success", "interclass_confusion", "clean_acc")  # corrective requests
+                "attack_success", "interclass_confusion", "clean_acc", "affected_class_acc")  # corrective requests
     gate_defaults = {**classifier_gate.DEFAULT_THRESHOLDS, **corrective_gate.DEFAULT_THRESHOLDS}
     lineage_criteria = ("test_acc", "retain_acc", "forget_acc")
 

@@ -10,10 +10,8 @@ imported on first use so that a CPU demo of one family does not import the other
 
 from __future__ import annotations
 
-import importlib
-
 from unlearn.methods.base import MethodError, MethodParams, MethodSpec, ParamsError, UnlearnTask
-from unlearn.plugins import merged
+from unlearn.plugins import Registry
 
 METHODS: dict[str, str] = {
     "retrain": "unlearn.methods.retrain:SPEC",
@@ -32,26 +30,23 @@ METHODS: dict[str, str] = {
 }
 
 
+_REGISTRY = Registry("method", "unlearn.methods", METHODS)
+
+
 def register_method(name: str, target: str) -> None:
     """Add a method from outside the package ("module:attribute" of a MethodSpec), e.g. a plugin
     named in `UNLEARN_EXTRA_METHODS`."""
-    if ":" not in target:
-        raise ValueError(f"method target {target!r} must look like 'module:attribute'")
-    METHODS[name] = target
+    _REGISTRY.register(name, target)
 
 
 def method_names() -> list[str]:
     """Every method known: this package's, those registered at run time, and installed entry points."""
-    return sorted(merged(METHODS, "unlearn.methods"))
+    return _REGISTRY.names()
 
 
 def get_method(name: str) -> MethodSpec:
     """The method registered as `name`. Raises KeyError for an unknown name."""
-    known = merged(METHODS, "unlearn.methods")
-    if name not in known:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(sorted(known))}")
-    module, attr = known[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return _REGISTRY.load(name)
 
 
 def methods_for(family: str) -> list[str]:

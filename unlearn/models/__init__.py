@@ -14,6 +14,8 @@ from types import ModuleType
 
 import numpy as np
 
+from unlearn.plugins import merged
+
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 ARCHS: dict[str, str] = {
@@ -24,6 +26,9 @@ ARCHS: dict[str, str] = {
 
 
 def get_arch(name: str) -> ModuleType:
-    if name not in ARCHS:
-        raise KeyError(f"unknown classifier architecture {name!r}; known: {', '.join(sorted(ARCHS))}")
-    return importlib.import_module(ARCHS[name])
+    """The architecture module `name`: this package's `ARCHS`, then installed entry points of the group
+    "unlearn.archs" (whose value names a module). Raises KeyError for an unknown name."""
+    known = merged(ARCHS, "unlearn.archs")
+    if name not in known:
+        raise KeyError(f"unknown classifier architecture {name!r}; known: {', '.join(sorted(known))}")
+    return importlib.import_module(known[name])

@@ -10,13 +10,12 @@ failing criterion fails the candidate like any built-in one.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from unlearn.contracts import Scope
-from unlearn.plugins import merged
+from unlearn.plugins import Registry
 from unlearn.verify.verdict import Criterion
 
 
@@ -47,24 +46,21 @@ class CriterionSpec:
 CRITERIA: dict[str, str] = {}
 
 
+_REGISTRY = Registry("criterion", "unlearn.criteria", CRITERIA)
+
+
 def register_criterion(name: str, target: str) -> None:
     """Add a criterion ("module:attribute" of a CriterionSpec), e.g. from a plugin."""
-    if ":" not in target:
-        raise ValueError(f"criterion target {target!r} must look like 'module:attribute'")
-    CRITERIA[name] = target
+    _REGISTRY.register(name, target)
 
 
 def get_criterion(name: str) -> CriterionSpec:
-    known = merged(CRITERIA, "unlearn.criteria")
-    if name not in known:
-        raise KeyError(f"unknown criterion {name!r}; known: {', '.join(sorted(known)) or 'none'}")
-    module, attr = known[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    return _REGISTRY.load(name)
 
 
 def criteria_for(family: str) -> list[CriterionSpec]:
     """The registered criteria (this package's, then installed entry points') that apply to `family`."""
-    specs = [get_criterion(n) for n in merged(CRITERIA, "unlearn.criteria")]
+    specs = [get_criterion(n) for n in _REGISTRY.names()]
     return [s for s in specs if family in s.families or "*" in s.families]
 
 
