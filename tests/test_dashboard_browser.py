@@ -4,9 +4,6 @@ downloaded at test time). Screenshots of each step are saved to tests/artifacts/
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.procs import app_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -26,33 +24,17 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (a dev extra) is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def server(digits_service):
     """The API (and dashboard) over `digits_service` on a loopback port, with one key per role."""
-    import uvicorn
-
     from api.app import create_app
     from api.auth import create_api_key
     from unlearn.store.db import session_scope
 
     with session_scope(digits_service.resolved_database_url) as s:
         keys = {"op": create_api_key(s, "ops", "operator"), "sub": create_api_key(s, "tenant-a", "submitter")}
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(digits_service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", keys, digits_service
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_server(create_app(digits_service)) as url:
+        yield url, keys, digits_service
 
 
 @pytest.fixture()

@@ -6,20 +6,18 @@ from two threads."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-import uvicorn
 from sqlmodel import select
 
 from api.app import create_app
 from api.auth import create_api_key
 from tests.conftest import register
-from tests.procs import free_port, postgres_database
+from tests.procs import app_server, postgres_database
 from unlearn.settings import Settings
 from unlearn.store.db import migrate, session_scope
 from unlearn.store.models import AuditEvent, DeletionRequest, RequestTarget, TrainingRecord, UnlearningJob
@@ -53,17 +51,8 @@ def service(request, tmp_path, zoo_dir):
 def server(service):
     with session_scope(service.resolved_database_url) as s:
         keys = {"sub": create_api_key(s, "tenant-a", "submitter"), "op": create_api_key(s, "ops", "operator")}
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the API server did not start"
-    yield f"http://127.0.0.1:{port}", keys, service
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with app_server(create_app(service)) as url:
+        yield url, keys, service
 
 
 def _act(base: str, key: str, rid: str, action: str, gate: threading.Barrier) -> int:
