@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from unlearn.intake import IntakeError
+from unlearn.operations import ExtensionLimit
 from unlearn.registry import RegistryError, TaintedVersion, UnknownVersion
 from unlearn.store.transitions import IllegalTransition
 
@@ -39,6 +40,7 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (UnknownVersion, 404, "Not Found"),
     (RegistryError, 409, "Conflict"),
     (IllegalTransition, 409, "Conflict"),  # a lost race (its subclass Conflict) included
+    (ExtensionLimit, 409, "Extension limit reached"),
 )
 
 

@@ -1,10 +1,27 @@
-"""Coalescing runs asked of the workers at most once per batch window."""
+"""Work sent to the workers after a route committed: coalescing runs, at most once per batch window,
+and retried jobs. The database is the system of record: once a change is committed, a broker that is
+down must not turn the answer into an error (a client would retry and create a duplicate), so a
+failed send is logged and left to the reconciler, which finds the work in the database."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def send_after_commit(send: Callable[[], None], what: str) -> bool:
+    """Call `send` for committed work; a broker error is logged, not raised. Returns whether it was sent."""
+    try:
+        send()
+    except Exception as exc:  # kombu's OperationalError, a refused connection, a timeout: all the same here
+        log.warning("could not send %s to the workers (%s: %s); the reconciler will pick it up",
+                    what, type(exc).__name__, exc)
+        return False
+    return True
 
 
 class CoalesceScheduler:
@@ -25,4 +42,6 @@ class CoalesceScheduler:
             if now < self._next:
                 return
             self._next = now + self.window_s
-        self.send(self.window_s)
+        if not send_after_commit(lambda: self.send(self.window_s), "a batching run"):
+            with self._lock:  # nothing was asked for: the next request asks again
+                self._next = 0.0

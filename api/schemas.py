@@ -48,6 +48,8 @@ class RequestOut(BaseModel):
     reason: str | None
     received_at: datetime
     due_at: datetime
+    # The deadline before any extension (None in responses stored before it was recorded).
+    original_due_at: datetime | None = None
     days_left: float
     overdue: bool  # still open after its due date
     at_risk: bool  # not started and fewer than the configured days left

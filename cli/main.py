@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -36,6 +37,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from workers.celery_app import job_sender
         from workers.embedded import coalesce_sender, embedded_worker
 
+        # uvicorn stops on SIGTERM and then raises the signal again under the handler it found. The
+        # default one would end the process there, before the worker hands its running job back: this
+        # one lets the shutdown go on (`embedded_worker` waits out the grace period, then hands back).
+        signal.signal(signal.SIGTERM, lambda *_: None)
         with embedded_worker(settings) as app:
             uvicorn.run(create_app(settings, schedule_coalesce=coalesce_sender(app), enqueue_jobs=job_sender(app)),
                         host=args.host, port=args.port)
@@ -94,8 +99,12 @@ def cmd_model_rollback(args: argparse.Namespace) -> int:
     settings = _settings()
     prepare(settings)
     with session_scope(settings.resolved_database_url) as s:
-        v = registry.rollback(s, args.name, args.version_id, actor=f"cli:{os.environ.get('USER', 'operator')}",
-                              reason=args.reason)
+        try:
+            v = registry.rollback(s, args.name, args.version_id, actor=f"cli:{os.environ.get('USER', 'operator')}",
+                                  reason=args.reason)
+        except registry.ArtifactIntegrityError:
+            s.commit()  # the target was quarantined: that stands although the rollback is refused
+            raise
         print(f"{args.name}: champion is now version {v.version} ({v.id})")
     return 0
 

@@ -34,6 +34,18 @@ def settings(tmp_path, zoo_dir):
     return s
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    """The URL of an empty database of each kind a deployment runs on (no schema yet)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    from tests.procs import postgres_database
+
+    with postgres_database() as url:
+        yield url
+
+
 def register(settings, zoo_dir, name: str = "digits-mlp"):
     from unlearn import registry
     from unlearn.store.db import session_scope
@@ -42,6 +54,19 @@ def register(settings, zoo_dir, name: str = "digits-mlp"):
     with session_scope(settings.resolved_database_url) as s:
         return registry.import_model(s, name=name, family=ZOO[name].family, source_dir=ensure(name, zoo_dir),
                                      artifact_root=settings.resolved_artifact_root, salt=settings.subject_salt)
+
+
+def copy_version(session, parent, folder, tag: str):
+    """Register a copy of `parent`'s weights in `folder` as a new candidate version. It forgets no sample,
+    so no completed request taints it: a legal rollback target."""
+    import shutil
+
+    from unlearn import registry
+
+    shutil.copytree(parent.artifact_path, folder, ignore=shutil.ignore_patterns(registry.MANIFEST))
+    return registry.register_version(session, parent=parent, method="train", params={"copy": tag}, folder=folder,
+                                     forget_ids=[], request_ids=[], job_id=f"job-{tag}", method_info={},
+                                     verdict={"verdict": "pass"})
 
 
 @pytest.fixture()

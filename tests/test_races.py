@@ -17,7 +17,7 @@ from sqlmodel import select
 from api.app import create_app
 from api.auth import create_api_key
 from tests.conftest import register
-from tests.procs import app_server, postgres_database
+from tests.procs import app_server
 from unlearn.settings import Settings
 from unlearn.store.db import migrate, session_scope
 from unlearn.store.models import AuditEvent, DeletionRequest, RequestTarget, TrainingRecord, UnlearningJob
@@ -31,20 +31,14 @@ ACTIONS = [("approve", "deny"), ("deny", "cancel"), ("cancel", "cancel")]
 AFTER = {"approve": ("received", "pending"), "deny": ("rejected", "rejected"), "cancel": ("canceled", "canceled")}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def service(request, tmp_path, zoo_dir):
-    def build(url):
-        s = Settings(data_dir=tmp_path / "data", database_url=url, review_required_for=["samples"],
-                     batch_window_s=3600.0, rate_limit_per_minute=100_000)
-        migrate(s.resolved_database_url)
-        register(s, zoo_dir)
-        return s
-
-    if request.param == "sqlite":
-        yield build(None)
-    else:
-        with postgres_database() as url:
-            yield build(url)
+@pytest.fixture()
+def service(empty_database, tmp_path, zoo_dir):
+    """On SQLite and on PostgreSQL (`empty_database`), digits-mlp registered, every request held for review."""
+    s = Settings(data_dir=tmp_path / "data", database_url=empty_database, review_required_for=["samples"],
+                 batch_window_s=3600.0, rate_limit_per_minute=100_000)
+    migrate(s.resolved_database_url)
+    register(s, zoo_dir)
+    return s
 
 
 @pytest.fixture()

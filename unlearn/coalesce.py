@@ -8,10 +8,14 @@ and, for class or concept removal, the label: those decide how the job runs.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from unlearn.contracts import Scope
@@ -20,7 +24,9 @@ from unlearn.registry import champion
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
 from unlearn.store.states import RequestStatus, TargetStatus
-from unlearn.store.transitions import audit, sync_requests
+from unlearn.store.transitions import Conflict, audit, move_targets, sync_requests
+
+log = logging.getLogger(__name__)
 
 
 def scope_of(request: DeletionRequest) -> Scope:
@@ -36,32 +42,93 @@ def job_scope(scopes: list[Scope]) -> dict:
             "labels_known": all(s.labels_known for s in scopes)}
 
 
+def model_fault(exc: BaseException) -> bool:
+    """Whether `exc` is a fault of one model (a missing artifact, an unknown family, unreadable metadata),
+    to be isolated to it, rather than of the database or of a race, which the whole run retries."""
+    return isinstance(exc, Exception) and not isinstance(exc, (Conflict, SQLAlchemyError))
+
+
+@contextmanager
+def model_savepoint(session: Session) -> Iterator[None]:
+    """Undo one model's step, and only it, when the step raises: a savepoint (`begin_nested`).
+
+    On SQLite before the transaction's first write, a savepoint would open a read snapshot held for
+    the whole step, and a long step (a compliance check runs the verifier) would then fail its first
+    write with "database is locked" once any other connection had written meanwhile. Nothing written
+    precedes the step there, so rolling the whole transaction back undoes exactly the step."""
+    session.flush()
+    conn = session.connection()
+    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
+        try:
+            yield
+        except BaseException:
+            session.rollback()
+            raise
+        return
+    with session.begin_nested():
+        yield
+
+
+def fail_unservable(session: Session, model_name: str, targets: Iterable[RequestTarget], exc: Exception, *,
+                    actor: str) -> list[str]:
+    """Fail these pending targets of a model that cannot be served, with a reason the API and dashboard
+    show; their requests follow. Returns the ids of the requests touched."""
+    reason = f"model {model_name} cannot be served: {type(exc).__name__}: {exc}"[:500]
+    log.error("%s", reason)
+    moved = move_targets(session, targets, TargetStatus.FAILED, frm=[TargetStatus.PENDING])
+    request_ids = {t.request_id for t in moved}
+    sync_requests(session, request_ids, actor=actor, reason=reason)
+    return sorted(request_ids)
+
+
 def coalesce(session: Session, settings: Settings, *, force: bool = False) -> list[str]:
     """Create jobs for pending targets older than the batch window; returns the new job ids.
 
     Safe to run concurrently: targets are attached with a conditional update, so each joins
-    exactly one job; a job that won no target is deleted before commit."""
+    exactly one job; a job that won no target is deleted before commit. Each model is batched in a
+    savepoint of its own: a model that cannot be served (`model_fault`) fails its own requests and
+    every other model is batched as usual."""
     cutoff = utcnow() - timedelta(seconds=0 if force else settings.batch_window_s)
     rows = session.exec(
         select(RequestTarget, DeletionRequest).join(DeletionRequest, DeletionRequest.id == RequestTarget.request_id)
         .where(col(RequestTarget.job_id).is_(None), RequestTarget.status == TargetStatus.PENDING,
                col(DeletionRequest.status).in_([RequestStatus.RECEIVED, RequestStatus.QUEUED]), DeletionRequest.received_at <= cutoff)
         .order_by(DeletionRequest.received_at).limit(settings.max_batch_requests * 20)).all()
-    groups: dict[tuple, list[tuple[RequestTarget, DeletionRequest]]] = {}
+    by_model: dict[str, list[tuple[RequestTarget, DeletionRequest]]] = {}
     for target, request in rows:
+        by_model.setdefault(target.model_name, []).append((target, request))
+    job_ids = []
+    for model_name, members in by_model.items():
+        try:
+            with model_savepoint(session):
+                new = _batch_model(session, settings, model_name, members)
+        except Exception as exc:
+            if not model_fault(exc):
+                raise
+            fail_unservable(session, model_name, [t for t, _ in members], exc, actor="coalescer")
+            continue
+        job_ids += new
+    return job_ids
+
+
+def _batch_model(session: Session, settings: Settings, model_name: str,
+                 members: list[tuple[RequestTarget, DeletionRequest]]) -> list[str]:
+    """The jobs for one model's pending targets: one per batch key, in chunks of `max_batch_requests`."""
+    groups: dict[tuple, list[tuple[RequestTarget, DeletionRequest]]] = {}
+    for target, request in members:
         scope = scope_of(request)
         method = request.method
         if method == "auto":
-            base = champion(session, target.model_name)
+            base = champion(session, model_name)
             method = get_family(base.family).auto_method(Path(base.artifact_path), scope)
         label = scope.label if scope.type in ("class", "concept") else None
-        key = (target.model_name, request.kind, method, json.dumps(request.params, sort_keys=True),
+        key = (request.kind, method, json.dumps(request.params, sort_keys=True),
                scope.type if label is not None else "samples", label)
         groups.setdefault(key, []).append((target, request))
     job_ids = []
-    for (model_name, kind, method, params, _, _), members in groups.items():
-        for start in range(0, len(members), settings.max_batch_requests):
-            chunk = members[start:start + settings.max_batch_requests]
+    for (kind, method, params, _, _), batch in groups.items():
+        for start in range(0, len(batch), settings.max_batch_requests):
+            chunk = batch[start:start + settings.max_batch_requests]
             job = UnlearningJob(model_name=model_name, method=method, params=json.loads(params), kind=kind,
                                 scope=job_scope([scope_of(r) for _, r in chunk]), queue="gpu",
                                 max_attempts=settings.max_attempts, enqueued_at=utcnow())

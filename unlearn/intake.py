@@ -151,12 +151,13 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
     targets, stored_scope = _resolve(session, body, settings)
     _check_params(session, body, targets, Scope.from_dict(stored_scope, body.kind))
     received = utcnow()
+    due = received + timedelta(days=body.due_days or settings.due_days)
     request = DeletionRequest(
         tenant=tenant, external_id=body.external_id, model_name=body.model, scope_type=body.scope.type,
         scope=stored_scope, kind=body.kind, method=body.method, params=body.params,
         subject_hash=hash_subject(body.scope.subject, settings.subject_salt) if body.scope.subject else None,
         received_at=received, updated_at=received,
-        due_at=received + timedelta(days=body.due_days or settings.due_days))
+        due_at=due, original_due_at=due)
     review = settings.review_required_for
     if body.scope.type in review or body.kind in review:
         request.status = RequestStatus.PENDING_REVIEW

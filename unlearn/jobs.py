@@ -22,7 +22,16 @@ from unlearn.certificates import issue_certificates
 from unlearn.contracts import Scope
 from unlearn.lease import JobHandle, LeaseLost, claim, expired_jobs, lease_wait
 from unlearn.methods import UnlearnTask, get_method
-from unlearn.registry import artifact_dir, champion, move_alias, register_version, taint_stale_versions
+from unlearn.registry import (
+    ArtifactIntegrityError,
+    artifact_dir,
+    champion,
+    ensure_intact,
+    move_alias,
+    quarantine,
+    register_version,
+    taint_stale_versions,
+)
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
 from unlearn.store.models import (
@@ -101,14 +110,18 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Outcome:
         log.warning("%s", exc)
         return Outcome("skipped", str(exc))
     except Exception as exc:  # a crash in a method or verifier: retry up to the cap
-        err = f"{type(exc).__name__}: {exc}"
+        # A corrupt artifact stays corrupt: no retry, and its version is quarantined.
+        permanent = isinstance(exc, ArtifactIntegrityError)
+        err = str(exc) if permanent else f"{type(exc).__name__}: {exc}"
         log.error("job %s attempt %s failed: %s\n%s", job_id, attempt, err, traceback.format_exc())
         with session_scope(url) as s:
             job = s.get(UnlearningJob, job_id)
             if job.worker != worker or job.attempts != attempt:
                 return Outcome("skipped", "lease lost while failing")
             job.error = err[:2000]
-            if job.attempts >= job.max_attempts:
+            if permanent and exc.version_id is not None:  # the attempt's own transaction was rolled back
+                quarantine(s, s.get(ModelVersion, exc.version_id), reason=err, actor=worker)
+            if permanent or job.attempts >= job.max_attempts:
                 _give_up(s, job, worker, err)
                 return Outcome("failed", err)
             _requeue(s, job, actor=worker, reason=err)
@@ -132,6 +145,7 @@ class _Plan:
 def _plan(s: Session, h: JobHandle) -> _Plan:
     job = s.get(UnlearningJob, h.job_id)
     base = champion(s, job.model_name)
+    ensure_intact(s, base, actor=h.worker)  # before any work: a corrupt base fails the job at once
     targets = _targets(s, job.id)
     h.write(s, base_version_id=base.id, message="preparing")
     already = set(base.excluded_ids)
@@ -145,6 +159,18 @@ def _plan(s: Session, h: JobHandle) -> _Plan:
     return _Plan(model=s.get(Model, job.model_name), base=base, method=job.method, params=dict(job.params),
                  scope=Scope.from_dict(job.scope, job.kind), forget=forget,
                  keep=sorted(set(train_ids) - already - set(forget)), request_ids=sorted({t.request_id for t in targets}))
+
+
+def _clear_earlier_attempts(url: str, out: Path, h: JobHandle) -> None:
+    """Remove the folders earlier attempts of this job left (a write cut short by a crash or a full
+    disk), so that they take no space and nothing trips on them; one a version was registered from
+    (a candidate whose promotion lost a race) is kept."""
+    with session_scope(url) as s:
+        registered = set(s.exec(select(ModelVersion.artifact_path).where(ModelVersion.job_id == h.job_id)).all())
+    for folder in out.parent.glob("attempt-*"):
+        number = folder.name.removeprefix("attempt-")
+        if number.isdigit() and int(number) < h.attempt and str(folder) not in registered:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
@@ -163,6 +189,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     base_dir = Path(plan.base.artifact_path)
     out = artifact_dir(root, plan.model.name, "jobs", h.job_id, f"attempt-{h.attempt}")
     shutil.rmtree(out, ignore_errors=True)
+    _clear_earlier_attempts(url, out, h)
     out.mkdir(parents=True)
     spec = get_method(plan.method)
     t0 = time.perf_counter()
@@ -182,7 +209,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     h.progress(0.0, "verifying", stage_span=(0.6, 1.0))
     with session_scope(url) as s:
         checked = verify_candidate(
-            s, settings, plan.model, candidate_dir=out, base_dir=base_dir, method=plan.method,
+            s, settings, plan.model, candidate_dir=out, base=plan.base, method=plan.method,
             forget_ids=sorted(set(plan.base.excluded_ids) | set(plan.forget)), keep_ids=plan.keep, scope=plan.scope,
             report_dir=artifact_dir(root, plan.model.name, "reports", h.job_id, f"attempt-{h.attempt}"),
             parent_id=plan.base.id)
@@ -200,7 +227,8 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
             transition(s, job, JobStage.PROMOTING, actor=h.worker)
             h.write(s)
             if not move_alias(s, job.model_name, version, expected=base.id, actor=h.worker,
-                              reason=f"job {h.job_id} passed verification"):
+                              reason=f"job {h.job_id} passed verification",
+                              fresh_manifest=Path(version.artifact_path) == out):
                 # The champion moved under us (a rollback, a racing job): redo on the new champion.
                 _requeue(s, job, actor=h.worker, reason="champion moved during the job")
                 h.write(s, lease_until=None)
@@ -209,7 +237,9 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
             if base.status == VersionStatus.PROMOTED:
                 move_version(s, base, VersionStatus.RETIRED, frm=[VersionStatus.PROMOTED])
             completed = _settle(s, targets, TargetStatus.DONE, actor=h.worker, version_id=version.id)
-            taint_stale_versions(s, job.model_name, actor=h.worker)  # the completed requests define the taint
+            # Whatever the requests' fate on other models, what this champion forgot is gone from this
+            # one: every older version still holding it is tainted in this same transaction.
+            taint_stale_versions(s, job.model_name, actor=h.worker)
             s.flush()
             issue_certificates(s, settings, completed)
             outcome = Outcome("done", "promoted", version_id=version.id)

@@ -4,6 +4,9 @@ A Celery message carries only the job id, and a redelivered message may arrive w
 still runs the job. The lease decides who owns it: a job is claimed with a conditional update, a
 heartbeat and progress renew the lease, and a worker that finds its lease taken over stops writing
 (`LeaseLost`). A dead worker's lease runs out, and the job becomes claimable again.
+
+A clean shutdown does not leave that wait behind: a running attempt is given a grace period to finish,
+then handed back (`release`): queued again, its lease and owner cleared, its requests following.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from unlearn.store.db import session_scope
-from unlearn.store.models import UnlearningJob, utcnow
-from unlearn.store.states import JOB_ACTIVE, JobStage
-from unlearn.store.transitions import audit
+from unlearn.store.models import RequestTarget, UnlearningJob, utcnow
+from unlearn.store.states import JOB_ACTIVE, JobStage, TargetStatus
+from unlearn.store.transitions import audit, sync_requests, transition
 
 log = logging.getLogger(__name__)
+
+# The attempts running in this process, and whether it is shutting down (then it claims nothing new).
+_live: set[JobHandle] = set()
+_live_lock = threading.Lock()
+_draining = threading.Event()
 
 
 class LeaseLost(RuntimeError):
@@ -84,9 +92,13 @@ class JobHandle:
         # renews the lease meanwhile, so only a dead worker's lease runs out.
         self._thread = threading.Thread(target=self._heartbeat, name=f"lease-{self.job_id[:8]}", daemon=True)
         self._thread.start()
+        with _live_lock:
+            _live.add(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with _live_lock:
+            _live.discard(self)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -122,6 +134,74 @@ class JobHandle:
         lo, hi = stage_span
         with session_scope(self.url) as s:
             self.write(s, progress=round(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), 4), message=message[:200])
+
+    def hand_back(self, reason: str) -> bool:
+        """Return the job to the queue if this attempt still owns it (see `release`). The attempt stops at
+        its next progress report (`LeaseLost`) and writes nothing more."""
+        self.lost = True
+        self._stop.set()
+        with session_scope(self.url) as s:
+            return release(s, self.job_id, self.worker, self.attempt, reason=reason)
+
+
+# ---------------------------------------------------------------- handing back at shutdown
+
+def release(session: Session, job_id: str, worker: str, attempt: int, *, reason: str) -> bool:
+    """Hand an active job back to the queue if `worker`'s attempt `attempt` still owns it; returns whether
+    it did. The job is queued with no lease and no owner, so that the attempt's own later writes fail
+    (`LeaseLost`); its requests follow. A shutdown is not the job's failure: the attempt is given back
+    to its budget. No message is out for it any more (`enqueued_at` cleared): the reconciler sends one."""
+    job = session.get(UnlearningJob, job_id, populate_existing=True)
+    if job is None or job.stage not in JOB_ACTIVE:
+        return False
+    owned = session.execute(update(UnlearningJob).where(
+        UnlearningJob.id == job_id, UnlearningJob.worker == worker, UnlearningJob.attempts == attempt,
+        UnlearningJob.stage == job.stage).values(
+        worker=None, lease_until=None, enqueued_at=None, max_attempts=UnlearningJob.max_attempts + 1,
+        message=reason[:200]).execution_options(synchronize_session=False)).rowcount
+    if owned != 1:
+        return False
+    session.refresh(job)
+    transition(session, job, JobStage.QUEUED, actor=worker, reason=reason[:500], data={"attempt": attempt})
+    targets = session.exec(select(RequestTarget.request_id).where(
+        RequestTarget.job_id == job_id, RequestTarget.status == TargetStatus.PENDING)).all()
+    sync_requests(session, set(targets), actor=worker, reason=reason)
+    log.warning("job %s attempt %s handed back to the queue: %s", job_id, attempt, reason)
+    return True
+
+
+def release_node(url: str, node: str, reason: str) -> list[str]:
+    """Hand back every job a Celery node's tasks still hold (their owner is `<node>:<task id>`)."""
+    with session_scope(url) as s:
+        held = s.exec(select(UnlearningJob.id, UnlearningJob.worker, UnlearningJob.attempts).where(
+            col(UnlearningJob.stage).in_(JOB_ACTIVE), col(UnlearningJob.worker).startswith(f"{node}:", autoescape=True))
+        ).all()
+        return [job_id for job_id, worker, attempt in held if release(s, job_id, worker, attempt, reason=reason)]
+
+
+def draining() -> bool:
+    """Whether this process is shutting down: it starts no new job."""
+    return _draining.is_set()
+
+
+def accept_work() -> None:
+    """This process starts jobs again (a runtime started anew in the same process, as tests do)."""
+    _draining.clear()
+
+
+def hand_back_running(grace_s: float, reason: str) -> list[str]:
+    """Shut down this process's attempts: claim nothing new, give those running `grace_s` seconds to
+    finish, then hand back the rest. Returns the ids of the jobs handed back."""
+    _draining.set()
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        with _live_lock:
+            if not _live:
+                return []
+        time.sleep(0.1)
+    with _live_lock:
+        running = list(_live)
+    return [h.job_id for h in running if h.hand_back(reason)]
 
 
 def expired_jobs(session: Session, now: datetime | None = None) -> list[str]:

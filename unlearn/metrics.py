@@ -11,7 +11,8 @@ from sqlmodel import Session, col, select
 
 from unlearn.settings import Settings
 from unlearn.sla import at_risk_clause, overdue_clause
-from unlearn.store.models import ComplianceCheck, DeletionRequest, UnlearningJob, utcnow
+from unlearn.store.models import ComplianceCheck, DeletionRequest, ModelVersion, UnlearningJob, utcnow
+from unlearn.store.states import VersionStatus
 
 
 class _DatabaseCollector:
@@ -48,6 +49,10 @@ class _DatabaseCollector:
             ComplianceCheck.regression == True)).one()  # noqa: E712
         yield GaugeMetricFamily("unlearn_compliance_regressions", "Champions that failed a re-check after passing "
                                 "(alert on any increase)", value=regressions)
+        quarantined = s.exec(select(func.count()).select_from(ModelVersion).where(
+            ModelVersion.status == VersionStatus.QUARANTINED)).one()
+        yield GaugeMetricFamily("unlearn_versions_quarantined", "Versions whose files no longer match their "
+                                "manifest (alert on any increase)", value=quarantined)
         durations = SummaryMetricFamily("unlearn_job_duration_seconds", "Finished jobs, start to finish",
                                         labels=["method"])
         done = s.exec(select(UnlearningJob.method, UnlearningJob.started_at, UnlearningJob.finished_at).where(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from unlearn.coalesce import coalesce
@@ -49,12 +50,29 @@ def review_request(session: Session, request: DeletionRequest, *, approve: bool,
     _close_targets(session, request.id, TargetStatus.REJECTED)
 
 
-def extend_due(session: Session, request: DeletionRequest, *, days: int, actor: str, reason: str) -> None:
-    """Move a deadline later (GDPR art. 12(3) allows two more months, with reasons)."""
+class ExtensionLimit(Exception):
+    """The extension would take the deadline past the cap counted from the original due date: refused
+    for what the request was already given, not for the body (the same body suits a fresh request)."""
+
+    def __init__(self, request_id: str, *, cap_days: int, days_left: int) -> None:
+        left = f"{days_left} days of extension are left" if days_left else "no extension is left"
+        super().__init__(f"request {request_id} may be extended by at most {cap_days} days in all from its "
+                         f"original due date; {left}")
+
+
+def extend_due(session: Session, request: DeletionRequest, *, days: int, max_extension_days: int, actor: str,
+               reason: str) -> None:
+    """Move a deadline later (GDPR art. 12(3) allows two more months, with reasons), by at most
+    `max_extension_days` in all from the request's original due date. Raises `ValueError` for a blank
+    reason or a day count out of range, `ExtensionLimit` past the cap."""
     if not reason.strip():
         raise ValueError("extending a deadline needs a reason")
     if not 1 <= days <= 60:
         raise ValueError("a deadline can be extended by 1 to 60 days")
+    latest = request.original_due_at + timedelta(days=max_extension_days)
+    days_left = max((latest - request.due_at).days, 0)
+    if days > days_left:
+        raise ExtensionLimit(request.id, cap_days=max_extension_days, days_left=days_left)
     old = request.due_at
     request.due_at = old + timedelta(days=days)
     session.add(request)
@@ -79,13 +97,15 @@ def reconcile(session: Session, settings: Settings) -> list[str]:
     """The database is the system of record: return the jobs to (re-)enqueue.
 
     - jobs whose lease expired (their worker died);
-    - queued jobs last enqueued long ago (their message may be gone with a wiped broker);
+    - queued jobs last enqueued long ago (their message may be gone with a wiped broker), or with no
+      message out at all (handed back at a shutdown);
     - new jobs for pending requests past the batch window."""
     now = utcnow()
     stale = now - timedelta(seconds=settings.requeue_after_s)
     ids = expired_jobs(session, now)
     for job in session.exec(select(UnlearningJob).where(
-            UnlearningJob.stage == JobStage.QUEUED, col(UnlearningJob.enqueued_at) < stale)).all():
+            UnlearningJob.stage == JobStage.QUEUED,
+            or_(col(UnlearningJob.enqueued_at) < stale, col(UnlearningJob.enqueued_at).is_(None)))).all():
         ids.append(job.id)
     for job_id in ids:
         job = session.get(UnlearningJob, job_id)

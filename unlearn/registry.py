@@ -1,8 +1,14 @@
 """The model registry: versions as artifact folders with sha256 manifests, lineage, aliases
 (`champion` is what serving reads) and the taint rule.
 
-Taint rule: once a deletion request is completed, every version that still holds any of its
-samples is tainted; it is never served, promoted or rolled back to again.
+Taint rule: once a version that excludes forgotten samples is promoted, every version of that model
+still holding any of them is tainted, whatever became of the requests that asked (one model of a
+request may promote while another fails); so is every version holding samples of a completed
+request. A tainted version is never served, promoted or rolled back to again.
+
+Integrity rule: an artifact is checked against its manifest every time it is about to be used (a job's
+base, a cached reference, a rollback or promotion target, a champion under a compliance check). A
+version whose files no longer match is quarantined and never used again.
 """
 
 from __future__ import annotations
@@ -10,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +38,7 @@ from unlearn.store.models import (
     utcnow,
 )
 from unlearn.store.states import RequestStatus, VersionStatus
-from unlearn.store.transitions import audit, move_version
+from unlearn.store.transitions import Conflict, audit, move_version
 
 MANIFEST = "manifest.json"
 CHAMPION = "champion"
@@ -45,6 +54,15 @@ class TaintedVersion(RegistryError):
 
 class UnknownVersion(RegistryError):
     """A version id that is not one of the named model's versions."""
+
+
+class ArtifactIntegrityError(RegistryError):
+    """An artifact's files do not match the manifest written when it was stored: it must not be used.
+    `version_id` names the registered version it belongs to (None for a cache folder such as a reference)."""
+
+    def __init__(self, message: str, *, version_id: str | None = None) -> None:
+        super().__init__(message)
+        self.version_id = version_id
 
 
 # ---------------------------------------------------------------- manifests
@@ -71,12 +89,94 @@ def write_manifest(folder: Path) -> str:
     return manifest["sha256"]
 
 
+# Digests of files checked before, by (path, inode, size, mtime_ns, ctime_ns): any write to a file changes
+# its mtime and ctime (and a replacement its inode), so a hit is the same bytes: the check is never
+# skipped, only the hashing. A file stamped within the last RACY_NS is hashed every time: timestamps
+# are coarse (a few ms), and a write in the same tick as the hashing would otherwise look unchanged.
+_DIGESTS: OrderedDict[tuple, str] = OrderedDict()
+_DIGESTS_MAX = 4096
+_DIGESTS_LOCK = threading.Lock()
+RACY_NS = 2_000_000_000
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _cached_sha256(path: Path) -> str:
+    key = _stat_key(path)
+    with _DIGESTS_LOCK:
+        if key in _DIGESTS:
+            _DIGESTS.move_to_end(key)
+            return _DIGESTS[key]
+    digest = _sha256_file(path)
+    # Kept only when the file was settled before the hashing began and did not change during it.
+    if max(key[3], key[4]) < time.time_ns() - RACY_NS and _stat_key(path) == key:
+        with _DIGESTS_LOCK:
+            _DIGESTS[key] = digest
+            while len(_DIGESTS) > _DIGESTS_MAX:
+                _DIGESTS.popitem(last=False)
+    return digest
+
+
 def check_manifest(folder: Path) -> list[str]:
-    """The files whose content no longer matches the manifest (empty: intact)."""
-    recorded = json.loads((folder / MANIFEST).read_text())
-    actual = build_manifest(folder)
-    bad = [f for f, h in recorded["files"].items() if actual["files"].get(f) != h]
-    return bad + [f for f in actual["files"] if f not in recorded["files"]]
+    """The files that no longer match the manifest: changed, missing or added (empty: intact).
+    Raises OSError or ValueError when the manifest itself is missing or unreadable."""
+    recorded = json.loads((folder / MANIFEST).read_text())["files"]
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+    bad = [f for f, h in recorded.items() if f not in present or _cached_sha256(folder / f) != h]
+    return bad + sorted(present - set(recorded))
+
+
+def verify_artifact(folder: Path, label: str, *, version_id: str | None = None) -> None:
+    """Raise `ArtifactIntegrityError` unless every file of `folder` matches its manifest; `label` names
+    the artifact in the message ("version 3 (id)", "reference …")."""
+    try:
+        bad = check_manifest(folder)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, unreadable or malformed
+        bad = [MANIFEST]
+    if bad:
+        raise ArtifactIntegrityError(f"artifact integrity: {bad[0]} of {label} does not match its manifest",
+                                     version_id=version_id)
+
+
+def version_label(version: ModelVersion) -> str:
+    return f"version {version.version} ({version.id})"
+
+
+def quarantine(session: Session, version: ModelVersion, *, reason: str, actor: str) -> bool:
+    """Take a version whose files do not match its manifest out of use for good: status `quarantined`,
+    with an audit event that is also the operator's alert (besides `unlearn_versions_quarantined`).
+    False when it already was. The alias is left alone: which version serves next is an operator's rollback."""
+    if version.status == VersionStatus.QUARANTINED:
+        return False
+    try:
+        move_version(session, version, VersionStatus.QUARANTINED,
+                     frm=[s for s in VersionStatus if s != VersionStatus.QUARANTINED])
+    except Conflict:  # moved meanwhile: only a concurrent quarantine makes this one redundant
+        session.refresh(version)
+        if version.status == VersionStatus.QUARANTINED:
+            return False
+        raise
+    audit(session, actor=actor, entity_type="version", entity_id=version.id, to_state=VersionStatus.QUARANTINED,
+          reason=reason[:500], data={"model": version.model_name, "version": version.version})
+    return True
+
+
+def ensure_intact(session: Session, version: ModelVersion, *, actor: str) -> None:
+    """Refuse a quarantined version, and check any other's files against its manifest. A mismatch
+    quarantines the version in `session` and raises `ArtifactIntegrityError`: a caller that refuses
+    the work still commits the session, so that the quarantine stands."""
+    label = version_label(version)
+    if version.status == VersionStatus.QUARANTINED:
+        raise ArtifactIntegrityError(f"artifact integrity: {label} is quarantined: its files did not match "
+                                     "its manifest", version_id=version.id)
+    try:
+        verify_artifact(Path(version.artifact_path), label, version_id=version.id)
+    except ArtifactIntegrityError as exc:
+        quarantine(session, version, reason=str(exc), actor=actor)
+        raise
 
 
 def artifact_dir(root: Path, model_name: str, *parts: str) -> Path:
@@ -171,13 +271,24 @@ def completed_forget_ids(session: Session, model_name: str) -> set[str]:
     return {s for ids in rows for s in ids}
 
 
+def forgotten_ids(session: Session, model_name: str) -> set[str]:
+    """Every sample no version of this model may hold any more: those of completed requests, and every
+    sample the champion's lineage forgot (its request may have failed on another model, or be running)."""
+    alias = session.get(Alias, (model_name, CHAMPION))
+    current = session.get(ModelVersion, alias.version_id) if alias is not None else None
+    return completed_forget_ids(session, model_name) | set(current.excluded_ids if current else ())
+
+
 def is_tainted(session: Session, version: ModelVersion) -> bool:
-    return version.tainted or not completed_forget_ids(session, version.model_name) <= set(version.excluded_ids)
+    # Read from the rows, not only the flag, so that a version left untainted by an older release
+    # (before the champion's exclusions counted) is still refused.
+    return version.tainted or not forgotten_ids(session, version.model_name) <= set(version.excluded_ids)
 
 
 def taint_stale_versions(session: Session, model_name: str, *, actor: str) -> list[str]:
-    """Mark (and retire) every version that still holds data of a completed request."""
-    gone = completed_forget_ids(session, model_name)
+    """Mark (and retire) every version that still holds a forgotten sample (`forgotten_ids`); run in the
+    transaction that promotes a version, after the alias moved."""
+    gone = forgotten_ids(session, model_name)
     newly = []
     for v in session.exec(select(ModelVersion).where(ModelVersion.model_name == model_name,
                                                      ModelVersion.tainted == False)).all():  # noqa: E712
@@ -187,17 +298,22 @@ def taint_stale_versions(session: Session, model_name: str, *, actor: str) -> li
             if v.status in (VersionStatus.PROMOTED, VersionStatus.CANDIDATE):
                 move_version(session, v, VersionStatus.RETIRED, frm=[VersionStatus.PROMOTED, VersionStatus.CANDIDATE])
             audit(session, actor=actor, entity_type="version", entity_id=v.id, to_state="tainted",
-                  reason="holds samples of a completed deletion request")
+                  reason="holds samples the champion forgot or a completed deletion request removed")
             newly.append(v.id)
     return newly
 
 
 def move_alias(session: Session, model_name: str, to_version: ModelVersion, *, expected: str | None,
-               actor: str, reason: str, alias: str = CHAMPION) -> bool:
-    """Compare-and-swap an alias; False when it no longer points at `expected`."""
+               actor: str, reason: str, alias: str = CHAMPION, fresh_manifest: bool = False) -> bool:
+    """Compare-and-swap an alias; False when it no longer points at `expected`. A tainted version is
+    refused, and so is one that is quarantined or whose files do not match its manifest (`ensure_intact`:
+    it is quarantined in `session`). `fresh_manifest`: the version's manifest was written from these
+    very files in this transaction (a candidate just registered), so there is nothing to re-check."""
     if is_tainted(session, to_version):
         raise TaintedVersion(f"version {to_version.id} of {model_name} is tainted: it still holds "
                              "data of a completed deletion request")
+    if not fresh_manifest:
+        ensure_intact(session, to_version, actor=actor)
     stmt = update(Alias).where(Alias.model_name == model_name, Alias.alias == alias)
     if expected is not None:
         stmt = stmt.where(Alias.version_id == expected)
@@ -209,13 +325,18 @@ def move_alias(session: Session, model_name: str, to_version: ModelVersion, *, e
 
 
 def rollback(session: Session, model_name: str, version_id: str, *, actor: str, reason: str) -> ModelVersion:
+    """Make `version_id` the champion. Raises `Conflict` when the champion moved between reading it and
+    moving it (another rollback or a promotion won): nothing is changed, the caller retries on the new one.
+    Raises `ArtifactIntegrityError` for a corrupt target after quarantining it in `session` (commit it)."""
     target = session.get(ModelVersion, version_id)
     if target is None or target.model_name != model_name:
         raise UnknownVersion(f"model {model_name!r} has no version {version_id!r}")
     if target.status == VersionStatus.REJECTED:
         raise RegistryError(f"version {version_id} was rejected by the verifier")
     current = champion(session, model_name)
-    move_alias(session, model_name, target, expected=current.id, actor=actor, reason=f"rollback: {reason}")
+    if not move_alias(session, model_name, target, expected=current.id, actor=actor, reason=f"rollback: {reason}"):
+        raise Conflict(f"the champion of {model_name} changed meanwhile (it is no longer version "
+                       f"{current.version}): retry")
     if current.id != target.id and current.status == VersionStatus.PROMOTED:
         move_version(session, current, VersionStatus.RETIRED, frm=[VersionStatus.PROMOTED])
     move_version(session, target, VersionStatus.PROMOTED, frm=[VersionStatus.RETIRED, VersionStatus.CANDIDATE])

@@ -5,12 +5,34 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "UNLEARN_"
+
+
+class SettingsError(ValueError):
+    """Settings that make no sense (a deadline before the request, a negative lease): one line naming
+    each offending variable, so that a process refuses to start instead of running with them."""
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        name = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{ENV_PREFIX}{name.upper()}={err['input']}: {msg}" if name else msg)
+    return "invalid settings: " + "; ".join(parts)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="UNLEARN_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    def __init__(self, **values: object) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
 
     data_dir: Path = Path(".unlearn")
     database_url: str | None = None  # default: sqlite under data_dir
@@ -23,39 +45,45 @@ class Settings(BaseSettings):
     # Methods from outside the package: {"name": "module:attribute"} (JSON in UNLEARN_EXTRA_METHODS).
     extra_methods: dict[str, str] = Field(default_factory=dict)
     # Tiny models run fastest on one thread; several threads per process thrash a small machine.
-    torch_threads: int = 1
+    torch_threads: int = Field(1, ge=1)
     seed: int = 0
 
     # Request workflow
-    due_days: int = 30
-    at_risk_days: int = 5
+    # GDPR art. 12(3): one month, extendable by two further months where necessary. The request
+    # API's own `due_days` stops at 90 as well.
+    due_days: int = Field(30, ge=1, le=90)
+    at_risk_days: int = Field(5, ge=0)  # below due_days, or every request is at risk on arrival
+    max_extension_days: int = Field(60, ge=0, le=365)  # in total over a request's life, from its first due date
     # Requests held for operator approval before any work: scope types ("class", "concept",
     # "subject", "samples") and/or kinds ("corrective"). Empty: none.
     review_required_for: list[str] = Field(default_factory=list)
-    batch_window_s: float = 2.0  # pending requests for one model wait this long to be coalesced
-    max_batch_requests: int = 1000
-    max_attempts: int = 3
-    lease_s: float = 900.0  # a claimed job belongs to its worker this long
-    reconcile_interval_s: float = 30.0
-    requeue_after_s: float = 600.0  # a queued job not started this long after its enqueue is sent again
-    compliance_interval_s: float = 3600.0
-    heartbeat_interval_s: float = 5.0  # workers report this often; silent for 3 intervals: not alive
+    batch_window_s: float = Field(2.0, ge=0)  # pending requests for one model wait this long to be coalesced
+    max_batch_requests: int = Field(1000, ge=1)
+    max_attempts: int = Field(3, ge=1)
+    lease_s: float = Field(900.0, gt=0)  # a claimed job belongs to its worker this long
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    requeue_after_s: float = Field(600.0, gt=0)  # a queued job not started this long after its enqueue is sent again
+    compliance_interval_s: float = Field(3600.0, gt=0)
+    heartbeat_interval_s: float = Field(5.0, gt=0)  # workers report this often; silent for 3 intervals: not alive
+    # A clean shutdown (SIGTERM) lets a running job finish this long, then hands it back to the queue with
+    # its lease released. Below the orchestrator's own grace (Docker's default is 10 s) before SIGKILL.
+    shutdown_grace_s: float = Field(8.0, ge=0)
 
     # Deletion certificates: the service's Ed25519 key (PEM, PKCS#8), created on first use.
     signing_key_path: Path | None = None  # default: data_dir / "keys" / "service_ed25519.pem"
 
     # Celery (long GPU jobs): visibility timeout must exceed the hard time limit.
-    task_time_limit_s: int = 3600
-    task_soft_time_limit_s: int = 3300
-    visibility_timeout_s: int = 4000
+    task_time_limit_s: int = Field(3600, gt=0)
+    task_soft_time_limit_s: int = Field(3300, gt=0)
+    visibility_timeout_s: int = Field(4000, gt=0)
     # How often workers sweep Redis for unacked messages past the visibility timeout (kombu's
     # default is roughly every 100 s).
-    restore_interval_s: int = 30
+    restore_interval_s: int = Field(30, gt=0)
 
     # API
-    max_body_bytes: int = 256 * 1024
-    max_scope_items: int = 10_000
-    rate_limit_per_minute: int = 6000
+    max_body_bytes: int = Field(256 * 1024, ge=1)
+    max_scope_items: int = Field(10_000, ge=1)
+    rate_limit_per_minute: int = Field(6000, ge=1)
     subject_salt: str = "unlearn-default-salt"  # production: set a secret per deployment
 
     # Verifier gates that override the verifier's own defaults (which depend on family and method)
@@ -63,6 +91,16 @@ class Settings(BaseSettings):
     gate_forget_acc_margin: float | None = None  # candidate forget accuracy <= retrain's + margin
     gate_test_acc_margin: float | None = None  # candidate test accuracy >= retrain's - margin
     gate_mia_rel_tol: float | None = Field(None, description="|AUC - AUC_retrain| / AUC_retrain at most this")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.at_risk_days >= self.due_days:
+            raise ValueError(f"{ENV_PREFIX}AT_RISK_DAYS={self.at_risk_days} must be below "
+                             f"{ENV_PREFIX}DUE_DAYS={self.due_days}")
+        if self.task_soft_time_limit_s > self.task_time_limit_s:  # the soft limit would never fire
+            raise ValueError(f"{ENV_PREFIX}TASK_SOFT_TIME_LIMIT_S={self.task_soft_time_limit_s} must not exceed "
+                             f"{ENV_PREFIX}TASK_TIME_LIMIT_S={self.task_time_limit_s}")
+        return self
 
     @property
     def resolved_artifact_root(self) -> Path:

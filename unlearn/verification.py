@@ -23,7 +23,13 @@ from unlearn.contracts import Scope
 from unlearn.families import get_family
 from unlearn.identity import sha256_ids
 from unlearn.methods import get_method, method_names
-from unlearn.registry import artifact_dir
+from unlearn.registry import (
+    ArtifactIntegrityError,
+    artifact_dir,
+    verify_artifact,
+    version_label,
+    write_manifest,
+)
 from unlearn.settings import Settings
 from unlearn.store.models import Model, ModelVersion
 from unlearn.verify import Evidence, Verdict, criteria_for
@@ -55,32 +61,75 @@ def _reference_dir(settings: Settings, model_name: str, keep_ids: list[str]) -> 
     return artifact_dir(settings.resolved_artifact_root, model_name, "references", sha256_ids(keep_ids)[:24])
 
 
-def reference_model(settings: Settings, model_name: str, base_dir: Path, keep_ids: list[str], *,
-                    device: str, family: str) -> Path:
-    """The exact retrain-from-scratch model on `keep_ids`, cached by the hash of that set."""
+def reference_model(settings: Settings, model_name: str, base: ModelVersion, keep_ids: list[str], *,
+                    device: str, family: str) -> tuple[Path, str | None]:
+    """The exact retrain-from-scratch model on `keep_ids`, cached by the hash of that set with a manifest
+    of its own. A cached folder that no longer matches its manifest (or has none) is discarded and
+    rebuilt; the second value then says why, for the report. Raises `ArtifactIntegrityError` when
+    `base`, which it is retrained from, does not match its manifest."""
     folder = _reference_dir(settings, model_name, keep_ids)
-    if (folder / "unlearn.json").exists():
-        return folder
+    warning = None
+    if folder.exists():
+        try:
+            verify_artifact(folder, f"reference {folder.name} of {model_name}")
+            return folder, None
+        except ArtifactIntegrityError as exc:
+            warning = f"{exc}: discarded and rebuilt"
+            log.warning("%s", warning)
+            _discard(folder)
+    verify_artifact(Path(base.artifact_path), version_label(base), version_id=base.id)
+    sweep_partial_references(folder.parent, older_than_s=settings.lease_s)
     tmp = folder.with_name(folder.name + f".tmp-{time.time_ns()}")
     try:
-        get_family(family).retrain(base_dir, keep_ids, tmp, device=device)
+        get_family(family).retrain(Path(base.artifact_path), keep_ids, tmp, device=device)
+        write_manifest(tmp)
         if not folder.exists():
             tmp.rename(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    return folder, warning
+
+
+def _discard(folder: Path) -> None:
+    """Move a corrupt cache folder out of the way (one rename, so that no reader sees it half-deleted)."""
+    gone = folder.with_name(folder.name + f".corrupt-{time.time_ns()}")
+    try:
+        folder.rename(gone)
+    except FileNotFoundError:  # another process discarded it first
+        return
+    shutil.rmtree(gone, ignore_errors=True)
 
 
 def seed_reference(settings: Settings, model_name: str, keep_ids: list[str], source: Path) -> None:
     """Cache `source` as the reference for `keep_ids` (an exact method's candidate is that retrain)."""
     folder = _reference_dir(settings, model_name, keep_ids)
     if not folder.exists():
+        sweep_partial_references(folder.parent, older_than_s=settings.lease_s)
         tmp = folder.with_name(folder.name + f".tmp-{time.time_ns()}")
-        shutil.copytree(source, tmp)
-        try:
+        try:  # a copy cut short (a full disk) leaves nothing behind for the next attempt to trip on
+            shutil.copytree(source, tmp)
+            write_manifest(tmp)  # checked before every reuse, like a version
             tmp.rename(folder)
-        except OSError:
+        except OSError as exc:  # only a cache: the verifier retrains the reference when it needs it
+            log.warning("could not cache reference %s of %s: %s", folder.name, model_name, exc)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sweep_partial_references(references: Path, *, older_than_s: float) -> list[Path]:
+    """Remove the half-written reference folders (`*.tmp-*`) under `references` that nothing has written
+    to for `older_than_s` (the lease: a live writer's job would have lost it by then); returns them.
+    They are left by a worker that died or a disk that filled mid-write, and only take space."""
+    cutoff = time.time() - older_than_s
+    removed = []
+    for tmp in references.glob("*.tmp-*") if references.is_dir() else ():
+        try:
+            newest = max(p.stat().st_mtime for p in (tmp, *tmp.rglob("*")))
+        except OSError:  # removed meanwhile by another sweep
+            continue
+        if newest < cutoff:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 # ---------------------------------------------------------------- lineage plots
@@ -113,7 +162,7 @@ class Verification:
     reference: Path | None
 
 
-def verify_candidate(session: Session, settings: Settings, model: Model, *, candidate_dir: Path, base_dir: Path,
+def verify_candidate(session: Session, settings: Settings, model: Model, *, candidate_dir: Path, base: ModelVersion,
                      method: str | None, forget_ids: list[str], keep_ids: list[str], scope: Scope,
                      report_dir: Path, parent_id: str | None = None) -> Verification:
     """Score `candidate_dir` as the service gates it, and write `verdict.json` into `report_dir`.
@@ -121,15 +170,15 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     `forget_ids`: every sample forgotten in the lineage so far (the candidate must behave as a model
     that never saw any of them); `keep_ids`: the training samples it still holds. `method`: the method
     that made the candidate (its declared gates apply), or None for a model as trained.
-    The reference is the exact retrain on `keep_ids`, built (or read from the cache) only when the
-    family gates against one."""
+    The reference is the exact retrain on `keep_ids` from `base`, built (or read from the cache) only
+    when the family gates against one."""
     t0 = time.perf_counter()
     fam = get_family(model.family)
     extra = criteria_for(model.family)
     overrides = gate_overrides(settings, model)
     gates = {**gates_for(model.family, method, scope), **overrides}
-    ref = (reference_model(settings, model.name, base_dir, keep_ids, device=settings.device, family=model.family)
-           if fam.needs_reference else None)
+    ref, ref_warning = (reference_model(settings, model.name, base, keep_ids, device=settings.device,
+                                        family=model.family) if fam.needs_reference else (None, None))
     report_dir.mkdir(parents=True, exist_ok=True)
     verdict = fam.verify(candidate_dir, ref, forget_ids, keep_ids, scope, device=settings.device, thresholds=gates,
                          report_dir=report_dir)
@@ -146,6 +195,8 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     report["plots"].update(lineage_plots(session, parent_id, model.family, report, len(forget_ids), report_dir))
     if undeclared:
         report["undeclared_criteria"] = undeclared
+    if ref_warning:
+        report["reference_rebuilt"] = ref_warning
     report.update({"method": method, "gates": gates, "gate_overrides": overrides,
                    "verify_seconds": round(time.perf_counter() - t0, 4), "reference": str(ref) if ref else None})
     (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))

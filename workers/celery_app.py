@@ -9,9 +9,13 @@ database lease stops the second delivery from running it concurrently.
 
 from __future__ import annotations
 
-from celery import Celery
-from celery.signals import worker_process_init
+import logging
+import threading
 
+from celery import Celery
+from celery.signals import worker_process_init, worker_shutting_down
+
+from unlearn.lease import release_node
 from unlearn.methods import register_method
 from unlearn.settings import Settings, get_settings
 
@@ -61,6 +65,33 @@ def job_sender(app: Celery):
 
 
 app = make_celery(get_settings())
+log = logging.getLogger(__name__)
+
+
+@worker_shutting_down.connect
+def _hand_back_at_shutdown(sender=None, how=None, **_kwargs) -> None:
+    """The worker (its main process; `sender` is its node name) begins to shut down.
+
+    Warm (SIGTERM): Celery waits for the running job. After the grace period it is handed back to the
+    queue; the attempt stops at its next progress report, and the shutdown completes. Cold (SIGQUIT):
+    the running tasks are cancelled (after Celery's soft-shutdown wait): their jobs are handed back at
+    once. Either way a clean shutdown leaves no job holding its lease; only a crash waits for it."""
+    settings = getattr(app.conf, "unlearn_settings", None)
+    if settings is None or not sender:
+        return
+
+    def hand_back() -> None:
+        try:
+            for job_id in release_node(settings.resolved_database_url, sender, f"handed back at {how} shutdown"):
+                log.warning("job %s was handed back to the queue at shutdown", job_id)
+        except Exception:  # the database is away too: the leases run out as after a crash
+            log.exception("handing back %s's jobs at shutdown failed", sender)
+
+    # A thread, not the signal handler: this is database work. A warm shutdown ends when the job does,
+    # and the timer (a daemon) with it; a cold one must not exit before the hand-back is written.
+    timer = threading.Timer(settings.shutdown_grace_s if how == "Warm" else 0.0, hand_back)
+    timer.daemon = how == "Warm"
+    timer.start()
 
 
 @worker_process_init.connect

@@ -8,7 +8,7 @@ import socket
 from celery import current_app as app
 from celery import shared_task
 
-from unlearn import jobs, operations
+from unlearn import jobs, lease, operations
 from unlearn.settings import Settings
 from unlearn.store.db import session_scope
 from workers import heartbeat
@@ -28,6 +28,8 @@ def enqueue_jobs(job_ids: list[str], countdown: float = 0.0) -> None:
 @shared_task(name="unlearn.run_job", bind=True)
 def run_job(self, job_id: str) -> str:
     settings = _settings()
+    if lease.draining():  # shutting down: the job stays queued, and the reconciler sends it again
+        return "skipped"
     worker = f"{self.request.hostname or socket.gethostname()}:{self.request.id}"
     with heartbeat.running_job(settings, self.request.hostname or socket.gethostname(), job_id):
         outcome = jobs.run_job(settings, job_id, worker)
@@ -61,11 +63,11 @@ def reconcile() -> list[str]:
 
 @shared_task(name="verify.compliance_check")
 def compliance_check(model_name: str, trigger: str = "schedule") -> dict:
-    from unlearn.compliance import run_compliance_check
+    from unlearn.compliance import check_model
 
     settings = _settings()
     with session_scope(settings.resolved_database_url) as s:
-        check = run_compliance_check(s, settings, model_name, trigger)
+        check = check_model(s, settings, model_name, trigger)
         result = {"model": model_name, "passed": check.passed, "regression": check.regression,
                   "reopened": list(check.reopened_request_ids)}
     if result["reopened"]:

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from api.deps import JobSenderDep, OperatorDep, SessionDep
 from api.problems import ERROR_RESPONSES, ProblemError, domain_problem
+from api.scheduler import send_after_commit
 from api.schemas import JobOut
 from api.views import job_out
 from unlearn.operations import retry_job
@@ -44,5 +45,5 @@ def retry(job_id: str, session: SessionDep, caller: OperatorDep, send_jobs: JobS
     except IllegalTransition as exc:  # the error map's status, with what a retry needs
         raise domain_problem(exc, detail=f"{exc}; only failed jobs can be retried") from None
     session.commit()
-    send_jobs([job.id])
+    send_after_commit(lambda: send_jobs([job.id]), f"retried job {job.id}")
     return job_out(job)

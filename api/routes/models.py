@@ -50,6 +50,9 @@ def rollback(name: str, body: RollbackIn, session: SessionDep, caller: OperatorD
         v = registry.rollback(session, name, body.version_id, actor=caller.actor, reason=body.reason)
     except registry.TaintedVersion:
         raise
+    except registry.ArtifactIntegrityError as exc:
+        session.commit()  # the target was quarantined: that stands although the rollback is refused
+        raise domain_problem(exc, title="Rollback refused") from None
     except registry.RegistryError as exc:  # the error map's status, worded as this route's refusal
         raise domain_problem(exc, title="Rollback refused") from None
     session.commit()

@@ -153,7 +153,8 @@ def extend(request_id: str, body: ExtendIn, session: SessionDep, caller: Operato
     if r.status in REQUEST_FINAL:
         raise ProblemError(409, "Conflict", f"request {r.id} is {r.status}: only open requests have a deadline")
     try:
-        extend_due(session, r, days=body.days, actor=caller.actor, reason=body.reason)
+        extend_due(session, r, days=body.days, max_extension_days=settings.max_extension_days, actor=caller.actor,
+                   reason=body.reason)
     except IllegalTransition:  # the request's state, not the body: the error map answers 409
         raise
     except ValueError as exc:  # a blank reason or a day count out of range

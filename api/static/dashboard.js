@@ -409,7 +409,8 @@ function lineageTree(model, versions, championId) {
                                    v.verdict === "pass" ? "pass" : "fail"));
     const actions = [h("button", { type: "button", class: "small", dataset: { key: `report-${v.id}` },
                                    onclick: () => openReport(model, v.id) }, "Report")];
-    if (v.id !== championId && v.status !== "rejected") {
+    // A quarantined version's files do not match its manifest: the service refuses to serve it again.
+    if (v.id !== championId && v.status !== "rejected" && v.status !== "quarantined") {
       actions.push(h("button", { type: "button", class: "small", dataset: { key: `rollback-${v.id}` },
         onclick: () => act({ title: "Roll back", reason: true, confirmLabel: "Roll back",
                              text: `Make ${model} v${v.version} the champion?` +
@@ -444,7 +445,10 @@ async function loadModels() {
     return h("article", { class: "model", "aria-labelledby": `model-${m.name}` },
       h("h3", { id: `model-${m.name}` }, m.name, " ", h("span", { class: "help" }, `${m.family} · ${m.versions} versions`)),
       h("p", {}, "Champion: ", champ ? h("strong", {}, `v${champ.version}`) : "none",
-        champ ? ` (${champ.method}, ${champ.excluded_samples} samples forgotten)` : ""),
+        champ ? ` (${champ.method}, ${champ.excluded_samples} samples forgotten)` : "",
+        champ && champ.status === "quarantined"
+          ? [" ", badge("quarantined"), " its files do not match their manifest: roll back to an intact version."]
+          : null),
       h("p", {}, "Candidates: ", candidates.length
         ? candidates.map((v) => `v${v.version} ${v.status}${v.verdict ? ` (${v.verdict})` : ""}`).join(", ") : "none"),
       h("h4", {}, "Lineage"),

@@ -29,6 +29,11 @@ def json_list_column() -> Any:
     return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
+def _due_at_of_this_row(context: Any) -> datetime:
+    """A request written without its first due date has not been extended yet: it is its due date."""
+    return context.get_current_parameters()["due_at"]
+
+
 class Model(SQLModel, table=True):
     """A registered model: a family, a lineage of versions, an alias `champion` that serving reads."""
 
@@ -72,6 +77,9 @@ class DeletionRequest(SQLModel, table=True):
     status: str = Field(default="received", max_length=16, index=True)
     reason: str | None = None
     due_at: datetime
+    # The deadline as first set: extensions are capped in total from it (GDPR art. 12(3)).
+    original_due_at: datetime = Field(default=None, nullable=False,
+                                      sa_column_kwargs={"default": _due_at_of_this_row})
     received_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     completed_at: datetime | None = None
@@ -136,7 +144,7 @@ class ModelVersion(SQLModel, table=True):
     verdict: str | None = Field(default=None, max_length=8)  # pass | fail
     metrics: dict = json_column()
     method_info: dict = json_column()
-    status: str = Field(default="candidate", max_length=16)  # candidate | promoted | rejected | retired
+    status: str = Field(default="candidate", max_length=16)  # VersionStatus: candidate | promoted | … | quarantined
     tainted: bool = False
     job_id: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow)

@@ -43,6 +43,7 @@ class VersionStatus(StrEnum):
     PROMOTED = "promoted"
     REJECTED = "rejected"
     RETIRED = "retired"
+    QUARANTINED = "quarantined"  # its files do not match its manifest: never used again
 
 
 REQUEST_FINAL = frozenset({RequestStatus.COMPLETED, RequestStatus.REJECTED, RequestStatus.FAILED,
