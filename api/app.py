@@ -42,7 +42,9 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
                   description="Deletion requests for trained models: forget, verify, promote, audit.")
     app.state.settings = settings
     app.state.engine = get_engine(settings.resolved_database_url)
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    # Counted in the broker's Redis in production: every API process shares one limit.
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute,
+                                         settings.broker_url if settings.broker_url.startswith("redis") else "memory://")
     app.state.keys = KeyCache()
     app.state.coalescer = CoalesceScheduler(schedule_coalesce or (lambda _delay: None), settings.batch_window_s)
     app.state.enqueue_jobs = enqueue_jobs or (lambda _ids: None)

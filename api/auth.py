@@ -8,13 +8,18 @@ changes nothing without the header `X-Requested-With`, which no cross-site form 
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.security import APIKeyHeader
+from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 from sqlmodel import Session, select
 
 from api.problems import ProblemError
@@ -24,6 +29,7 @@ from unlearn.store.models import ApiKey
 ROLES = ("submitter", "operator")
 COOKIE = "unlearn_key"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+log = logging.getLogger(__name__)
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
 
 
@@ -102,21 +108,34 @@ def authenticate(session: Session, request: Request, header_key: str | None,
 
 
 class RateLimiter:
-    """A sliding one-minute window per API key, in process memory."""
+    """A moving one-minute window per API key (the `limits` library). Kept in Redis when `storage_url` names
+    one (the broker's, in production), so that N API processes together allow the limit, not N times it;
+    in process memory otherwise. While Redis is away each process counts alone rather than refusing
+    every request: the limit guards against floods, and intake must go on answering."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, storage_url: str = "memory://") -> None:
         self.per_minute = per_minute
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+        self._item = RateLimitItemPerMinute(per_minute)
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared = None
+        if not storage_url.startswith("memory://"):
+            shared = storage_from_string(storage_url, key_prefix="unlearn-rate", wrap_exceptions=True,
+                                         socket_timeout=1.0, socket_connect_timeout=1.0)
+            self._shared = MovingWindowRateLimiter(shared)
+
+    def _hit(self, limiter: MovingWindowRateLimiter, key_id: str) -> float | None:
+        """None when this request is within the limit; else when the window next frees a place (epoch s)."""
+        if limiter.hit(self._item, key_id):
+            return None
+        return limiter.get_window_stats(self._item, key_id).reset_time
 
     def check(self, key_id: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(key_id, deque())
-            while hits and hits[0] <= now - 60.0:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                retry = max(1, int(60.0 - (now - hits[0])) + 1)
-                raise ProblemError(429, "Too Many Requests", f"rate limit of {self.per_minute} requests per "
-                                   "minute for this API key", headers={"Retry-After": str(retry)})
-            hits.append(now)
+        try:
+            reset_at = self._hit(self._shared or self._local, key_id)
+        except StorageError as exc:
+            log.warning("rate limit store unavailable, counting in this process: %s", exc)
+            reset_at = self._hit(self._local, key_id)
+        if reset_at is not None:
+            retry = max(1, math.ceil(reset_at - time.time()))
+            raise ProblemError(429, "Too Many Requests", f"rate limit of {self.per_minute} requests per "
+                               "minute for this API key", headers={"Retry-After": str(retry)})

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from unlearn.intake import Text, text
+
 
 class JobOut(BaseModel):
     id: str
@@ -93,8 +95,8 @@ class ModelOut(BaseModel):
 
 
 class RollbackIn(BaseModel):
-    version_id: str
-    reason: str = "operator rollback"
+    version_id: Text
+    reason: Text = "operator rollback"
 
 
 class Health(BaseModel):
@@ -104,12 +106,12 @@ class Health(BaseModel):
 
 
 class ReasonIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: text(min_length=1, max_length=2000)
 
 
 class ExtendIn(BaseModel):
     days: int = Field(ge=1, le=60)
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: text(min_length=1, max_length=2000)
 
 
 class AuditOut(BaseModel):
@@ -188,7 +190,7 @@ class ComplianceSummary(BaseModel):
 
 
 class LoginIn(BaseModel):
-    api_key: str = Field(min_length=1, max_length=256)
+    api_key: text(min_length=1, max_length=256)
 
 
 class SessionOut(BaseModel):

@@ -16,6 +16,7 @@ def build() -> FastAPI:
     if settings.embedded:
         raise RuntimeError("cli.asgi serves the production layout: set UNLEARN_BROKER_URL to a redis:// URL "
                            "(or use `unlearn serve` for the embedded worker)")
+    settings.check_subject_salt()
     celery = make_celery(settings)
     return create_app(settings, schedule_coalesce=lambda delay: celery.send_task(
         "ops.coalesce", kwargs={"force": True}, countdown=delay), enqueue_jobs=job_sender(celery))

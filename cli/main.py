@@ -30,6 +30,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cli.bootstrap import prepare, register_zoo_models
 
     settings = _settings()
+    settings.check_subject_salt()
     prepare(settings)
     if args.models:
         register_zoo_models(settings, args.models.split(","))
@@ -50,6 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    _settings().check_subject_salt()
     from workers.celery_app import app
 
     argv = ["worker", "-Q", args.queues, "--loglevel", args.loglevel, "-c", str(args.concurrency),
@@ -61,6 +63,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_beat(args: argparse.Namespace) -> int:
+    _settings().check_subject_salt()
     from workers.celery_app import app
 
     app.start(["beat", "--loglevel", args.loglevel,

@@ -15,6 +15,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("UNLEARN_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# `unlearn serve`, `worker` and `beat` refuse the default subject salt with a production broker. A test that
+# starts one passes this to its in-process settings too: subjects must hash alike on both sides.
+TEST_SALT = "unlearn-test-salt"
 
 
 def free_port() -> int:

@@ -22,7 +22,15 @@ from sqlmodel import func, select
 
 from tests.conftest import register
 from tests.fault_methods import PLUGINS
-from tests.procs import ROOT, RedisServer, celery_worker, free_port, postgres_database, wait_for_port
+from tests.procs import (
+    ROOT,
+    TEST_SALT,
+    RedisServer,
+    celery_worker,
+    free_port,
+    postgres_database,
+    wait_for_port,
+)
 from unlearn.intake import DeletionRequestIn, submit
 from unlearn.settings import Settings
 from unlearn.store.db import migrate, session_scope
@@ -37,7 +45,8 @@ class Service:
 
     def __init__(self, tmp_path, zoo_dir, redis_server: RedisServer, database_url: str | None = None, **over):
         base = {"lease_s": 4.0, "visibility_timeout_s": 60, "task_time_limit_s": 50, "task_soft_time_limit_s": 45,
-                "batch_window_s": 0.2, "reconcile_interval_s": 1.0, "requeue_after_s": 2.0, "max_attempts": 3}
+                "batch_window_s": 0.2, "reconcile_interval_s": 1.0, "requeue_after_s": 2.0, "max_attempts": 3,
+                "subject_salt": TEST_SALT}
         base.update(over)
         self.tmp = tmp_path
         self.redis = redis_server

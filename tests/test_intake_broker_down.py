@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from api.auth import create_api_key
 from tests.conftest import register
-from tests.procs import ROOT, RedisServer, celery_worker, free_port, wait_for_port
+from tests.procs import ROOT, TEST_SALT, RedisServer, celery_worker, free_port, wait_for_port
 from unlearn.settings import Settings
 from unlearn.store.db import migrate, session_scope
 from unlearn.store.models import DeletionRequest, UnlearningJob
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_requests_committed_while_the_broker_is_down_are_accepted_and_served_later(tmp_path, zoo_dir):
     redis_server = RedisServer(tmp_path / "redis")  # its port is chosen; nothing listens there yet
     settings = Settings(data_dir=tmp_path / "data", broker_url=redis_server.url, batch_window_s=0.2,
-                        review_required_for=["class"])
+                        review_required_for=["class"], subject_salt=TEST_SALT)
     migrate(settings.resolved_database_url)
     register(settings, zoo_dir)
     with session_scope(settings.resolved_database_url) as s:
@@ -38,7 +38,7 @@ def test_requests_committed_while_the_broker_is_down_are_accepted_and_served_lat
         s.add(failed)
     env = {"UNLEARN_DATA_DIR": str(settings.data_dir), "UNLEARN_BROKER_URL": redis_server.url,
            "UNLEARN_DATABASE_URL": settings.resolved_database_url, "UNLEARN_BATCH_WINDOW_S": "0.2",
-           "UNLEARN_REVIEW_REQUIRED_FOR": json.dumps(["class"])}
+           "UNLEARN_REVIEW_REQUIRED_FOR": json.dumps(["class"]), "UNLEARN_SUBJECT_SALT": TEST_SALT}
     port = free_port()
     log = tmp_path / "api.log"
     server = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(port)], cwd=ROOT,

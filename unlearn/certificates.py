@@ -1,8 +1,14 @@
 """Deletion certificates: a signed record of what was forgotten, where, how, and how it was checked.
 
 A certificate is issued in the transaction that completes its request. Its body is signed with
-the service's Ed25519 key over canonical JSON (sorted keys, no spaces, UTF-8), so anyone holding
-the public key (`GET /v1/keys`) can check it offline: `unlearn verify-certificate FILE`.
+the service's Ed25519 key over its RFC 8785 canonical JSON (JCS: keys sorted by UTF-16 code units,
+numbers written as ECMAScript writes them, UTF-8), so anyone holding the public key (`GET /v1/keys`)
+can check it offline, in any language: `unlearn verify-certificate FILE`, or a few lines of
+JavaScript (`tests/verify_certificate.mjs`).
+
+The body's `format` says which canonical form was signed: 2 is JCS; 1 (certificates issued before)
+is Python's `json.dumps` with sorted keys, which writes floats its own way (`1.0`, `1e-09`), and is
+still checked that way so that every certificate already handed out stays valid.
 
 The document handed out is `{"certificate": body, "algorithm": "Ed25519", "key_id": …,
 "signature": base64}`; the key id (sha256 of the public key's DER) is also inside the signed
@@ -16,9 +22,11 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -43,7 +51,10 @@ from unlearn.store.transitions import audit
 
 ALGORITHM = "Ed25519"
 CERTIFICATE_TYPE = "unlearn/deletion-certificate"
-FORMAT = 1
+FORMAT = 2
+# JSON numbers are IEEE doubles to most readers (JavaScript's included): beyond this an integer would
+# not survive a round trip, and JCS refuses it.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 # ---------------------------------------------------------------- keys
@@ -97,11 +108,20 @@ def _load_public(public_pem: str | bytes) -> Ed25519PublicKey:
 # ---------------------------------------------------------------- signing and checking
 
 def canonical_json(obj: Any) -> bytes:
+    """RFC 8785 (JSON Canonicalization Scheme): the bytes a format-2 certificate signs."""
+    return rfc8785.dumps(obj)
+
+
+def canonical_json_v1(obj: Any) -> bytes:
+    """The bytes a format-1 certificate signed; kept only to check those."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
+CANONICAL_FORMS: dict[int, Callable[[Any], bytes]] = {1: canonical_json_v1, FORMAT: canonical_json}
+
+
 def sign(body: dict[str, Any], private_key: Ed25519PrivateKey) -> str:
-    return base64.b64encode(private_key.sign(canonical_json(body))).decode()
+    return base64.b64encode(private_key.sign(CANONICAL_FORMS[body["format"]](body))).decode()
 
 
 def document(row: Certificate) -> dict[str, Any]:
@@ -118,6 +138,10 @@ def check_certificate(doc: Any, public_key_pem: str | bytes) -> str | None:
     body = doc["certificate"]
     if body.get("type") != CERTIFICATE_TYPE:
         return f"certificate type must be {CERTIFICATE_TYPE}"
+    fmt = body.get("format")
+    canonical = CANONICAL_FORMS.get(fmt) if type(fmt) is int else None
+    if canonical is None:
+        return f"unknown certificate format {fmt!r} (known: {', '.join(map(str, sorted(CANONICAL_FORMS)))})"
     try:
         public = _load_public(public_key_pem)
         kid = key_id(public_key_pem)
@@ -127,8 +151,8 @@ def check_certificate(doc: Any, public_key_pem: str | bytes) -> str | None:
         return f"signed with another key (this public key's id is {kid[:16]}…)"
     try:
         signature = base64.b64decode(str(doc.get("signature", "")), validate=True)
-        public.verify(signature, canonical_json(body))
-    except (InvalidSignature, ValueError):
+        public.verify(signature, canonical(body))
+    except (InvalidSignature, ValueError):  # ValueError: bad base64, or an edit JCS cannot write (2**60)
         return "the signature does not match the certificate's content"
     return None
 
@@ -146,9 +170,12 @@ def _ts(value: datetime | None) -> str | None:
 
 
 def _finite(obj: Any) -> Any:
-    """JSON has no NaN or infinity: such metric values are recorded as null."""
+    """JSON has no NaN or infinity: such metric values are recorded as null. An integer beyond what an
+    IEEE double holds exactly is recorded as its decimal string, which every reader keeps intact."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) > MAX_SAFE_INTEGER:
+        return str(obj)
     if isinstance(obj, dict):
         return {str(k): _finite(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -182,6 +209,9 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
     method = job.method if job else (version.method if version else request.method)
     metrics = version.metrics if version is not None else {}
     criteria = metrics.get("criteria") or {}
+    # A candidate that is its own reference compared equal to itself: no table is offered as evidence.
+    by_construction = bool(metrics.get("exact_by_construction"))
+    evidence = {} if by_construction else criteria
     forget = set(target.forget_ids)
     entry: dict[str, Any] = {
         "model": target.model_name,
@@ -199,8 +229,10 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
         },
         "verifier": {
             "verdict": metrics.get("verdict"),
-            "criteria": criteria,  # each: value, op, threshold, passed, retrain reference
-            "thresholds": {name: {"op": c.get("op"), "threshold": c.get("threshold")} for name, c in criteria.items()},
+            "exact_by_construction": by_construction,
+            **({"note": metrics.get("note")} if by_construction else {}),
+            "criteria": evidence,  # each: value, op, threshold, passed, retrain reference
+            "thresholds": {name: {"op": c.get("op"), "threshold": c.get("threshold")} for name, c in evidence.items()},
             "reasons": metrics.get("reasons", []),
             # the gates set for this deployment or model over the verifier's own defaults, as they
             # stood when this version was verified (None: verified before they were recorded)

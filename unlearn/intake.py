@@ -3,12 +3,14 @@ and write it down. Nothing is queued here; the coalescer batches what intake acc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 from sqlmodel import Session, col, select
 
 from unlearn.contracts import Scope
@@ -30,14 +32,59 @@ class IntakeError(ValueError):
         self.detail, self.status, self.title = detail, status, title
 
 
+def _unstorable(value: Any, at: tuple[str, ...] = ()) -> str | None:
+    """Why `value` (or something nested in it) cannot be stored, or None. NUL is refused because PostgreSQL
+    text cannot hold it (SQLite can: the two back ends would disagree), a lone surrogate because it has
+    no UTF-8 encoding, and NaN or ±Infinity because JSON has no such number and PostgreSQL's JSON refuses
+    it. Starlette's JSON parser accepts all three ("\\u0000", "\\ud800", the NaN and Infinity literals)."""
+    where = f" (at {'.'.join(at)})" if at else ""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"text must not contain NUL (\\u0000){where}"
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"text must not contain a lone surrogate (\\ud800 to \\udfff){where}"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a finite number; NaN and Infinity are not accepted{where}"
+    elif isinstance(value, dict | list | tuple):
+        pairs = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in pairs:
+            found = _unstorable(key, at) or _unstorable(item, (*at, str(key)))
+            if found:
+                return found
+    return None
+
+
+def refuse_unstorable(value: Any) -> Any:
+    """The one check every request value passes (bodies, query and path parameters): a 422 naming the field
+    for text or a number no layer can hold, anywhere inside `value`. It runs before pydantic's own string
+    check, which refuses a lone surrogate only in a constrained field and says so obscurely."""
+    found = _unstorable(value)
+    if found:
+        raise PydanticCustomError("unstorable", found)
+    return value
+
+
+def text(**constraints: Any) -> Any:
+    """The type of a request string, with pydantic's own `StringConstraints` (`max_length=64`, ...): given
+    here rather than in `Field`, they keep pydantic's string messages ("at most 64 characters")."""
+    return Annotated[str, StringConstraints(**constraints), BeforeValidator(refuse_unstorable)]
+
+
+Text = text()
+# A request's free-form JSON object (method parameters): every key and value inside it is checked.
+JSONObject = Annotated[dict[str, Any], BeforeValidator(refuse_unstorable)]
+
+
 class ScopeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["subject", "samples", "class", "concept"]
-    subject: str | None = Field(None, min_length=1, max_length=256, description="the person's reference")
-    sample_ids: list[str] | None = Field(None, description="training sample ids")
+    subject: text(min_length=1, max_length=256) | None = Field(None, description="the person's reference")
+    sample_ids: list[Text] | None = Field(None, description="training sample ids")
     label: int | None = Field(None, ge=0, le=1_000_000)
-    concept: str | None = Field(None, min_length=1, max_length=128)
+    concept: text(min_length=1, max_length=128) | None = None
     labels_known: bool = Field(True, description="false: the samples come without labels (label-agnostic)")
 
     @model_validator(mode="after")
@@ -53,13 +100,13 @@ class ScopeIn(BaseModel):
 class DeletionRequestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str | None = Field(None, max_length=64, description="target model; omit to reach every model "
+    model: text(max_length=64) | None = Field(None, description="target model; omit to reach every model "
                               "trained on the subject (subject scope only)")
     scope: ScopeIn
     kind: Literal["privacy", "corrective"] = "privacy"
-    method: str = Field("auto", max_length=32)
-    params: dict[str, Any] = Field(default_factory=dict, description="method parameters, for operators")
-    external_id: str | None = Field(None, max_length=128)
+    method: text(max_length=32) = "auto"
+    params: JSONObject = Field(default_factory=dict, description="method parameters, for operators")
+    external_id: text(max_length=128) | None = None
     due_days: int | None = Field(None, ge=1, le=90, description="deadline in days (default: settings)")
 
 

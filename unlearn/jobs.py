@@ -16,12 +16,16 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
 from unlearn.certificates import issue_certificates
 from unlearn.contracts import Scope
 from unlearn.lease import JobHandle, LeaseLost, claim, expired_jobs, lease_wait
-from unlearn.methods import UnlearnTask, get_method
+from unlearn.methods import MethodError, UnlearnTask, get_method
+from unlearn.plugins import UnknownComponent
 from unlearn.registry import (
     ArtifactIntegrityError,
     artifact_dir,
@@ -86,6 +90,22 @@ def _give_up(session: Session, job: UnlearningJob, worker: str, err: str) -> Non
     _settle(session, targets, TargetStatus.FAILED, actor=worker, reason=f"job failed: {err[:300]}")
 
 
+# Errors a retry cannot mend: the job fails at the first.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (ArtifactIntegrityError, UnknownComponent, MethodError,
+                                                     ValidationError)
+# The database away (connection lost, SQLite locked) or a device out of memory: the same attempt may
+# pass later. Retried with backoff by the task queue; the job's attempt cap still bounds them.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, torch.cuda.OutOfMemoryError)
+
+
+class TransientJobError(RuntimeError):
+    """An attempt failed for a reason that may pass (see `TRANSIENT_ERRORS`); the job is queued again."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSIENT_ERRORS) or isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
 def run_job(settings: Settings, job_id: str, worker: str) -> Outcome:
     """Run one job to its end, or hand it back. Safe under duplicate delivery."""
     url = settings.resolved_database_url
@@ -110,22 +130,27 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Outcome:
         log.warning("%s", exc)
         return Outcome("skipped", str(exc))
     except Exception as exc:  # a crash in a method or verifier: retry up to the cap
-        # A corrupt artifact stays corrupt: no retry, and its version is quarantined.
-        permanent = isinstance(exc, ArtifactIntegrityError)
-        err = str(exc) if permanent else f"{type(exc).__name__}: {exc}"
+        # What cannot heal (a corrupt artifact, a name no registry knows, parameters or data that fail
+        # validation) fails at once; a corrupt artifact's version is quarantined too.
+        permanent = isinstance(exc, PERMANENT_ERRORS)
+        transient = is_transient(exc)
+        err = str(exc) if isinstance(exc, ArtifactIntegrityError) else f"{type(exc).__name__}: {exc}"
         log.error("job %s attempt %s failed: %s\n%s", job_id, attempt, err, traceback.format_exc())
-        with session_scope(url) as s:
+        with session_scope(url) as s:  # with the database away this raises too: transient, retried alike
             job = s.get(UnlearningJob, job_id)
             if job.worker != worker or job.attempts != attempt:
                 return Outcome("skipped", "lease lost while failing")
             job.error = err[:2000]
-            if permanent and exc.version_id is not None:  # the attempt's own transaction was rolled back
+            if isinstance(exc, ArtifactIntegrityError) and exc.version_id is not None:
+                # the attempt's own transaction was rolled back
                 quarantine(s, s.get(ModelVersion, exc.version_id), reason=err, actor=worker)
             if permanent or job.attempts >= job.max_attempts:
                 _give_up(s, job, worker, err)
                 return Outcome("failed", err)
             _requeue(s, job, actor=worker, reason=err)
-            return Outcome("retry", err, retry_in=min(2.0 ** job.attempts, 60.0))
+        if transient:  # handed back above; the caller's queue retries it with backoff
+            raise TransientJobError(err) from exc
+        return Outcome("retry", err, retry_in=min(2.0 ** attempt, 60.0))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,14 @@ def merged(own: dict[str, str], group: str) -> dict[str, str]:
     return {**entry_point_targets(group), **own}
 
 
+class UnknownComponent(KeyError):
+    """A name no registry knows (data set, architecture, family, method): it cannot heal by retrying, so
+    a job that meets one fails at once. A KeyError still, for callers that catch that."""
+
+    def __str__(self) -> str:  # KeyError's own quotes the message as if it were a key
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True)
 class Registry:
     """Things of one kind by name: this package's table `own` ("module:attribute" each, imported on
@@ -47,12 +55,12 @@ class Registry:
         return sorted(merged(self.own, self.group))
 
     def load(self, name: str) -> Any:
-        """The object registered as `name`; raises KeyError naming the known ones for an unknown name."""
+        """The object registered as `name`; raises UnknownComponent naming the known ones for an unknown name."""
         known = merged(self.own, self.group)
         if name not in known:
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+            raise UnknownComponent(f"unknown {self.kind} {name!r}; known: {', '.join(sorted(known)) or 'none'}")
         module, attr = known[name].split(":")
         return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["GROUPS", "Registry", "entry_point_targets", "merged"]
+__all__ = ["GROUPS", "Registry", "UnknownComponent", "entry_point_targets", "merged"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,6 +10,10 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "UNLEARN_"
+# Subject ids are stored as salted hashes; with a salt everyone knows, anyone can hash a name and find it.
+DEFAULT_SUBJECT_SALT = "unlearn-default-salt"
+
+log = logging.getLogger(__name__)
 
 
 class SettingsError(ValueError):
@@ -84,7 +89,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(256 * 1024, ge=1)
     max_scope_items: int = Field(10_000, ge=1)
     rate_limit_per_minute: int = Field(6000, ge=1)
-    subject_salt: str = "unlearn-default-salt"  # production: set a secret per deployment
+    subject_salt: str = DEFAULT_SUBJECT_SALT  # production: set a secret per deployment (check_subject_salt)
 
     # Verifier gates that override the verifier's own defaults (which depend on family and method)
     # for every model; unset, each verifier uses its defaults. Per-model overrides live in Model.thresholds.
@@ -101,6 +106,19 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}TASK_SOFT_TIME_LIMIT_S={self.task_soft_time_limit_s} must not exceed "
                              f"{ENV_PREFIX}TASK_TIME_LIMIT_S={self.task_time_limit_s}")
         return self
+
+    def check_subject_salt(self) -> None:
+        """At a service process's start: the default salt is refused in production (a broker that is not
+        in memory) and warned about otherwise. Not a validator: tools and tests build production settings
+        without starting anything."""
+        if self.subject_salt != DEFAULT_SUBJECT_SALT:
+            return
+        if not self.embedded:
+            raise SettingsError(f"{ENV_PREFIX}SUBJECT_SALT is not set: refusing to start in production (broker "
+                                f"{self.broker_url.split('://')[0]}://) with the default subject salt, which "
+                                "lets anyone recover subject ids from their hashes; set it to a secret")
+        log.warning("%sSUBJECT_SALT is not set: subject ids are hashed with the public default salt. Set it to "
+                    "a secret before serving real requests (production refuses to start without it).", ENV_PREFIX)
 
     @property
     def resolved_artifact_root(self) -> Path:

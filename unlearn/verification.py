@@ -197,6 +197,14 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
         report["undeclared_criteria"] = undeclared
     if ref_warning:
         report["reference_rebuilt"] = ref_warning
+    # A reference method's candidate is the very retrain the verifier compares against (the job seeds
+    # the reference from it), so every difference is 0 by construction: the table is kept for the record
+    # but is no evidence. A family that gates against no reference still checks it for real.
+    by_construction = fam.needs_reference and method in method_names() and get_method(method).is_reference
+    report["exact_by_construction"] = bool(by_construction)
+    if by_construction:
+        report["note"] = (f"exact by construction: method {method!r} retrains from scratch without the forgotten "
+                          "samples, and that retrain is the verifier's reference; its comparisons are vacuous")
     report.update({"method": method, "gates": gates, "gate_overrides": overrides,
                    "verify_seconds": round(time.perf_counter() - t0, 4), "reference": str(ref) if ref else None})
     (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))

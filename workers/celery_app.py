@@ -21,7 +21,11 @@ from unlearn.settings import Settings, get_settings
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("unlearn", broker=settings.broker_url, include=["workers.tasks"])
+    broker = settings.broker_url
+    if settings.embedded and not broker.removeprefix("memory://").strip("/"):
+        # kombu warns "No hostname was supplied" at every connection to a URL without a host
+        broker = "memory://localhost/"
+    app = Celery("unlearn", broker=broker, include=["workers.tasks"])
     backend = settings.result_backend or ("cache+memory://" if settings.embedded else None)
     vt = {"visibility_timeout": settings.visibility_timeout_s}
     broker_options = {**vt, "unacked_restore_interval": settings.restore_interval_s, "unacked_restore_throttle": 1}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import socket
 
+import kombu.exceptions
+import redis.exceptions
 from celery import current_app as app
 from celery import shared_task
 
@@ -25,7 +27,16 @@ def enqueue_jobs(job_ids: list[str], countdown: float = 0.0) -> None:
         run_job.apply_async((job_id,), countdown=countdown or None)
 
 
-@shared_task(name="unlearn.run_job", bind=True)
+# The database or the broker away, a device out of memory: Celery sends the task again with exponential
+# backoff and jitter. The attempt cap in the database still bounds the job (each delivery claims an
+# attempt). The longest wait (60 s) stays below the default visibility timeout; were a delivery doubled,
+# the database lease would stop the second one.
+RETRY_ON = (jobs.TransientJobError, *jobs.TRANSIENT_ERRORS, kombu.exceptions.OperationalError,
+            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+@shared_task(name="unlearn.run_job", bind=True, autoretry_for=RETRY_ON, retry_backoff=True, retry_backoff_max=60,
+             retry_jitter=True, max_retries=10)
 def run_job(self, job_id: str) -> str:
     settings = _settings()
     if lease.draining():  # shutting down: the job stays queued, and the reconciler sends it again

@@ -12,6 +12,7 @@ from api.lookups import visible_request
 from api.problems import ERROR_RESPONSES, ProblemError
 from api.schemas import CertificateOut, PublicKeyOut
 from unlearn import certificates
+from unlearn.intake import Text
 from unlearn.store.models import Certificate
 
 router = APIRouter(responses=ERROR_RESPONSES, tags=["certificates"])
@@ -25,7 +26,7 @@ def public_key(settings: SettingsDep) -> PublicKeyOut:
 
 @router.get("/v1/deletion-requests/{request_id}/certificate", response_model=CertificateOut,
             operation_id="getCertificate")
-def get_certificate(request_id: str, session: SessionDep, caller: CallerDep) -> Any:
+def get_certificate(request_id: Text, session: SessionDep, caller: CallerDep) -> Any:
     r = visible_request(session, caller, request_id)
     row = session.get(Certificate, r.id)
     if row is None:

@@ -12,6 +12,7 @@ from api.lookups import known_model
 from api.problems import ERROR_RESPONSES, ProblemError
 from api.schemas import ComplianceOut, ComplianceSummary
 from api.views import compliance_out
+from unlearn.intake import Text
 from unlearn.store.models import ComplianceCheck, DeletionRequest, Model
 from unlearn.store.transitions import audit
 
@@ -38,7 +39,7 @@ def compliance_summary(session: SessionDep, caller: OperatorDep) -> ComplianceSu
 
 
 @router.post("/v1/models/{name}/compliance-check", response_model=ComplianceOut, operation_id="runComplianceCheck")
-def compliance_check(name: str, session: SessionDep, caller: OperatorDep, settings: SettingsDep) -> ComplianceOut:
+def compliance_check(name: Text, session: SessionDep, caller: OperatorDep, settings: SettingsDep) -> ComplianceOut:
     known_model(session, name)
     try:  # imported per call: a build without the compliance module answers 501, not a failed start
         from unlearn.compliance import run_compliance_check

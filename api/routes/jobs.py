@@ -13,6 +13,7 @@ from api.problems import ERROR_RESPONSES, ProblemError, domain_problem
 from api.scheduler import send_after_commit
 from api.schemas import JobOut
 from api.views import job_out
+from unlearn.intake import Text, text
 from unlearn.operations import retry_job
 from unlearn.store.models import UnlearningJob
 from unlearn.store.transitions import IllegalTransition
@@ -22,8 +23,8 @@ router = APIRouter(prefix="/v1/jobs", responses=ERROR_RESPONSES, tags=["operator
 
 @router.get("", response_model=list[JobOut], operation_id="listJobs")
 def list_jobs(session: SessionDep, caller: OperatorDep,
-              stage: Annotated[list[str] | None, Query()] = None,
-              model: Annotated[str | None, Query(max_length=64)] = None,
+              stage: Annotated[list[Text] | None, Query()] = None,
+              model: Annotated[text(max_length=64) | None, Query()] = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[JobOut]:
     where = []
     if stage:
@@ -36,7 +37,7 @@ def list_jobs(session: SessionDep, caller: OperatorDep,
 
 
 @router.post("/{job_id}/retry", response_model=JobOut, operation_id="retryJob")
-def retry(job_id: str, session: SessionDep, caller: OperatorDep, send_jobs: JobSenderDep) -> JobOut:
+def retry(job_id: Text, session: SessionDep, caller: OperatorDep, send_jobs: JobSenderDep) -> JobOut:
     job = session.get(UnlearningJob, job_id)
     if job is None:
         raise ProblemError(404, "Not Found", f"no job {job_id!r}")

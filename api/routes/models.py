@@ -17,6 +17,7 @@ from api.problems import ERROR_RESPONSES, ProblemError, domain_problem
 from api.schemas import ModelOut, RollbackIn, VersionOut
 from api.views import version_out
 from unlearn import registry
+from unlearn.intake import Text
 from unlearn.store.models import Model, ModelVersion
 
 router = APIRouter(prefix="/v1/models", responses=ERROR_RESPONSES)
@@ -36,7 +37,7 @@ def list_models(session: SessionDep, caller: CallerDep) -> list[ModelOut]:
 
 
 @router.get("/{name}/versions", response_model=list[VersionOut], operation_id="listModelVersions", tags=["models"])
-def list_versions(name: str, session: SessionDep, caller: CallerDep) -> list[VersionOut]:
+def list_versions(name: Text, session: SessionDep, caller: CallerDep) -> list[VersionOut]:
     known_model(session, name)
     rows = session.exec(select(ModelVersion).where(ModelVersion.model_name == name)
                         .order_by(ModelVersion.version)).all()
@@ -44,7 +45,7 @@ def list_versions(name: str, session: SessionDep, caller: CallerDep) -> list[Ver
 
 
 @router.post("/{name}/rollback", response_model=VersionOut, operation_id="rollbackModel", tags=["models"])
-def rollback(name: str, body: RollbackIn, session: SessionDep, caller: OperatorDep) -> VersionOut:
+def rollback(name: Text, body: RollbackIn, session: SessionDep, caller: OperatorDep) -> VersionOut:
     known_model(session, name)
     try:
         v = registry.rollback(session, name, body.version_id, actor=caller.actor, reason=body.reason)
@@ -60,7 +61,7 @@ def rollback(name: str, body: RollbackIn, session: SessionDep, caller: OperatorD
 
 
 @router.get("/{name}/versions/{version_id}/report", operation_id="getVersionReport", tags=["models"])
-def version_report(name: str, version_id: str, session: SessionDep, caller: CallerDep) -> dict[str, Any]:
+def version_report(name: Text, version_id: Text, session: SessionDep, caller: CallerDep) -> dict[str, Any]:
     v = model_version(session, name, version_id)
     report = dict(v.metrics)
     base = f"/v1/models/{name}/versions/{v.id}/report/plots"
@@ -71,7 +72,7 @@ def version_report(name: str, version_id: str, session: SessionDep, caller: Call
 
 @router.get("/{name}/versions/{version_id}/report/plots/{plot}", response_class=FileResponse,
             operation_id="getVersionReportPlot", tags=["models"])
-def version_plot(name: str, version_id: str, plot: str, session: SessionDep, caller: CallerDep,
+def version_plot(name: Text, version_id: Text, plot: Text, session: SessionDep, caller: CallerDep,
                  settings: SettingsDep) -> FileResponse:
     v = model_version(session, name, version_id)
     path = (v.metrics.get("plots") or {}).get(plot)

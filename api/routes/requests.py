@@ -18,7 +18,7 @@ from api.problems import ERROR_RESPONSES, ProblemError
 from api.scheduler import CoalesceScheduler
 from api.schemas import AuditOut, ExtendIn, ReasonIn, RequestOut, RequestPage
 from api.views import request_out
-from unlearn.intake import DeletionRequestIn, submit
+from unlearn.intake import DeletionRequestIn, Text, submit, text
 from unlearn.operations import cancel_request, extend_due, review_request
 from unlearn.settings import Settings
 from unlearn.sla import at_risk_clause, overdue_clause
@@ -57,9 +57,9 @@ def create_request(body: DeletionRequestIn, response: Response, session: Session
 
 @router.get("", response_model=RequestPage, operation_id="listDeletionRequests", tags=["requests"])
 def list_requests(session: SessionDep, caller: CallerDep, settings: SettingsDep,
-                  status: Annotated[list[str] | None, Query()] = None,
-                  q: Annotated[str | None, Query(max_length=128, description="id prefix, external id or tenant")] = None,
-                  model: Annotated[str | None, Query(max_length=64)] = None,
+                  status: Annotated[list[Text] | None, Query()] = None,
+                  q: Annotated[text(max_length=128) | None, Query(description="id prefix, external id or tenant")] = None,
+                  model: Annotated[text(max_length=64) | None, Query()] = None,
                   flag: Annotated[str | None, Query(pattern="^(overdue|at_risk)$")] = None,
                   page: Annotated[int, Query(ge=1, le=100_000)] = 1,
                   size: Annotated[int, Query(ge=1, le=200)] = 50) -> RequestPage:
@@ -88,13 +88,13 @@ def list_requests(session: SessionDep, caller: CallerDep, settings: SettingsDep,
 
 
 @router.get("/{request_id}", response_model=RequestOut, operation_id="getDeletionRequest", tags=["requests"])
-def get_request(request_id: str, session: SessionDep, caller: CallerDep, settings: SettingsDep) -> RequestOut:
+def get_request(request_id: Text, session: SessionDep, caller: CallerDep, settings: SettingsDep) -> RequestOut:
     return request_out(session, visible_request(session, caller, request_id), settings.at_risk_days)
 
 
 @router.post("/{request_id}/cancel", response_model=RequestOut, operation_id="cancelDeletionRequest",
              tags=["requests"])
-def cancel(request_id: str, session: SessionDep, caller: OperatorDep, settings: SettingsDep) -> RequestOut:
+def cancel(request_id: Text, session: SessionDep, caller: OperatorDep, settings: SettingsDep) -> RequestOut:
     r = visible_request(session, caller, request_id)
     cancel_request(session, r, actor=caller.actor)
     session.commit()
@@ -117,7 +117,7 @@ def audit_trail(session: Session, request_id: str) -> list[AuditEvent]:
 
 
 @router.get("/{request_id}/audit", response_model=list[AuditOut], operation_id="getRequestAudit", tags=["requests"])
-def request_audit(request_id: str, session: SessionDep, caller: CallerDep) -> list[AuditOut]:
+def request_audit(request_id: Text, session: SessionDep, caller: CallerDep) -> list[AuditOut]:
     r = visible_request(session, caller, request_id)
     return [AuditOut(**e.model_dump()) for e in audit_trail(session, r.id)]
 
@@ -134,20 +134,20 @@ def _review(request_id: str, session: Session, caller: Principal, approve: bool,
 
 @router.post("/{request_id}/approve", response_model=RequestOut, operation_id="approveDeletionRequest",
              tags=["operator"])
-def approve(request_id: str, body: ReasonIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
+def approve(request_id: Text, body: ReasonIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
             coalescer: CoalescerDep) -> RequestOut:
     return _review(request_id, session, caller, True, body.reason, settings, coalescer)
 
 
 @router.post("/{request_id}/deny", response_model=RequestOut, operation_id="denyDeletionRequest", tags=["operator"])
-def deny(request_id: str, body: ReasonIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
+def deny(request_id: Text, body: ReasonIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
          coalescer: CoalescerDep) -> RequestOut:
     return _review(request_id, session, caller, False, body.reason, settings, coalescer)
 
 
 @router.post("/{request_id}/extend", response_model=RequestOut, operation_id="extendDeletionRequest",
              tags=["operator"])
-def extend(request_id: str, body: ExtendIn, session: SessionDep, caller: OperatorDep,
+def extend(request_id: Text, body: ExtendIn, session: SessionDep, caller: OperatorDep,
            settings: SettingsDep) -> RequestOut:
     r = visible_request(session, caller, request_id)
     if r.status in REQUEST_FINAL:

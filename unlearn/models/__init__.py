@@ -14,7 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
-from unlearn.plugins import merged
+from unlearn.plugins import UnknownComponent, merged
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -30,5 +30,5 @@ def get_arch(name: str) -> ModuleType:
     "unlearn.archs" (whose value names a module). Raises KeyError for an unknown name."""
     known = merged(ARCHS, "unlearn.archs")
     if name not in known:
-        raise KeyError(f"unknown classifier architecture {name!r}; known: {', '.join(sorted(known))}")
+        raise UnknownComponent(f"unknown classifier architecture {name!r}; known: {', '.join(sorted(known))}")
     return importlib.import_module(known[name])
