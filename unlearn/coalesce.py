@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from unlearn.contracts import Scope
-from unlearn.families import get_family
-from unlearn.registry import champion
+from unlearn.isolation import model_fault, model_savepoint
+from unlearn.registry import resolve_method
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
 from unlearn.store.states import RequestStatus, TargetStatus
-from unlearn.store.transitions import Conflict, audit, move_targets, sync_requests
+from unlearn.store.transitions import audit, move_targets, sync_requests
 
 log = logging.getLogger(__name__)
 
@@ -40,33 +37,6 @@ def job_scope(scopes: list[Scope]) -> dict:
         return {"type": first.type, "label": first.label, "concept": first.concept, "labels_known": True}
     return {"type": "samples", "label": None, "concept": None,
             "labels_known": all(s.labels_known for s in scopes)}
-
-
-def model_fault(exc: BaseException) -> bool:
-    """Whether `exc` is a fault of one model (a missing artifact, an unknown family, unreadable metadata),
-    to be isolated to it, rather than of the database or of a race, which the whole run retries."""
-    return isinstance(exc, Exception) and not isinstance(exc, (Conflict, SQLAlchemyError))
-
-
-@contextmanager
-def model_savepoint(session: Session) -> Iterator[None]:
-    """Undo one model's step, and only it, when the step raises: a savepoint (`begin_nested`).
-
-    On SQLite before the transaction's first write, a savepoint would open a read snapshot held for
-    the whole step, and a long step (a compliance check runs the verifier) would then fail its first
-    write with "database is locked" once any other connection had written meanwhile. Nothing written
-    precedes the step there, so rolling the whole transaction back undoes exactly the step."""
-    session.flush()
-    conn = session.connection()
-    if conn.dialect.name == "sqlite" and not conn.connection.dbapi_connection.in_transaction:
-        try:
-            yield
-        except BaseException:
-            session.rollback()
-            raise
-        return
-    with session.begin_nested():
-        yield
 
 
 def fail_unservable(session: Session, model_name: str, targets: Iterable[RequestTarget], exc: Exception, *,
@@ -117,10 +87,7 @@ def _batch_model(session: Session, settings: Settings, model_name: str,
     groups: dict[tuple, list[tuple[RequestTarget, DeletionRequest]]] = {}
     for target, request in members:
         scope = scope_of(request)
-        method = request.method
-        if method == "auto":
-            base = champion(session, model_name)
-            method = get_family(base.family).auto_method(Path(base.artifact_path), scope)
+        method = resolve_method(session, model_name, request.method, scope)
         label = scope.label if scope.type in ("class", "concept") else None
         key = (request.kind, method, json.dumps(request.params, sort_keys=True),
                scope.type if label is not None else "samples", label)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from unlearn.coalesce import model_fault, model_savepoint
 from unlearn.contracts import Scope
+from unlearn.isolation import model_fault, model_savepoint
 from unlearn.registry import (
     CHAMPION,
     ArtifactIntegrityError,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
@@ -14,10 +13,9 @@ from pydantic_core import PydanticCustomError
 from sqlmodel import Session, col, select
 
 from unlearn.contracts import Scope
-from unlearn.families import get_family
 from unlearn.identity import hash_subject
 from unlearn.methods import ParamsError, get_method, method_names
-from unlearn.registry import champion
+from unlearn.registry import resolve_method
 from unlearn.settings import Settings
 from unlearn.store.models import DeletionRequest, Model, RequestTarget, TrainingRecord, utcnow
 from unlearn.store.states import RequestStatus
@@ -169,10 +167,7 @@ def _check_params(session: Session, body: DeletionRequestIn, models: Iterable[st
     if not body.params:  # every parameter has a default
         return
     for model in sorted(models):
-        method = body.method
-        if method == "auto":
-            base = champion(session, model)
-            method = get_family(base.family).auto_method(Path(base.artifact_path), scope)
+        method = resolve_method(session, model, body.method, scope)
         try:
             get_method(method).parse_params(body.params)
         except ParamsError as exc:

@@ -48,7 +48,7 @@ from unlearn.store.models import (
     utcnow,
 )
 from unlearn.store.states import JOB_ACTIVE, JOB_FINAL, JobStage, RequestStatus, TargetStatus, VersionStatus
-from unlearn.store.transitions import move_targets, move_version, sync_requests, transition
+from unlearn.store.transitions import move_targets, move_version, requeue_job, sync_requests, transition
 from unlearn.verification import seed_reference, verify_candidate
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,6 @@ def _settle(session: Session, targets: list[RequestTarget], status: TargetStatus
     extra = {"version_id": version_id} if version_id is not None else {}
     move_targets(session, targets, status, frm=[TargetStatus.PENDING], **extra)
     return sync_requests(session, {t.request_id for t in targets}, actor=actor, reason=reason)
-
-
-def _requeue(session: Session, job: UnlearningJob, *, actor: str, reason: str) -> None:
-    transition(session, job, JobStage.QUEUED, actor=actor, reason=reason[:500])
-    job.lease_until = None
-    session.add(job)
-    sync_requests(session, {t.request_id for t in _targets(session, job.id)}, actor=actor)
 
 
 def _give_up(session: Session, job: UnlearningJob, worker: str, err: str) -> None:
@@ -147,7 +140,7 @@ def run_job(settings: Settings, job_id: str, worker: str) -> Outcome:
             if permanent or job.attempts >= job.max_attempts:
                 _give_up(s, job, worker, err)
                 return Outcome("failed", err)
-            _requeue(s, job, actor=worker, reason=err)
+            requeue_job(s, job, actor=worker, reason=err)
         if transient:  # handed back above; the caller's queue retries it with backoff
             raise TransientJobError(err) from exc
         return Outcome("retry", err, retry_in=min(2.0 ** attempt, 60.0))
@@ -255,7 +248,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
                               reason=f"job {h.job_id} passed verification",
                               fresh_manifest=Path(version.artifact_path) == out):
                 # The champion moved under us (a rollback, a racing job): redo on the new champion.
-                _requeue(s, job, actor=h.worker, reason="champion moved during the job")
+                requeue_job(s, job, actor=h.worker, reason="champion moved during the job")
                 h.write(s, lease_until=None)
                 return Outcome("retry", "champion moved", retry_in=1.0)
             move_version(s, version, VersionStatus.PROMOTED, frm=[VersionStatus.CANDIDATE])

@@ -22,9 +22,9 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from unlearn.store.db import session_scope
-from unlearn.store.models import RequestTarget, UnlearningJob, utcnow
-from unlearn.store.states import JOB_ACTIVE, JobStage, TargetStatus
-from unlearn.store.transitions import audit, sync_requests, transition
+from unlearn.store.models import UnlearningJob, utcnow
+from unlearn.store.states import JOB_ACTIVE, JobStage
+from unlearn.store.transitions import audit, requeue_job
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,7 @@ def release(session: Session, job_id: str, worker: str, attempt: int, *, reason:
     if owned != 1:
         return False
     session.refresh(job)
-    transition(session, job, JobStage.QUEUED, actor=worker, reason=reason[:500], data={"attempt": attempt})
-    targets = session.exec(select(RequestTarget.request_id).where(
-        RequestTarget.job_id == job_id, RequestTarget.status == TargetStatus.PENDING)).all()
-    sync_requests(session, set(targets), actor=worker, reason=reason)
+    requeue_job(session, job, actor=worker, reason=reason, data={"attempt": attempt})
     log.warning("job %s attempt %s handed back to the queue: %s", job_id, attempt, reason)
     return True
 

@@ -26,6 +26,7 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from unlearn.contracts import Scope
 from unlearn.families import get_family
 from unlearn.identity import hash_subject, sha256_ids, valid_model_name
 from unlearn.store.models import (
@@ -228,6 +229,15 @@ def champion(session: Session, model_name: str) -> ModelVersion:
     return session.get(ModelVersion, alias.version_id)
 
 
+def resolve_method(session: Session, model_name: str, method: str, scope: Scope) -> str:
+    """`method`, or for "auto" the method the model's family picks for its champion and `scope`.
+    Raises RegistryError when the model has no champion."""
+    if method != "auto":
+        return method
+    base = champion(session, model_name)
+    return get_family(base.family).auto_method(Path(base.artifact_path), scope)
+
+
 def params_hash(params: dict) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -311,7 +321,7 @@ def move_alias(session: Session, model_name: str, to_version: ModelVersion, *, e
     very files in this transaction (a candidate just registered), so there is nothing to re-check."""
     if is_tainted(session, to_version):
         raise TaintedVersion(f"version {to_version.id} of {model_name} is tainted: it still holds "
-                             "data of a completed deletion request")
+                             "data this model has forgotten")
     if not fresh_manifest:
         ensure_intact(session, to_version, actor=actor)
     stmt = update(Alias).where(Alias.model_name == model_name, Alias.alias == alias)

@@ -126,6 +126,18 @@ def transition(session: Session, entity: DeletionRequest | UnlearningJob, to: st
           reason=reason, data=data)
 
 
+def requeue_job(session: Session, job: UnlearningJob, *, actor: str, reason: str,
+                data: dict[str, Any] | None = None) -> None:
+    """Queue an active job again with no lease (a retry, a champion that moved, a hand-back at shutdown);
+    the requests of its pending targets follow."""
+    transition(session, job, J.QUEUED, actor=actor, reason=reason[:500], data=data)
+    job.lease_until = None
+    session.add(job)
+    request_ids = session.exec(select(RequestTarget.request_id).where(
+        RequestTarget.job_id == job.id, RequestTarget.status == TargetStatus.PENDING)).all()
+    sync_requests(session, set(request_ids), actor=actor, reason=reason)
+
+
 def move_targets(session: Session, targets: Iterable[RequestTarget], to: str, *, frm: Iterable[str],
                  **values: Any) -> list[RequestTarget]:
     """Move targets now in one of the statuses `frm` to `to` (setting `values` too), one conditional
@@ -232,4 +244,4 @@ _SYNC_ATTEMPTS = 3
 
 
 __all__ = ["JOB_TRANSITIONS", "REQUEST_TRANSITIONS", "Conflict", "IllegalTransition", "audit", "derived_status",
-           "move_targets", "move_version", "sync_requests", "transition"]
+           "move_targets", "move_version", "requeue_job", "sync_requests", "transition"]
