@@ -26,6 +26,7 @@ class SampleRecord:
     subject: str | None = None  # the person the sample is about, if any
     label: int | None = None  # class label, where the family has one
     split: str = "train"  # "train": the model learned it; "holdout": never trained on (for MIA)
+    subject_hash: str | None = None  # already hashed (a team's records): the registry stores it as it is
 
 
 @dataclass

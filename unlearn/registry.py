@@ -209,7 +209,7 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
     session.add(Model(name=name, family=family, description=description, thresholds=thresholds or {}))
     session.flush()
     session.add_all([TrainingRecord(model_name=name, sample_id=r.sample_id, label=r.label, split=r.split,
-                                    subject_hash=hash_subject(r.subject, salt) if r.subject else None)
+                                    subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
                      for r in fam.samples(dest)])
     version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=str(dest),
                            weights_sha256=sha, status=VersionStatus.PROMOTED, verdict=None, params_hash="",
