@@ -32,3 +32,17 @@ def test_records_round_trip_hashes_subjects_and_names_the_first_bad_row(tmp_path
         R.normalise(R.read_table(csv), R.FieldMap(id="id", text="text"), salt="s", source="t.csv")
     with pytest.raises(R.RecordError, match=r"row 1: label 1 is out of range \[0, 1\)"):
         R.normalise(R.read_table(src), R.FieldMap(id="id", label="lab"), salt="s", num_classes=1)
+
+
+def test_records_read_as_a_classifier_data_set(tmp_path):
+    src = tmp_path / "m.jsonl"
+    src.write_text("\n".join(json.dumps({"sid": f"s{i}", "owner": f"o{i // 2}", "y": i % 3, "split": "holdout" if i > 7 else "train",
+                                         "px": [i / 10] * 4}) for i in range(10)))
+    rows, shape = R.normalise(R.read_table(src), R.FieldMap(id="sid", subject="owner", label="y", image="px", split="split"),
+                              salt="s")
+    R.save(rows, tmp_path / "rec", image_shape=shape, num_classes=3)
+    from unlearn.data import get_dataset
+
+    data = get_dataset({"name": "records", "path": str(tmp_path / "rec")})
+    assert data.X.shape == (10, 4) and data.num_classes == 3 and data.image_shape == (1, 2, 2)
+    assert data.ids_in("holdout") == ["s8", "s9"] and data.take(["s3"])[1].tolist() == [0]

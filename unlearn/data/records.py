@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from unlearn.contracts import SampleRecord
+from unlearn.data.tabular import TabularDataset
 from unlearn.identity import hash_subject
 
 COLUMNS = ("sample_id", "subject_hash", "split", "label", "text", "question", "answer", "prompt", "pixels")
@@ -299,6 +300,22 @@ class Records:
         return flat.reshape(len(flat), *self.meta["image_shape"])
 
 
+def load_tabular(path: str) -> TabularDataset:
+    """A records folder as the classifier family's `TabularDataset` (the data set spec
+    `{"name": "records", "path": …}`): X the flattened images, y the labels, subjects their hashes.
+    The holdout serves as the membership negatives and as the test set (a team's records have no third
+    split). Raises ValueError when the records hold no images or no labels."""
+    rec = load(str(path))
+    if not rec.has("label"):
+        raise ValueError(f"{path}: the records hold no labels; a classifier needs them")
+    X = rec.pixels()
+    y = np.asarray(rec.column("label"), dtype=np.int64)
+    return TabularDataset(ids=list(rec.ids), X=X.reshape(len(X), -1), y=y,
+                          subjects=[h or "" for h in rec.column("subject_hash")], split=np.asarray(rec.split, dtype=object),
+                          num_classes=int(rec.meta["num_classes"] or int(y.max()) + 1),
+                          image_shape=tuple(rec.meta["image_shape"]), extra={"name": "records", "path": str(path)})
+
+
 @lru_cache(maxsize=8)
 def load(folder: str) -> Records:
     """The records folder at `folder`, read once per process (folders are written once, never changed)."""
@@ -306,4 +323,4 @@ def load(folder: str) -> Records:
 
 
 __all__ = ["COLUMNS", "FieldMap", "RecordError", "Records", "check_disjoint", "content_sha256", "load",
-           "normalise", "read_table", "save"]
+           "load_tabular", "normalise", "read_table", "save"]

@@ -70,7 +70,8 @@ class ClassifierFamily(Family):
         forget = data.rows(list(forget_ids))
         retain = data.rows(list(retain_ids))
         holdout = data.rows(data.ids_in("holdout"))
-        test = data.rows(data.ids_in("test"))
+        # a team's records have no test split: their holdout, never trained on, measures utility too
+        test = data.rows(data.ids_in("test") or data.ids_in("holdout"))
         if scope.type == "class" and scope.label is not None:
             # Class removal: non-members of the same class, and utility on the other classes.
             holdout = holdout[data.y[holdout] == scope.label]
