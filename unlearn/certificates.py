@@ -229,6 +229,9 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
         },
         "verifier": {
             "verdict": metrics.get("verdict"),
+            # what the candidate was compared with: the exact retrain, a precomputed reference, or the
+            # holdout records and the original model (None: verified before policies were recorded)
+            "reference_policy": metrics.get("reference_policy"),
             "exact_by_construction": by_construction,
             **({"note": metrics.get("note")} if by_construction else {}),
             "criteria": evidence,  # each: value, op, threshold, passed, retrain reference

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from unlearn.artifacts import read_meta
 from unlearn.contracts import Scope
 from unlearn.families import get_family
 from unlearn.identity import sha256_ids
@@ -88,6 +89,25 @@ def reference_model(settings: Settings, model_name: str, base: ModelVersion, kee
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder, warning
+
+
+def reference_for(settings: Settings, model: Model, base: ModelVersion, keep_ids: list[str],
+                  policy: str) -> tuple[Path | None, str | None]:
+    """The reference a candidate is verified against under the model's reference `policy`:
+    "retrain": the exact retrain on `keep_ids` (`reference_model`); "precomputed": the folder supplied at
+    registration (`unlearn.json["reference"]["dir"]`), checked against its manifest; "holdout" and
+    "none": no reference (the family gates against holdout records and the original, or its teacher).
+    Raises `ArtifactIntegrityError` when a folder does not match its manifest, ValueError for an
+    unknown policy."""
+    if policy == "retrain":
+        return reference_model(settings, model.name, base, keep_ids, device=settings.device, family=model.family)
+    if policy == "precomputed":
+        folder = Path((read_meta(Path(base.artifact_path)).get("reference") or {}).get("dir") or "")
+        verify_artifact(folder, f"precomputed reference of {model.name}")
+        return folder, None
+    if policy in ("holdout", "none"):
+        return None, None
+    raise ValueError(f"model {model.name!r} names an unknown reference policy {policy!r}")
 
 
 def _discard(folder: Path) -> None:
@@ -177,8 +197,8 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     extra = criteria_for(model.family)
     overrides = gate_overrides(settings, model)
     gates = {**gates_for(model.family, method, scope), **overrides}
-    ref, ref_warning = (reference_model(settings, model.name, base, keep_ids, device=settings.device,
-                                        family=model.family) if fam.needs_reference else (None, None))
+    policy = fam.reference_policy(Path(base.artifact_path))
+    ref, ref_warning = reference_for(settings, model, base, keep_ids, policy)
     report_dir.mkdir(parents=True, exist_ok=True)
     verdict = fam.verify(candidate_dir, ref, forget_ids, keep_ids, scope, device=settings.device, thresholds=gates,
                          report_dir=report_dir)
@@ -200,16 +220,17 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     # A reference method's candidate is the very retrain the verifier compares against (the job seeds
     # the reference from it), so every difference is 0 by construction: the table is kept for the record
     # but is no evidence. A family that gates against no reference still checks it for real.
-    by_construction = fam.needs_reference and method in method_names() and get_method(method).is_reference
+    by_construction = policy == "retrain" and method in method_names() and get_method(method).is_reference
     report["exact_by_construction"] = bool(by_construction)
     if by_construction:
         report["note"] = (f"exact by construction: method {method!r} retrains from scratch without the forgotten "
                           "samples, and that retrain is the verifier's reference; its comparisons are vacuous")
     report.update({"method": method, "gates": gates, "gate_overrides": overrides,
-                   "verify_seconds": round(time.perf_counter() - t0, 4), "reference": str(ref) if ref else None})
+                   "verify_seconds": round(time.perf_counter() - t0, 4), "reference": str(ref) if ref else None,
+                   "reference_policy": policy})
     (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))
     return Verification(verdict=verdict, report=report, reference=ref)
 
 
-__all__ = ["Verification", "gate_overrides", "gates_for", "lineage_plots", "reference_model", "seed_reference",
-           "verify_candidate"]
+__all__ = ["Verification", "gate_overrides", "gates_for", "lineage_plots", "reference_for", "reference_model",
+           "seed_reference", "verify_candidate"]

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from unlearn.artifacts import read_meta
+
 # Re-exported: the shared value types live on the ground floor, so that data and models need not
 # import this module (and, through it, the verifiers).
 from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
@@ -37,6 +39,11 @@ class Family(ABC):
     criteria: ClassVar[tuple[str, ...]] = ()
     gate_defaults: ClassVar[dict[str, float]] = {}
     lineage_criteria: ClassVar[tuple[str, ...]] = ()
+    # The reference policies a registered model of this family may name (`unlearn.json["reference"]`):
+    # "retrain" (the exact retrain on the kept records), "precomputed" (a reference folder supplied at
+    # registration) and, where the verifier can gate without any reference, "holdout" (never-trained
+    # holdout records and the original model).
+    reference_policies: ClassVar[tuple[str, ...]] = ("retrain", "precomputed")
 
     def gates(self, scope: Scope, method_gates: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, float]:
         """The gates a candidate is held to for a request of `scope`, before deployment or model
@@ -64,6 +71,12 @@ class Family(ABC):
                retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
         """Score the candidate against the retrain reference. `report_dir` receives plots."""
+
+    def reference_policy(self, model_dir: Path) -> str:
+        """How candidates of the model at `model_dir` are verified: its registered policy, else "retrain"
+        for a family that gates against the retrain and "none" for one that does not."""
+        policy = (read_meta(model_dir).get("reference") or {}).get("policy")
+        return policy or ("retrain" if self.needs_reference else "none")
 
     def summary(self, model_dir: Path) -> dict[str, Any]:
         """Small facts for listings (architecture, sizes)."""

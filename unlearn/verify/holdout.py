@@ -1,0 +1,114 @@
+"""The holdout gate: verifying a candidate where no retrain is feasible (reference policy "holdout").
+
+A model too large to retrain has no exact reference. What it does have is records it never trained
+on (the holdout) and the original model. A candidate has forgotten the forget set when the forget set
+looks, to the candidate, like records it never saw:
+
+- membership: the AUC of "forget record vs holdout record" from a per-record familiarity score
+  (minus the loss, say) is 0.5 for a model that never saw either; the gate asks the AUC's bootstrap
+  interval to come within `holdout_auc_tol` of 0.5 (MUSE's PrivLeak with the holdout standing in for
+  the retrain's view of the forget set; MUSE §3, criterion C3). An AUC far *below* 0.5 fails as well:
+  forgotten records that look less familiar than never-seen ones are themselves a membership signal.
+- memorisation: the candidate's score on the forget set (accuracy, verbatim ROUGE) is at most what the
+  ORIGINAL model scores on the holdout, plus `holdout_mem_margin` (MUSE's C1/C2 with the holdout as
+  the never-trained baseline).
+- utility: the candidate keeps at least `holdout_utility_frac` of the original's utility (C4).
+
+The thresholds are gates like any other (family defaults, overridable per deployment and per model),
+and every criterion states the numbers it compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from unlearn.verify.verdict import Criterion, criterion
+
+GATE_DEFAULTS: dict[str, float] = {"holdout_auc_tol": 0.1, "holdout_mem_margin": 0.05, "holdout_utility_frac": 0.8}
+
+
+def _auc(forget: np.ndarray, holdout: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(forget score > holdout score) + ½ P(tie): the Mann–Whitney U over n_f·n_h, from mid-ranks
+    (vectorised on `axis`, as `scipy.stats.bootstrap` calls it)."""
+    f = np.moveaxis(np.asarray(forget, dtype=np.float64), axis, -1)
+    h = np.moveaxis(np.asarray(holdout, dtype=np.float64), axis, -1)
+    n_f, n_h = f.shape[-1], h.shape[-1]
+    ranks = stats.rankdata(np.concatenate([f, h], axis=-1), axis=-1)
+    return (ranks[..., :n_f].sum(axis=-1) - n_f * (n_f + 1) / 2) / (n_f * n_h)
+
+
+def membership_auc(forget_scores: Sequence[float], holdout_scores: Sequence[float], *, confidence: float = 0.95,
+                   seed: int = 0, n_resamples: int = 2000) -> tuple[float, float, float]:
+    """AUC of telling forget records from holdout records by their score (higher = more member-like),
+    with a percentile bootstrap interval resampling both sets (`scipy.stats.bootstrap`).
+
+    Returns (auc, low, high), each in [0, 1]. One score per record, or per subject where a subject's
+    records are not independent. Raises ValueError when either set is empty or a score is not finite."""
+    f = np.asarray(forget_scores, dtype=np.float64)
+    h = np.asarray(holdout_scores, dtype=np.float64)
+    if f.size == 0 or h.size == 0:
+        raise ValueError("membership AUC needs at least one forget and one holdout score")
+    if not (np.isfinite(f).all() and np.isfinite(h).all()):
+        raise ValueError("membership scores must be finite")
+    auc = float(_auc(f, h))
+    if f.size < 2 and h.size < 2:
+        return auc, auc, auc
+    # A set of one score cannot be resampled: the interval then comes from the other set alone.
+    if f.size < 2 or h.size < 2:
+        fixed, other, first = (f, h, True) if f.size < 2 else (h, f, False)
+
+        def statistic(x: np.ndarray, axis: int = -1) -> np.ndarray:
+            one = np.broadcast_to(fixed, (*np.moveaxis(x, axis, -1).shape[:-1], 1))
+            return _auc(one, x, axis=-1) if first else _auc(x, one, axis=-1)
+
+        data, fn = (other,), statistic
+    else:
+        data, fn = (f, h), _auc
+    res = stats.bootstrap(data, fn, paired=False, vectorized=True, confidence_level=confidence,
+                          n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed))
+    lo, hi = res.confidence_interval
+    lo = auc if not np.isfinite(lo) else float(lo)
+    hi = auc if not np.isfinite(hi) else float(hi)
+    return auc, min(lo, auc), max(hi, auc)
+
+
+def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence[float], forget_metric: float,
+                     holdout_metric: float, utility: float, utility_original: float,
+                     thresholds: Mapping[str, float], metric_name: str = "memorisation",
+                     utility_name: str = "utility", seed: int = 0) -> list[Criterion]:
+    """The three criteria of the holdout gate, named `holdout_mia_auc`, `holdout_<metric_name>` and
+    `holdout_<utility_name>`.
+
+    forget_scores / holdout_scores: per-record (or per-subject) familiarity of the candidate, higher =
+    more member-like. forget_metric: the candidate's memorisation score on the forget set (higher = more
+    remembered, e.g. accuracy or verbatim ROUGE); holdout_metric: the ORIGINAL model's on the holdout.
+    utility / utility_original: positive, higher is better (accuracy, ROUGE, the per-token likelihood
+    exp(−mean NLL)), since the gate keeps a fraction of it. thresholds: the gates in force (`GATE_DEFAULTS`
+    fill gaps). Raises ValueError for a non-positive `utility_original` or empty score sets."""
+    if not utility_original > 0:
+        raise ValueError(f"the original's {utility_name} must be positive to keep a fraction of it, "
+                         f"not {utility_original!r}")
+    g = {**GATE_DEFAULTS, **thresholds}
+    auc, lo, hi = membership_auc(forget_scores, holdout_scores, seed=seed)
+    # The interval's distance from 0.5: 0 when it holds 0.5.
+    distance = max(lo - 0.5, 0.5 - hi, 0.0)
+    mia = Criterion(name="holdout_mia_auc", value=distance, threshold=float(g["holdout_auc_tol"]), op="<=",
+                    passed=distance <= g["holdout_auc_tol"], reference=0.5, ci=(lo, hi),
+                    detail=f"membership AUC forget vs holdout {auc:.3f} [{lo:.3f}, {hi:.3f}] over "
+                           f"{len(forget_scores)} forget and {len(holdout_scores)} holdout scores; value is the "
+                           "interval's distance from 0.5")
+    mem = criterion(f"holdout_{metric_name}", forget_metric, "<=", holdout_metric + g["holdout_mem_margin"],
+                    reference=holdout_metric,
+                    detail=f"the candidate's {metric_name} on the forget set against the original's on the holdout "
+                           f"({holdout_metric:.4g}) + {g['holdout_mem_margin']:.4g}")
+    keep = g["holdout_utility_frac"] * utility_original
+    util = criterion(f"holdout_{utility_name}", utility, ">=", keep, reference=utility_original,
+                     detail=f"at least {g['holdout_utility_frac']:.0%} of the original's {utility_name} "
+                            f"({utility_original:.4g})")
+    return [mia, mem, util]
+
+
+__all__ = ["GATE_DEFAULTS", "holdout_criteria", "membership_auc"]
