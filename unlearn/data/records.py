@@ -76,6 +76,7 @@ def read_table(path: str | Path) -> Any:
     Raises RecordError for a missing path or an unknown format."""
     import datasets
 
+    datasets.disable_progress_bars()  # a service's log, not a terminal
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: no such file or folder")
