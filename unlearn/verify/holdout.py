@@ -75,6 +75,20 @@ def membership_auc(forget_scores: Sequence[float], holdout_scores: Sequence[floa
     return auc, min(lo, auc), max(hi, auc)
 
 
+def mia_criterion(forget_scores: Sequence[float], holdout_scores: Sequence[float], thresholds: Mapping[str, float],
+                  *, seed: int = 0) -> Criterion:
+    """`holdout_mia_auc`: the membership AUC's interval must come within `holdout_auc_tol` of 0.5; its
+    value is the interval's distance from 0.5 (0 when it holds 0.5). Scores: higher = more member-like."""
+    tol = float({**GATE_DEFAULTS, **thresholds}["holdout_auc_tol"])
+    auc, lo, hi = membership_auc(forget_scores, holdout_scores, seed=seed)
+    distance = max(lo - 0.5, 0.5 - hi, 0.0)
+    return Criterion(name="holdout_mia_auc", value=distance, threshold=tol, op="<=", passed=distance <= tol,
+                     reference=0.5, ci=(lo, hi),
+                     detail=f"membership AUC forget vs holdout {auc:.3f} [{lo:.3f}, {hi:.3f}] over "
+                            f"{len(forget_scores)} forget and {len(holdout_scores)} holdout scores; value is the "
+                            "interval's distance from 0.5")
+
+
 def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence[float], forget_metric: float,
                      holdout_metric: float, utility: float, utility_original: float,
                      thresholds: Mapping[str, float], metric_name: str = "memorisation",
@@ -92,14 +106,7 @@ def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence
         raise ValueError(f"the original's {utility_name} must be positive to keep a fraction of it, "
                          f"not {utility_original!r}")
     g = {**GATE_DEFAULTS, **thresholds}
-    auc, lo, hi = membership_auc(forget_scores, holdout_scores, seed=seed)
-    # The interval's distance from 0.5: 0 when it holds 0.5.
-    distance = max(lo - 0.5, 0.5 - hi, 0.0)
-    mia = Criterion(name="holdout_mia_auc", value=distance, threshold=float(g["holdout_auc_tol"]), op="<=",
-                    passed=distance <= g["holdout_auc_tol"], reference=0.5, ci=(lo, hi),
-                    detail=f"membership AUC forget vs holdout {auc:.3f} [{lo:.3f}, {hi:.3f}] over "
-                           f"{len(forget_scores)} forget and {len(holdout_scores)} holdout scores; value is the "
-                           "interval's distance from 0.5")
+    mia = mia_criterion(forget_scores, holdout_scores, g, seed=seed)
     mem = criterion(f"holdout_{metric_name}", forget_metric, "<=", holdout_metric + g["holdout_mem_margin"],
                     reference=holdout_metric,
                     detail=f"the candidate's {metric_name} on the forget set against the original's on the holdout "
@@ -111,4 +118,4 @@ def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence
     return [mia, mem, util]
 
 
-__all__ = ["GATE_DEFAULTS", "holdout_criteria", "membership_auc"]
+__all__ = ["GATE_DEFAULTS", "holdout_criteria", "membership_auc", "mia_criterion"]
