@@ -17,9 +17,12 @@ are listed so that the service can resolve them to sample ids like for any other
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
@@ -64,12 +67,14 @@ def forgotten_class(scope: Scope, forget_ids: Sequence[str], dataset: dict[str, 
 
 def train_teacher_artifact(meta: dict[str, Any], keep_ids: Sequence[str], out_dir: Path, *,
                            device: str = "cpu", progress: Progress = no_progress) -> None:
-    """Train a teacher from scratch on `keep_ids` with meta["train"]'s settings and meta["seed"]."""
+    """Train a teacher from scratch on `keep_ids` with meta["train"]'s settings and meta["seed"], on the
+    UNet of meta["unet_config"] (a registered pipeline's own; default the zoo's 8×8 digits UNet)."""
     data = get_dataset(meta["dataset"])
     X, y = data.take(list(keep_ids))
     t = meta["train"]
     unet = class_diffusion.train_teacher(X, y, steps=t["steps"], lr=t["lr"], batch_size=t["batch_size"],
-                                        ema=t["ema"], seed=meta["seed"], device=device, progress=progress)
+                                        ema=t["ema"], seed=meta["seed"], device=device, progress=progress,
+                                        unet_config=meta.get("unet_config"))
     class_diffusion.save_pipeline(unet, Path(out_dir), sampler="multistep")
     write_meta(Path(out_dir), meta)
 
@@ -92,10 +97,25 @@ def judge_dir_of(model_dir: Path) -> Path:
                      "and register it again")
 
 
+def original_of(model_dir: Path) -> Path:
+    """The model as trained at the root of `model_dir`'s lineage: "original_dir" where recorded (a
+    registered model's v1, a retrain's source), else the teacher."""
+    recorded = read_meta(model_dir).get("original_dir")
+    return Path(recorded) if recorded else teacher_of(model_dir)
+
+
+# Forgetting samples (a subject's or a list's) rather than a class: no distillation serves it, since SFD
+# and the erasure fine-tune move a whole class's score; the exact answer is the teacher retrained without
+# them.
+SAMPLE_SCOPES = ("samples", "subject")
+
+
 class DiffusionFamily(Family):
     name = "diffusion"
     needs_reference = False
-    criteria = ("forget_rate", "retained_acc_ratio", "retained_fd_ratio")
+    # Gated against the teacher (class forgetting) or against the original and holdout images (samples).
+    reference_policies = ("holdout",)
+    criteria = ("forget_rate", "retained_acc_ratio", "retained_fd_ratio", "holdout_mia_auc")
     gate_defaults = dict(diffusion_gate.DEFAULT_THRESHOLDS)
     lineage_criteria = ("retained_acc_ratio", "forget_rate", "retained_fd_ratio")
 
@@ -103,19 +123,65 @@ class DiffusionFamily(Family):
         return get_dataset(read_meta(model_dir)["dataset"]).records()
 
     def auto_method(self, model_dir: Path, scope: Scope) -> str:
-        return "sfd"
+        return "retrain" if scope.type in SAMPLE_SCOPES else "sfd"
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
                 device: str = "cpu", progress: Progress = no_progress) -> None:
         teacher_meta = read_meta(teacher_of(model_dir))
         meta = {k: v for k, v in teacher_meta.items() if k not in ("teacher_dir", "forgotten")}
-        train_teacher_artifact({**meta, "sampler": "multistep", "retrained": True}, keep_ids, out_dir,
+        train_teacher_artifact({**meta, "sampler": "multistep", "retrained": True,
+                                "original_dir": str(original_of(model_dir))}, keep_ids, out_dir,
                                device=device, progress=progress)
+
+    def check_forward(self, model_dir: Path, records: Any) -> None:
+        """Load the pipeline and denoise one record's image with its label; ValueError with the reason
+        (not class-conditional, another image shape, a label beyond the class embeddings, another noise
+        schedule than the one the family's methods train under)."""
+        pipe = class_diffusion.load_pipeline(model_dir)
+        sched = pipe.scheduler.config
+        for key, want in class_diffusion.SCHEDULE.items():
+            if sched.get(key) != want:
+                raise ValueError(f"the pipeline's scheduler has {key}={sched.get(key)!r}; the diffusion methods "
+                                 f"train under {key}={want!r}")
+        shape = class_diffusion.image_shape(pipe.unet)
+        have = tuple(records.meta["image_shape"] or ())
+        if have != shape:
+            raise ValueError(f"the records' images have shape {have}, the UNet takes {shape}")
+        labels = records.column("label")
+        if max(labels) >= pipe.unet.config.num_class_embeds:
+            raise ValueError(f"label {max(labels)} is beyond the UNet's {pipe.unet.config.num_class_embeds} classes")
+        x = torch.as_tensor(records.pixels()[:1], dtype=torch.float32).view(1, *shape) * 2 - 1
+        out = pipe.unet(x, torch.tensor([10]), class_labels=torch.tensor([int(labels[0])])).sample
+        if out.shape != x.shape or not torch.isfinite(out).all():
+            raise ValueError(f"the UNet's output {tuple(out.shape)} is not a finite ε of shape {tuple(x.shape)}")
+
+    def byo_meta(self, model_dir: Path, records: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """unlearn.json keys of a registered pipeline: its own UNet config (what a retrain rebuilds), the
+        recipe's teacher training (`steps`, `lr`, `batch_size`, `ema`, `seed`) and the judge's folder
+        (`options["judge_dir"]`, required: the verifier reads generations through it). Raises ValueError
+        for a missing judge or recipe key."""
+        if not options.get("judge_dir"):
+            raise ValueError("a diffusion model needs a judge classifier folder (--judge) to verify its generations")
+        recipe = options.get("recipe") or {}
+        missing = [k for k in ("steps", "lr", "batch_size") if k not in recipe]
+        if missing:
+            raise ValueError(f"the diffusion recipe needs {', '.join(missing)} (teacher training steps, "
+                             "learning rate, batch size; optional ema and seed)")
+        unet_config = {k: v for k, v in json.loads((Path(model_dir) / "unet" / "config.json").read_text()).items()
+                       if not k.startswith("_")}
+        return {"sampler": "multistep", "seed": int(recipe.get("seed", 0)), "unet_config": unet_config,
+                "judge_dir": str(options["judge_dir"]),
+                "train": {"steps": int(recipe["steps"]), "lr": float(recipe["lr"]),
+                          "batch_size": int(recipe["batch_size"]), "ema": float(recipe.get("ema", 0.995))}}
 
     def verify(self, candidate_dir: Path, reference_dir: Path, forget_ids: Sequence[str],
                retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
         meta = read_meta(candidate_dir)
+        if scope.type in SAMPLE_SCOPES:
+            return diffusion_gate.verify_samples(candidate_dir, original_of(candidate_dir), judge_dir_of(candidate_dir),
+                                                 forget_ids=forget_ids, dataset=meta["dataset"], thresholds=thresholds,
+                                                 report_dir=report_dir, device=device)
         c = forgotten_class(scope, forget_ids, meta["dataset"])
         earlier = forgotten_map(candidate_dir)
         override = earlier.get(c, default_override(c))
@@ -138,4 +204,4 @@ def load_pipeline(model_dir: Path, device: str = "cpu") -> class_diffusion.Digit
 
 
 __all__ = ["DiffusionFamily", "default_override", "forgotten_class", "forgotten_map", "judge_dir_of",
-           "load_pipeline", "teacher_of", "train_teacher_artifact"]
+           "load_pipeline", "original_of", "teacher_of", "train_teacher_artifact"]

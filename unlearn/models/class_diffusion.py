@@ -13,6 +13,7 @@ Images live in [-1, 1] here and in [0, 1] (the digits data set's scale) outside.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,18 @@ def one_step(unet: UNet2DModel, scheduler: DDPMScheduler, z: torch.Tensor, c: to
 
 
 def train_teacher(X: np.ndarray, y: np.ndarray, *, steps: int, lr: float, batch_size: int, ema: float,
-                  seed: int, device: str = "cpu", progress: Progress = no_progress) -> UNet2DModel:
-    """DDPM's ε-MSE objective; returns the EMA weights (what SFD initialises from)."""
+                  seed: int, device: str = "cpu", progress: Progress = no_progress,
+                  unet_config: dict[str, Any] | None = None) -> UNet2DModel:
+    """DDPM's ε-MSE objective; returns the EMA weights (what SFD initialises from).
+
+    X: (N, C·H·W) images in [0, 1] flattened, the shape of `unet_config` (default `UNET_CONFIG`, 8×8 digits);
+    y: (N,) class labels below the config's `num_class_embeds`."""
     torch.manual_seed(seed)
-    unet = new_unet().to(device).train()
+    unet = new_unet(unet_config).to(device).train()
     ema_unet = copy.deepcopy(unet).requires_grad_(False)
     scheduler = new_scheduler()
     opt = torch.optim.Adam(unet.parameters(), lr=lr)
-    x0_all = torch.as_tensor(X, dtype=torch.float32, device=device).view(-1, 1, 8, 8) * 2 - 1
+    x0_all = torch.as_tensor(X, dtype=torch.float32, device=device).view(-1, *image_shape(unet)) * 2 - 1
     y_all = torch.as_tensor(y, dtype=torch.long, device=device)
     gen = torch.Generator().manual_seed(seed)
     for step in range(steps):
@@ -136,8 +141,20 @@ def save_pipeline(unet: UNet2DModel, out_dir: Path, *, sampler: str, t_init: int
 
 
 def load_pipeline(model_dir: Path, device: str = "cpu") -> DigitsDiffusionPipeline:
+    """Any diffusers pipeline folder with a class-conditional `unet/` (a `UNet2DModel` with
+    `num_class_embeds`) and a DDPM-type `scheduler/`: this project's own, or a team's `DDPMPipeline`
+    saved with `save_pretrained`. The sampler ("multistep" or "onestep" and its `t_init`) is read from
+    `model_index.json`, "multistep" where the pipeline does not say. Raises ValueError for a UNet that
+    takes no class labels (text conditioning is a different pipeline)."""
     diffusers_logging.disable_progress_bar()
-    pipe = DigitsDiffusionPipeline.from_pretrained(str(model_dir))
+    model_dir = Path(model_dir)
+    index = json.loads((model_dir / "model_index.json").read_text())
+    unet = UNet2DModel.from_pretrained(str(model_dir), subfolder="unet")
+    if not unet.config.num_class_embeds:
+        raise ValueError(f"{model_dir}: the pipeline's UNet is not class-conditional (no num_class_embeds)")
+    scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(str(model_dir), subfolder="scheduler"))
+    pipe = DigitsDiffusionPipeline(unet=unet, scheduler=scheduler, sampler=index.get("sampler", "multistep"),
+                                   t_init=int(index.get("t_init", 440)))
     pipe.unet.eval().requires_grad_(False)
     return pipe.to(device)
 

@@ -18,22 +18,28 @@ Gates (owner's issue):
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 import torch
 
+from unlearn.artifacts import read_meta
 from unlearn.data import get_dataset
-from unlearn.models import class_diffusion, mlp
+from unlearn.models import class_diffusion, get_arch, mlp
+from unlearn.verify.holdout import GATE_DEFAULTS as HOLDOUT_GATES
+from unlearn.verify.holdout import mia_criterion
 from unlearn.verify.verdict import Verdict, criterion
 
-DEFAULT_THRESHOLDS = {"forget_rate": 0.05, "retained_acc_ratio": 0.95, "retained_fd_ratio": 1.25}
+DEFAULT_THRESHOLDS = {"forget_rate": 0.05, "retained_acc_ratio": 0.95, "retained_fd_ratio": 1.25,
+                      "holdout_auc_tol": HOLDOUT_GATES["holdout_auc_tol"]}
 N_PER_CLASS = 100
 SEED = 0
 
@@ -49,17 +55,29 @@ class Judged:
 
 
 @lru_cache(maxsize=4)
-def load_judge(judge_dir: str, device: str = "cpu") -> torch.nn.Module:
-    model, _ = mlp.load_module(Path(judge_dir), device)
-    return model
+def load_judge(judge_dir: str, device: str = "cpu") -> tuple[str, Any]:
+    """(architecture, network) of the judge at `judge_dir`: any classifier-family folder (its
+    `unlearn.json["arch"]`), the zoo's MLP judge by default."""
+    arch = read_meta(Path(judge_dir)).get("arch", "mlp")
+    if arch == "mlp":
+        return arch, mlp.load_module(Path(judge_dir), device)[0]
+    return arch, get_arch(arch).load(Path(judge_dir), device)
 
 
 @torch.no_grad()
 def judge(judge_dir: Path, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """(predicted labels, penultimate features in float64) of the MLP judge."""
-    net = load_judge(str(judge_dir), device).net
-    h = net[:-1](torch.as_tensor(X, dtype=torch.float32, device=device))
-    return net[-1](h).argmax(1).cpu().numpy(), h.double().cpu().numpy()
+    """(predicted labels (N,), features (N, F) float64) of the judge on images X (N, C·H·W) in [0, 1].
+
+    Features are the MLP judge's penultimate layer; for any other architecture its log-probabilities,
+    the one representation every classifier architecture returns (a coarser space for the Fréchet
+    distance, but the same for the candidate and the teacher)."""
+    arch, model = load_judge(str(judge_dir), device)
+    if arch == "mlp":
+        net = model.net
+        h = net[:-1](torch.as_tensor(X, dtype=torch.float32, device=device))
+        return net[-1](h).argmax(1).cpu().numpy(), h.double().cpu().numpy()
+    logp = np.asarray(model(np.asarray(X, dtype=np.float32)), dtype=np.float64)
+    return logp.argmax(1), logp
 
 
 @lru_cache(maxsize=16)
@@ -174,6 +192,82 @@ def verify_diffusion(candidate_dir: Path, teacher_dir: Path, judge_dir: Path, *,
     return Verdict(criteria=rows, info=info, plots=plots)
 
 
+# Membership by the denoising loss (Carlini et al. 2023, "Extracting training data from diffusion models",
+# §5: the loss at low noise levels separates members). Fixed before any model was scored: 12 timesteps
+# evenly from 10 to 300 of 1000, one noise draw each, the same draws for every model compared.
+MIA_TIMESTEPS = tuple(int(t) for t in np.linspace(10, 300, 12))
+
+
+@torch.no_grad()
+def denoising_losses(model_dir: Path, X: np.ndarray, y: np.ndarray, *, seed: int = SEED,
+                     device: str = "cpu") -> np.ndarray:
+    """Per-image ε-prediction MSE of the pipeline at `model_dir`, averaged over `MIA_TIMESTEPS`:
+    (N,) float64 for images X (N, C·H·W) in [0, 1] and labels y (N,). Lower = more familiar."""
+    pipe = class_diffusion.load_pipeline(Path(model_dir), device)
+    x0 = torch.as_tensor(X, dtype=torch.float32).view(-1, *class_diffusion.image_shape(pipe.unet)) * 2 - 1
+    c = torch.as_tensor(y, dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    total = torch.zeros(len(x0), dtype=torch.float64)
+    for t_val in MIA_TIMESTEPS:
+        eps = torch.randn(x0.shape, generator=gen)
+        t = torch.full((len(x0),), t_val, dtype=torch.long)
+        a, b = class_diffusion.alpha_sigma(pipe.scheduler, t)
+        for i in range(0, len(x0), 512):
+            sl = slice(i, i + 512)
+            pred = pipe.unet((a[sl] * x0[sl] + b[sl] * eps[sl]).to(device), t[sl].to(device),
+                             class_labels=c[sl].to(device)).sample.cpu()
+            total[sl] += (pred - eps[sl]).pow(2).flatten(1).mean(1).double()
+    return (total / len(MIA_TIMESTEPS)).numpy()
+
+
+def verify_samples(candidate_dir: Path, original_dir: Path, judge_dir: Path, *, forget_ids: Sequence[str],
+                   dataset: dict, thresholds: dict[str, float] | None = None, report_dir: Path | None = None,
+                   n_per_class: int = N_PER_CLASS, device: str = "cpu") -> Verdict:
+    """A diffusion model that forgot samples (a subject's images), not a class, against the model as
+    trained (`original_dir`) and never-trained holdout images:
+    - holdout_mia_auc: the candidate's denoising-loss membership AUC, forget vs holdout images, near 0.5
+      (`verify.holdout`);
+    - retained_acc_ratio / retained_fd_ratio: the judge's accuracy and Fréchet distance on generations of
+      every class, over the original's (the same gates as for class forgetting)."""
+    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    data = get_dataset(dataset)
+    holdout = data.ids_in("holdout")
+    if not holdout:
+        raise ValueError("verifying forgotten samples of a diffusion model needs holdout images")
+    Xf, yf = data.take(list(forget_ids))
+    Xh, yh = data.take(holdout)
+    forget_loss = denoising_losses(candidate_dir, Xf, yf, device=device)
+    holdout_loss = denoising_losses(candidate_dir, Xh, yh, device=device)
+    original_forget = denoising_losses(original_dir, Xf, yf, device=device)
+    _, real_features = judge(judge_dir, data.X, device)
+    classes = list(range(data.num_classes))
+
+    def of(model_dir: Path) -> tuple[Judged, float, float]:
+        j = judged_generations(str(Path(model_dir).resolve()), str(Path(judge_dir).resolve()), n_per_class, SEED,
+                               device)
+        return j, float((j.predicted == j.labels).mean()), frechet_distance(j.features, real_features)
+
+    cand_j, cand_acc, cand_fd = of(candidate_dir)
+    orig_j, orig_acc, orig_fd = of(original_dir)
+    rows = [
+        mia_criterion(-forget_loss, -holdout_loss, th),
+        criterion("retained_acc_ratio", cand_acc / orig_acc, ">=", th["retained_acc_ratio"],
+                  detail=f"judge accuracy on generations of every class {cand_acc:.3f} over the original's "
+                         f"{orig_acc:.3f}"),
+        criterion("retained_fd_ratio", cand_fd / orig_fd, "<=", th["retained_fd_ratio"],
+                  detail=f"judge-feature Fréchet distance {cand_fd:.3f} over the original's {orig_fd:.3f}"),
+    ]
+    info = {"forget_loss": float(forget_loss.mean()), "holdout_loss": float(holdout_loss.mean()),
+            "original_forget_loss": float(original_forget.mean()), "forget_samples": len(forget_ids),
+            "holdout_samples": len(holdout), "retained": classes, "original_dir": str(original_dir),
+            "mia_timesteps": list(MIA_TIMESTEPS), "not_applicable": {
+                "forget_rate": "samples, not a class, were forgotten: every class is still generated"}}
+    plots = {}
+    if report_dir is not None:
+        plots["samples"] = str(plot_samples(cand_j, orig_j, Path(report_dir) / "diffusion_samples.png"))
+    return Verdict(criteria=rows, info=info, plots=plots)
+
+
 def plot_samples(candidate: Judged, teacher: Judged, path: Path, per_class: int = 8) -> Path:
     """Rows: classes; left block the teacher's samples, right block the candidate's."""
     import matplotlib
@@ -181,16 +275,21 @@ def plot_samples(candidate: Judged, teacher: Judged, path: Path, per_class: int 
     import matplotlib.pyplot as plt
 
     classes = np.unique(candidate.labels)
+    channels = 1 if candidate.images.shape[1] == math.isqrt(candidate.images.shape[1]) ** 2 else 3
+    side = math.isqrt(candidate.images.shape[1] // channels)
+
+    def picture(img: np.ndarray) -> np.ndarray:
+        return img.reshape(side, side) if channels == 1 else img.reshape(3, side, side).mean(0)
 
     def grid(j: Judged) -> np.ndarray:
-        rows = [np.hstack([img.reshape(8, 8) for img in j.images[j.labels == c][:per_class]]) for c in classes]
+        rows = [np.hstack([picture(img) for img in j.images[j.labels == c][:per_class]]) for c in classes]
         return np.vstack(rows)
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 5.5))
     for ax, j, title in zip(axes, (teacher, candidate), ("teacher (multi-step)", "candidate"), strict=True):
         ax.imshow(grid(j), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(title)
-        ax.set_yticks(np.arange(len(classes)) * 8 + 3.5, [str(c) for c in classes])
+        ax.set_yticks(np.arange(len(classes)) * side + (side - 1) / 2, [str(c) for c in classes])
         ax.set_xticks([])
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
