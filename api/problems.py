@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from unlearn.intake import IntakeError
 from unlearn.operations import ExtensionLimit
+from unlearn.registration import AlreadyRegistered, RegistrationError
 from unlearn.registry import RegistryError, TaintedVersion, UnknownVersion
 from unlearn.store.transitions import IllegalTransition
 
@@ -39,6 +40,8 @@ DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (TaintedVersion, 409, "Tainted version"),
     (UnknownVersion, 404, "Not Found"),
     (RegistryError, 409, "Conflict"),
+    (AlreadyRegistered, 409, "Already registered"),
+    (RegistrationError, 422, "Registration refused"),
     (IllegalTransition, 409, "Conflict"),  # a lost race (its subclass Conflict) included
     (ExtensionLimit, 409, "Extension limit reached"),
 )

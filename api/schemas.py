@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from unlearn.intake import Text, text
+from unlearn.intake import JSONObject, Text, text
 
 
 class JobOut(BaseModel):
@@ -92,6 +92,88 @@ class ModelOut(BaseModel):
     description: str
     champion: VersionOut | None
     versions: int
+
+
+ColumnName = text(min_length=1, max_length=128)
+
+
+class FieldsIn(BaseModel):
+    """Which column of the team's records holds each field (absent: the records have no such column)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: ColumnName = Field("id", description="the record id, unique across train and holdout")
+    subject: ColumnName | None = Field(None, description="the data subject; hashed at import, never stored")
+    split: ColumnName | None = Field(None, description="'train' or 'holdout' per row")
+    label: ColumnName | None = Field(None, description="the class label (classifier, diffusion)")
+    text: ColumnName | None = Field(None, description="the training text (lm)")
+    question: ColumnName | None = Field(None, description="a question about the text (lm, optional)")
+    answer: ColumnName | None = Field(None, description="its answer (lm, optional)")
+    prompt: ColumnName | None = Field(None, description="a prompt or caption (diffusion)")
+    image: ColumnName | None = Field(None, description="an image: a path, bytes or an array")
+
+
+class FieldsQuery(FieldsIn):
+    """The same field names as query parameters, beside the upload's own (batch, split)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ModelIn(BaseModel):
+    """A team's model to register. Paths are on the service's machines (a shared or mounted volume)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: text(max_length=64) = Field(description="the model's name: lowercase letters, digits, '.', '_', '-'",
+                                      examples=["support-lm"])
+    family: text(max_length=32) = Field(description="lm, classifier, diffusion or a plugin family",
+                                        examples=["lm"])
+    path: text(max_length=4096) = Field(description="the model folder (save_pretrained output)")
+    records: text(max_length=4096) | None = Field(
+        None, description="training records file or folder; omit to use the batches uploaded to "
+                          "POST /v1/models/{name}/records")
+    holdout: text(max_length=4096) | None = Field(None, description="records the model never trained on")
+    fields: FieldsIn = Field(default_factory=FieldsIn)
+    reference: Literal["retrain", "precomputed", "holdout"] = Field(
+        "retrain", description="how candidates are verified: an exact retrain by the recipe, a supplied "
+                               "reference folder, or never-trained holdout records")
+    recipe: JSONObject | None = Field(None, description="how the model was trained (retrain policy); a 'base' "
+                                                        "checkpoint path is copied into the registry")
+    reference_dir: text(max_length=4096) | None = Field(None, description="the precomputed reference folder")
+    judge: text(max_length=4096) | None = Field(None, description="a classifier folder judging a diffusion model")
+    analytic_head: bool = Field(False, description="classifier: convert to a frozen backbone plus an analytic "
+                                                   "head, so that every request is exact and closed form (ACU)")
+    description: text(max_length=1000) = ""
+
+
+class RecordCounts(BaseModel):
+    train: int
+    holdout: int
+    subjects: int
+
+
+class ModelDetail(BaseModel):
+    name: str
+    family: str
+    description: str
+    records: RecordCounts
+    reference_policy: str | None
+    registered: bool = Field(description="registered by a team (True) or built by the project's zoo")
+    dataset: str | None
+    champion: VersionOut | None
+
+
+class RegisteredOut(ModelDetail):
+    created: bool = Field(description="False when the same content was already registered: nothing changed")
+    content_sha256: str
+    message: str
+
+
+class UploadOut(BaseModel):
+    batch: int | None = None
+    records: int | None = None
+    batches: list[int] = Field(description="every batch uploaded so far")
+    total: int = Field(description="records in all uploaded batches")
 
 
 class RollbackIn(BaseModel):

@@ -17,6 +17,15 @@ def _settings() -> Settings:
     return Settings()
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("unlearn")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
@@ -94,6 +103,35 @@ def cmd_model_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_register(args: argparse.Namespace) -> int:
+    from cli.bootstrap import prepare
+    from unlearn.data.records import FieldMap
+    from unlearn.registration import Registration, RegistrationError, load_recipe, register
+    from unlearn.store.db import session_scope
+
+    settings = _settings()
+    prepare(settings)
+    fields = FieldMap(id=args.id_field, subject=args.subject_field, split=args.split_field, label=args.label_field,
+                      text=args.text_field, question=args.question_field, answer=args.answer_field,
+                      prompt=args.prompt_field, image=args.image_field)
+    try:
+        reg = Registration(name=args.name, family=args.family, path=Path(args.path),
+                           records=Path(args.records) if args.records else None,
+                           holdout=Path(args.holdout) if args.holdout else None, fields=fields,
+                           reference=args.reference, recipe=load_recipe(Path(args.recipe) if args.recipe else None),
+                           reference_dir=Path(args.reference_dir) if args.reference_dir else None,
+                           judge_dir=Path(args.judge) if args.judge else None, analytic_head=args.analytic_head,
+                           description=args.description)
+        with session_scope(settings.resolved_database_url) as s:
+            done = register(s, reg, artifact_root=settings.resolved_artifact_root, salt=settings.subject_salt,
+                            actor=f"cli:{os.environ.get('USER', 'operator')}")
+    except RegistrationError as exc:
+        print(f"unlearn: {exc}", file=sys.stderr)
+        return 2
+    print(done.message())
+    return 0
+
+
 def cmd_model_rollback(args: argparse.Namespace) -> int:
     from cli.bootstrap import prepare
     from unlearn import registry
@@ -133,7 +171,19 @@ def _print_response(resp) -> int:
     return 0
 
 
+def _scope_type(args: argparse.Namespace) -> str:
+    """--type, or the one scope its other options imply (`--subject X` alone is a subject request)."""
+    if args.type:
+        return args.type
+    given = [t for t, v in (("subject", args.subject), ("samples", args.samples), ("class", args.label),
+                            ("concept", args.concept)) if v is not None]
+    if len(given) != 1:
+        raise SystemExit("unlearn: give one of --subject, --samples, --label or --concept (or --type)")
+    return given[0]
+
+
 def cmd_request_submit(args: argparse.Namespace) -> int:
+    args.type = _scope_type(args)
     scope: dict = {"type": args.type}
     if args.type == "subject":
         scope["subject"] = args.subject
@@ -145,6 +195,10 @@ def cmd_request_submit(args: argparse.Namespace) -> int:
     else:
         scope["concept"] = args.concept
     body = {"model": args.model, "scope": scope, "kind": args.kind, "method": args.method}
+    if args.external_id:
+        body["external_id"] = args.external_id
+    if args.due_days is not None:
+        body["due_days"] = args.due_days
     with _client(args) as c:
         return _print_response(c.post("/v1/deletion-requests", json=body,
                                       headers={"Idempotency-Key": args.idempotency_key or uuid.uuid4().hex}))
@@ -153,6 +207,45 @@ def cmd_request_submit(args: argparse.Namespace) -> int:
 def cmd_request_status(args: argparse.Namespace) -> int:
     with _client(args) as c:
         return _print_response(c.get(f"/v1/deletion-requests/{args.id}"))
+
+
+def cmd_request_list(args: argparse.Namespace) -> int:
+    params: dict = {"page": args.page, "size": args.size}
+    if args.status:
+        params["status"] = args.status
+    if args.model:
+        params["model"] = args.model
+    with _client(args) as c:
+        return _print_response(c.get("/v1/deletion-requests", params=params))
+
+
+# A request ends completed, rejected, failed or canceled; needs_review waits on an operator, so a
+# waiting client stops there too and says so.
+_SETTLED = ("completed", "rejected", "failed", "canceled", "pending_review")
+
+
+def cmd_request_wait(args: argparse.Namespace) -> int:
+    import time
+
+    deadline = time.monotonic() + args.timeout
+    with _client(args) as c:
+        while True:
+            resp = c.get(f"/v1/deletion-requests/{args.id}")
+            if resp.status_code >= 400:
+                return _print_response(resp)
+            body = resp.json()
+            if body["status"] in _SETTLED:
+                print(json.dumps(body, indent=2))
+                return 0 if body["status"] == "completed" else 3
+            if time.monotonic() > deadline:
+                print(f"unlearn: request {args.id} is still {body['status']} after {args.timeout:g} s", file=sys.stderr)
+                return 4
+            time.sleep(args.interval)
+
+
+def cmd_request_certificate(args: argparse.Namespace) -> int:
+    with _client(args) as c:
+        return _print_response(c.get(f"/v1/deletion-requests/{args.id}/certificate"))
 
 
 def cmd_verify_certificate(args: argparse.Namespace) -> int:
@@ -187,6 +280,7 @@ def cmd_verify_certificate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unlearn", description="Make trained models forget data on request.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="train the demo zoo, serve deletion requests end to end, print a report")
@@ -219,14 +313,46 @@ def build_parser() -> argparse.ArgumentParser:
     kc.set_defaults(func=cmd_api_key)
 
     m = sub.add_parser("model", help="manage models").add_subparsers(dest="action", required=True)
-    mi = m.add_parser("import-zoo", help="build and register zoo models")
-    mi.add_argument("names", nargs="+")
+    from unlearn.zoo import ZOO
+
+    mi = m.add_parser("import-zoo", help="build and register zoo models",
+                      description=f"Build (or reuse) and register the project's own demo models: {', '.join(ZOO)}.")
+    mi.add_argument("names", nargs="+", choices=sorted(ZOO), metavar="NAME", help=f"one of: {', '.join(sorted(ZOO))}")
+
+    mg = m.add_parser("register", help="register a team's own model and the records it was trained on",
+                      description="Check a team's model folder and training records and register them: the "
+                                  "weights must load as the family and run one record; nothing is kept on a "
+                                  "refusal (exit 2). The same content again is a no-op.")
+    mg.add_argument("name", help="the model's name in the service (lowercase letters, digits, '.', '_', '-')")
+    mg.add_argument("--family", required=True,
+                    help="lm: a causal-LM folder with its tokenizer; classifier: an image classifier; "
+                         "diffusion: a class-conditional diffusers pipeline; or a family from an installed plugin")
+    mg.add_argument("--path", required=True, help="the model folder (save_pretrained output)")
+    mg.add_argument("--records", help="training records: .jsonl, .csv, .parquet or a datasets save_to_disk folder")
+    mg.add_argument("--holdout", help="records the model never trained on (same format and fields)")
+    mg.add_argument("--reference", default="retrain", choices=["retrain", "precomputed", "holdout"],
+                    help="how candidates are verified: against an exact retrain by the recipe, a supplied "
+                         "reference folder, or never-trained holdout records (default: retrain)")
+    mg.add_argument("--recipe", help="JSON recipe of how the model was trained (needed by --reference retrain)")
+    mg.add_argument("--reference-dir", help="the precomputed reference folder (--reference precomputed)")
+    mg.add_argument("--judge", help="a classifier folder that judges a diffusion model's generations")
+    mg.add_argument("--analytic-head", action="store_true",
+                    help="classifier: convert to a frozen backbone plus an analytic head (exact, closed-form ACU)")
+    mg.add_argument("--description", default="", help="free text shown in listings")
+    for flag, default, what in (("id", "id", "the record id"), ("subject", None, "the data subject (hashed at import)"),
+                                ("split", None, "train / holdout"), ("label", None, "the class label"),
+                                ("text", None, "the training text"), ("question", None, "a question (lm, optional)"),
+                                ("answer", None, "its answer (lm, optional)"), ("prompt", None, "a prompt or caption"),
+                                ("image", None, "an image: path, bytes or array")):
+        mg.add_argument(f"--{flag}-field", default=default, help=f"column holding {what}"
+                        + (f" (default: {default})" if default else ""))
+    mg.set_defaults(func=cmd_model_register)
     mi.set_defaults(func=cmd_model_import)
 
     mr = m.add_parser("rollback", help="point the champion at an earlier, untainted version (operator)")
-    mr.add_argument("name")
-    mr.add_argument("version_id")
-    mr.add_argument("--reason", default="operator rollback")
+    mr.add_argument("name", help="the model")
+    mr.add_argument("version_id", help="the version to serve again")
+    mr.add_argument("--reason", default="operator rollback", help="kept in the audit trail")
     mr.set_defaults(func=cmd_model_rollback)
 
     v = sub.add_parser("verify-certificate", help="check a deletion certificate's signature offline")
@@ -237,24 +363,43 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=cmd_verify_certificate)
 
     r = sub.add_parser("request", help="a small client of the HTTP API").add_subparsers(dest="action", required=True)
-    for name, fn in (("submit", cmd_request_submit), ("status", cmd_request_status)):
-        rp = r.add_parser(name)
-        rp.add_argument("--url", default=os.environ.get("UNLEARN_URL", "http://127.0.0.1:8000"))
-        rp.add_argument("--api-key")
+    commands = (("submit", cmd_request_submit, "submit a deletion request"),
+                ("status", cmd_request_status, "show one request"),
+                ("list", cmd_request_list, "list requests (yours, or all for an operator key)"),
+                ("wait", cmd_request_wait, "wait until a request settles; exit 0 when it completed"),
+                ("certificate", cmd_request_certificate, "print a completed request's signed deletion certificate"))
+    for name, fn, what in commands:
+        rp = r.add_parser(name, help=what, description=what)
+        rp.add_argument("--url", default=os.environ.get("UNLEARN_URL", "http://127.0.0.1:8000"),
+                        help="the service (default: $UNLEARN_URL or http://127.0.0.1:8000)")
+        rp.add_argument("--api-key", help="the API key (default: $UNLEARN_API_KEY)")
         rp.set_defaults(func=fn)
-        if name == "status":
-            rp.add_argument("id")
+        if name in ("status", "wait", "certificate"):
+            rp.add_argument("id", help="the request id")
+        if name == "wait":
+            rp.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most (default 3600)")
+            rp.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+        if name == "list":
+            rp.add_argument("--status", action="append", help="only this status (repeatable)")
+            rp.add_argument("--model", help="only requests on this model")
+            rp.add_argument("--page", type=int, default=1, help="page number (default 1)")
+            rp.add_argument("--size", type=int, default=50, help="rows per page (default 50)")
+        if name != "submit":
             continue
-        rp.add_argument("--model")
-        rp.add_argument("--type", required=True, choices=["subject", "samples", "class", "concept"])
-        rp.add_argument("--subject")
+        rp.add_argument("--model", help="the target model; omit to reach every model trained on the subject")
+        rp.add_argument("--type", choices=["subject", "samples", "class", "concept"],
+                        help="the scope (default: implied by --subject, --samples, --label or --concept)")
+        rp.add_argument("--subject", help="the person's reference, as the records name them")
         rp.add_argument("--samples", help="comma-separated sample ids")
         rp.add_argument("--unlabelled", action="store_true", help="the samples come without labels")
-        rp.add_argument("--label", type=int)
-        rp.add_argument("--concept")
-        rp.add_argument("--kind", default="privacy", choices=["privacy", "corrective"])
-        rp.add_argument("--method", default="auto")
-        rp.add_argument("--idempotency-key")
+        rp.add_argument("--label", type=int, help="a class to forget")
+        rp.add_argument("--concept", help="a concept to forget")
+        rp.add_argument("--kind", default="privacy", choices=["privacy", "corrective"],
+                        help="privacy (a person's erasure) or corrective (wrong or poisoned data)")
+        rp.add_argument("--method", default="auto", help="the unlearning method (default: the family's choice)")
+        rp.add_argument("--external-id", help="your case number, shown with the request")
+        rp.add_argument("--due-days", type=int, help="the deadline in days (default: the service's)")
+        rp.add_argument("--idempotency-key", help="re-sending with the same key submits once (default: random)")
     return p
 
 

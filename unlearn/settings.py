@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # API
     max_body_bytes: int = Field(256 * 1024, ge=1)
     max_scope_items: int = Field(10_000, ge=1)
+    # One uploaded batch of a team's training records (POST /v1/models/{name}/records): NDJSON or Parquet.
+    max_records_batch_bytes: int = Field(64 * 1024 * 1024, ge=1)
     rate_limit_per_minute: int = Field(6000, ge=1)
     subject_salt: str = DEFAULT_SUBJECT_SALT  # production: set a secret per deployment (check_subject_salt)
 

@@ -82,5 +82,27 @@ class Family(ABC):
         """Small facts for listings (architecture, sizes)."""
         return {}
 
+    # A team's own model (`unlearn.registration`): the registry stages a copy of the team's folder and
+    # of its records, then calls these three in order on the copy; a ValueError refuses the
+    # registration with its message, and nothing is kept.
+
+    def prepare(self, model_dir: Path, records: Any, options: dict[str, Any]) -> None:
+        """Change the staged copy `model_dir` before it is checked, where the registration asks for it
+        (a classifier's `analytic_head`). `records` is the staged `unlearn.data.records.Records`."""
+        return None  # most families keep the team's folder as it is
+
+    def byo_meta(self, model_dir: Path, records: Any, options: dict[str, Any]) -> dict[str, Any]:
+        """The `unlearn.json` keys this family needs for the model at `model_dir` (architecture, the
+        recipe's training settings, where a judge is), beyond family, model, dataset and reference.
+        `options`: {"recipe": dict | None, "reference": policy, "analytic_head": bool, "judge_dir": …}.
+        Raises ValueError for anything missing; a family that takes no team's models refuses here."""
+        raise ValueError(f"the {self.name} family does not register a team's own models")
+
+    def check_forward(self, model_dir: Path, records: Any) -> None:
+        """Load the model at `model_dir` as this family and run one forward pass on one record.
+        Raises ValueError with the reason (weights that do not match the architecture, records of
+        another shape or range than the model takes)."""
+        raise ValueError(f"the {self.name} family does not register a team's own models")
+
 
 __all__ = ["Family", "Progress", "SampleRecord", "Scope", "no_progress"]
