@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     mi = m.add_parser("import-zoo", help="build and register zoo models",
                       description=f"Build (or reuse) and register the project's own demo models: {', '.join(ZOO)}.")
-    mi.add_argument("names", nargs="+", choices=sorted(ZOO), metavar="NAME", help=f"one of: {', '.join(sorted(ZOO))}")
+    mi.add_argument("names", nargs="+", metavar="NAME", help=f"one or more of: {', '.join(sorted(ZOO))}")
 
     mg = m.add_parser("register", help="register a team's own model and the records it was trained on",
                       description="Check a team's model folder and training records and register them: the "

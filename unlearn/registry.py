@@ -202,15 +202,23 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
         raise RegistryError(f"model {name!r} is already registered")
     fam = get_family(family)
     dest = artifact_dir(artifact_root, name, "v1")
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(source_dir, dest)
+    # Staged beside its place and read before it moves there: a folder the family cannot read is refused
+    # with nothing left behind (a team's model goes through `unlearn.registration`, which checks more).
+    staged = dest.with_name(f"v1.staging-{time.time_ns()}")
+    try:
+        shutil.copytree(source_dir, staged)
+        samples = fam.samples(staged)
+        if dest.exists():
+            shutil.rmtree(dest)
+        staged.rename(dest)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     sha = write_manifest(dest)
     session.add(Model(name=name, family=family, description=description, thresholds=thresholds or {}))
     session.flush()
     session.add_all([TrainingRecord(model_name=name, sample_id=r.sample_id, label=r.label, split=r.split,
                                     subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
-                     for r in fam.samples(dest)])
+                     for r in samples])
     version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=str(dest),
                            weights_sha256=sha, status=VersionStatus.PROMOTED, verdict=None, params_hash="",
                            forget_hash=sha256_ids([]))
