@@ -13,7 +13,9 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from typing import Any
 
-GROUPS = ("unlearn.methods", "unlearn.families", "unlearn.criteria", "unlearn.archs", "unlearn.datasets")
+# "unlearn.architectures" is the documented group of classifier architectures; "unlearn.archs" its older name.
+GROUPS = ("unlearn.methods", "unlearn.families", "unlearn.criteria", "unlearn.architectures", "unlearn.archs",
+          "unlearn.datasets")
 
 
 @lru_cache(maxsize=len(GROUPS))
@@ -26,6 +28,23 @@ def merged(own: dict[str, str], group: str) -> dict[str, str]:
     """`own` (this package's table, which may have had plugins registered into it) over the entry points:
     a name the package defines is never replaced by an installed plugin."""
     return {**entry_point_targets(group), **own}
+
+
+def load_entry_points() -> dict[str, str]:
+    """Import every installed plugin of every group once, as a worker does at start, so that a broken
+    plugin shows in the worker's log at start rather than in the first job that needs it.
+    Returns "group:name" → the import error, for each plugin that failed (empty: all loaded)."""
+    failed = {}
+    for group in GROUPS:
+        for name, target in entry_point_targets(group).items():
+            module, _, attr = target.partition(":")
+            try:
+                obj = importlib.import_module(module)
+                if attr:
+                    getattr(obj, attr)
+            except Exception as exc:  # noqa: BLE001 - any plugin fault is reported, none stops the worker
+                failed[f"{group}:{name}"] = f"{type(exc).__name__}: {exc}"
+    return failed
 
 
 class UnknownComponent(KeyError):
@@ -63,4 +82,4 @@ class Registry:
         return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["GROUPS", "Registry", "UnknownComponent", "entry_point_targets", "merged"]
+__all__ = ["GROUPS", "Registry", "UnknownComponent", "entry_point_targets", "load_entry_points", "merged"]

@@ -17,6 +17,7 @@ from celery.signals import worker_process_init, worker_shutting_down
 
 from unlearn.lease import release_node
 from unlearn.methods import register_method
+from unlearn.plugins import load_entry_points
 from unlearn.settings import Settings, get_settings
 
 
@@ -57,6 +58,8 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.unlearn_settings = settings
     for name, target in settings.extra_methods.items():  # methods from outside the package
         register_method(name, target)
+    for plugin, error in load_entry_points().items():  # families, methods, architectures of installed packages
+        log.error("plugin %s cannot be loaded: %s", plugin, error)
     return app
 
 
