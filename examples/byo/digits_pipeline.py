@@ -37,8 +37,9 @@ def customer(subject: str) -> str:
     return "cust-" + subject.rsplit("-", 1)[1]
 
 
-def build_digits_pipeline(out_dir: Path, *, seed: int = 0) -> dict[str, Path]:
-    """Build the pipeline, its records, recipe and judge under `out_dir`; returns their paths."""
+def build_digits_pipeline(out_dir: Path, *, seed: int = 0, recipe: dict | None = None) -> dict[str, Path]:
+    """Build the pipeline, its records, recipe (`RECIPE` unless given) and judge under `out_dir`; returns
+    their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = digits.load(seed)
@@ -49,7 +50,7 @@ def build_digits_pipeline(out_dir: Path, *, seed: int = 0) -> dict[str, Path]:
         "sample_id": [f"img-{i}" for i in data.ids], "owner": [customer(s) for s in data.subjects],
         "label": data.y.astype(np.int64), "image": [x.reshape(8, 8).tolist() for x in data.X],
         "split": split.tolist()}), paths["records"])
-    recipe = {**RECIPE, "seed": seed}
+    recipe = {**(recipe or RECIPE), "seed": seed}
     paths["recipe"].write_text(json.dumps(recipe, indent=2))
     train = split == "train"
     unet = class_diffusion.train_teacher(data.X[train], data.y[train], steps=recipe["steps"], lr=recipe["lr"],
