@@ -65,6 +65,7 @@ from unlearn.models import Predictor
 
 DTYPE = torch.float64
 LEDGER = "ledger.safetensors"
+BACKBONE = "backbone"  # folder of a non-identity backbone inside an artifact (a `save_pretrained` folder)
 CHUNK_ROWS = 8192  # rows expanded at a time when accumulating XᵀX (a 100k×2048 X is 1.6 GB)
 MAX_RANK = 4096  # a batch larger than this is applied as several exact updates, since the k³ term would dominate
 PROBES = 4
@@ -282,12 +283,24 @@ class AnalyticClassifier:
         return {"r": float(r), "w": float(w)}
 
 
-def from_meta(meta: dict[str, Any], device: str = "cpu") -> AnalyticClassifier:
-    """The empty classifier an artifact's `unlearn.json` describes (identity backbone only; ValueError otherwise)."""
-    if meta.get("backbone", "identity") != "identity":
-        raise ValueError("analytic artifacts hold an identity backbone only; load other backbones in code")
+def from_meta(meta: dict[str, Any], device: str = "cpu", model_dir: Path | None = None) -> AnalyticClassifier:
+    """The empty classifier an artifact's `unlearn.json` describes. `meta["backbone"]` is "identity" (the
+    inputs are the features) or "hf-image": a Hugging Face image classifier's features (its head's input,
+    `unlearn.models.hf_image.features`), read from the `backbone/` folder of `model_dir`. Raises
+    ValueError for another backbone, or an hf-image one without its folder."""
+    kind = meta.get("backbone", "identity")
+    backbone = None
+    if kind == "hf-image":
+        folder = Path(model_dir or "") / BACKBONE
+        if model_dir is None or not (folder / "config.json").is_file():
+            raise ValueError(f"the analytic head's hf-image backbone is missing: no {BACKBONE}/ folder in {model_dir}")
+        from unlearn.models.hf_image import features
+
+        backbone = features(folder, meta, device)
+    elif kind != "identity":
+        raise ValueError(f"analytic artifacts hold an identity or hf-image backbone, not {kind!r}")
     return AnalyticClassifier(meta["in_features"], meta["num_classes"], buffer_size=meta["buffer_size"],
-                              gamma=meta["gamma"], seed=meta["seed"], device=device)
+                              gamma=meta["gamma"], seed=meta["seed"], backbone=backbone, device=device)
 
 
 def drift_state(clf: AnalyticClassifier, meta: dict[str, Any]) -> dict[str, Any]:
@@ -306,10 +319,12 @@ def drift_state(clf: AnalyticClassifier, meta: dict[str, Any]) -> dict[str, Any]
 
 
 def save(clf: AnalyticClassifier, meta: dict[str, Any], out_dir: Path) -> None:
-    """Write W, R, the probe state and the ledger as safetensors, and `meta` with its drift block.
-    Only an identity-backbone classifier is an artifact (ValueError otherwise)."""
+    """Write W, R, the probe state and the ledger as safetensors, and `meta` with its drift block. A held
+    backbone is written to `backbone/` by its own `save_backbone` (ValueError for one without it)."""
     if clf.backbone is not None:
-        raise ValueError("only identity-backbone analytic classifiers are saved as artifacts")
+        if not hasattr(clf.backbone, "save_backbone"):
+            raise ValueError("this analytic classifier's backbone cannot be saved (it has no save_backbone)")
+        clf.backbone.save_backbone(Path(out_dir) / BACKBONE)
     save_tensors(out_dir, {"buffer": clf.buffer, "weight": clf.weight, "R": clf.R,
                            "class_counts": clf.class_counts, "probe": clf.probe,
                            "probe_image": clf.probe_image, "probe_target": clf.probe_target})
@@ -323,7 +338,7 @@ def load_classifier(model_dir: Path, device: str = "cpu") -> tuple[AnalyticClass
     """The classifier an artifact holds, ledger included, and its metadata. ValueError when the stored
     buffer is not the one its seed gives."""
     meta = read_meta(model_dir)
-    clf = from_meta(meta, device)
+    clf = from_meta(meta, device, model_dir)
     t = load_tensors(model_dir, device=device)
     if not torch.equal(t["buffer"], clf.buffer):
         raise ValueError(f"{model_dir}: stored buffer differs from the one seed {meta['seed']} gives")
@@ -338,10 +353,13 @@ def load_classifier(model_dir: Path, device: str = "cpu") -> tuple[AnalyticClass
 
 def train(meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *, device: str = "cpu",
           progress: Progress = no_progress) -> None:
-    """Closed-form fit: for this architecture the exact retrain *is* the fit on the kept samples."""
+    """Closed-form fit: for this architecture the exact retrain *is* the fit on the kept samples. A
+    non-identity backbone is the frozen one of the version retrained from (`meta["parent_dir"]`, which
+    `ClassifierFamily.retrain` sets), carried into `out_dir` unchanged."""
     meta = {k: v for k, v in meta.items() if k != "acu"}
     meta.setdefault("backbone", "identity")
-    clf = from_meta(meta, device).fit(X, y)
+    parent = meta.get("parent_dir")
+    clf = from_meta(meta, device, Path(parent) if parent else None).fit(X, y)
     progress(1.0, f"closed-form fit on {len(y)} samples")
     save(clf, meta, out_dir)
 
