@@ -196,3 +196,17 @@ def test_an_analytic_head_forgets_a_customer_exactly(team, forget_set, tmp_path)
     with pytest.raises(MethodError, match="already forgotten"):  # the ledger travels with the version
         get_method("acu").run(UnlearnTask(family="classifier", base_dir=tmp_path / "acu", out_dir=tmp_path / "again",
                                           forget_ids=forget, retain_ids=keep))
+
+
+def test_training_is_deterministic_given_the_seed_and_starts_from_a_base(team, registered, tmp_path):
+    data = dataset_of(registered)
+    X, y = data.X[:64], data.y[:64]
+    meta = {**read_meta(registered), "recipe": {**team["recipe"], "epochs": 1}}
+    for name in ("a", "b"):
+        hf_image.train(meta, X, y, tmp_path / name)
+    a, b = (hf_image.load_hf(tmp_path / n).state_dict() for n in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a base checkpoint with another head: the backbone is the base's, the 5-class head is new
+    five = {**meta, "num_classes": 5, "recipe": {**meta["recipe"], "base": str(team["model"])}}
+    hf_image.train(five, X, y % 5, tmp_path / "five")
+    assert hf_image.load(tmp_path / "five")(X[:2]).shape == (2, 5)

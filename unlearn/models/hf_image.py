@@ -51,22 +51,27 @@ def is_hf_image_folder(model_dir: Path) -> bool:
     return any(str(a).endswith("ForImageClassification") for a in archs)
 
 
-def load_hf(model_dir: Path, device: str = "cpu", **kwargs: Any) -> nn.Module:
+def load_hf(model_dir: Path, device: str = "cpu", *, num_labels: int | None = None) -> nn.Module:
     """The folder's model, in eval mode. Raises ValueError with the reason when config and weights
-    disagree: `from_pretrained` only warns about missing, unexpected or (with `ignore_mismatched_sizes`)
-    mismatched weights, so its loading report is checked here and any entry refuses the folder."""
+    disagree: `from_pretrained` only warns about missing or unexpected weights, so its loading report is
+    checked here and any entry refuses the folder. `num_labels` (a base checkpoint fine-tuned into another
+    head): its `classifier` is re-initialised where its width differs, and only the head may mismatch."""
     from transformers import AutoModelForImageClassification
 
+    extra: dict[str, Any] = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
     try:
-        model, info = AutoModelForImageClassification.from_pretrained(
-            str(model_dir), ignore_mismatched_sizes=kwargs.pop("ignore_mismatched_sizes", False),
-            output_loading_info=True, **kwargs)
+        model, info = AutoModelForImageClassification.from_pretrained(str(model_dir), output_loading_info=True,
+                                                                      **{"ignore_mismatched_sizes": False, **extra})
     except Exception as exc:  # noqa: BLE001 - a size mismatch raises, with the layer in its first line
         raise ValueError(f"{model_dir}: the weights do not load into its config: "
                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+
+    def head(key: Any) -> bool:
+        return num_labels is not None and str(key[0] if isinstance(key, tuple) else key).startswith("classifier.")
+
     problems = [f"{k.replace('_', ' ')}: {', '.join(map(str, v[:3]))}{' …' if len(v) > 3 else ''}"
                 for k in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs")
-                if (v := list(info.get(k) or []))]
+                if (v := [e for e in info.get(k) or [] if not head(e)])]
     if problems:
         raise ValueError(f"{model_dir}: the weights do not match its config ({'; '.join(problems)})")
     if not hasattr(model, "classifier"):
@@ -192,7 +197,7 @@ def build(meta: dict[str, Any], device: str = "cpu") -> nn.Module:
     recipe = meta.get("recipe") or {}
     torch.manual_seed(int(recipe.get("seed", meta.get("seed", 0))))
     if recipe.get("base"):
-        return load_hf(Path(recipe["base"]), device, num_labels=int(meta["num_classes"]), ignore_mismatched_sizes=True)
+        return load_hf(Path(recipe["base"]), device, num_labels=int(meta["num_classes"]))
     cfg = dict(meta["hf_config"])
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     return AutoModelForImageClassification.from_config(config).to(device)
