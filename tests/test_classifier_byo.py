@@ -170,6 +170,9 @@ def test_the_holdout_gate_fails_the_unchanged_model_and_passes_the_retrain(regis
     assert verdict.passed, verdict.to_dict()
     assert {c.name for c in verdict.criteria} == {"holdout_mia_auc", "holdout_forget_acc", "holdout_acc"}
     assert verdict.info["original_dir"] == str(registered)
+    # under the retrain policy the same candidate goes through the family's reference comparison
+    against = fam.verify(retrained, retrained, forget_set["forget"], forget_set["keep"], scope)
+    assert against.passed and {"forget_acc", "test_acc", "retain_acc"} <= {c.name for c in against.criteria}
 
 
 @pytest.mark.slow

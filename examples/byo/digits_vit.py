@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from transformers.utils import logging as hf_logging
 
 from examples.byo.digits_pipeline import customer
 from unlearn.data import digits
@@ -54,6 +55,7 @@ def noisy_labels(y: np.ndarray, seed: int, rate: float = LABEL_NOISE) -> np.ndar
 def build_digits_vit(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     """Build the model, its manifest (Parquet and JSONL) and its recipe under `out_dir`; returns their paths."""
     torch.set_num_threads(1)  # the figures in the docstring and the tests are single-core
+    hf_logging.disable_progress_bar()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = digits.load(seed)

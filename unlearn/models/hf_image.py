@@ -57,7 +57,9 @@ def load_hf(model_dir: Path, device: str = "cpu", *, num_labels: int | None = No
     checked here and any entry refuses the folder. `num_labels` (a base checkpoint fine-tuned into another
     head): its `classifier` is re-initialised where its width differs, and only the head may mismatch."""
     from transformers import AutoModelForImageClassification
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a service's log, not a terminal
     extra: dict[str, Any] = {} if num_labels is None else {"num_labels": num_labels, "ignore_mismatched_sizes": True}
     try:
         model, info = AutoModelForImageClassification.from_pretrained(str(model_dir), output_loading_info=True,
