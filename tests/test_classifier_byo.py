@@ -17,7 +17,7 @@ from unlearn.data import records
 from unlearn.families import get_family
 from unlearn.families.classifier import accuracy_on, dataset_of, original_of
 from unlearn.methods import MethodError, UnlearnTask, get_method
-from unlearn.models import analytic, hf_image
+from unlearn.models import analytic, hf_image, mlp
 
 FIELDS = records.FieldMap(id="sample_id", subject="owner", label="label", image="image", split="split")
 
@@ -175,16 +175,28 @@ def test_the_holdout_gate_fails_the_unchanged_model_and_passes_the_retrain(regis
     assert against.passed and {"forget_acc", "test_acc", "retain_acc"} <= {c.name for c in against.criteria}
 
 
-@pytest.mark.slow
-def test_an_analytic_head_forgets_a_customer_exactly(team, forget_set, tmp_path):
+def _team_mlp(team, folder: Path) -> Path:
+    """A classifier of this project's own (an `mlp` artifact) trained on the team's records."""
+    data = records.load_tabular(str(team["records_dir"]))
+    meta = {"family": "classifier", "model": "team-mlp", "arch": "mlp", "seed": 0, "in_features": 64, "hidden": 64,
+            "num_classes": 10, "train": {"epochs": 5}, "dataset": {"name": "records", "path": str(team["records_dir"])}}
+    train = data.rows(data.ids_in("train"))
+    mlp.train(meta, data.X[train], data.y[train], folder)
+    return folder
+
+
+@pytest.mark.parametrize("arch, features", [pytest.param("hf-image", 64, marks=pytest.mark.slow), ("mlp", 64)])
+def test_an_analytic_head_forgets_a_customer_exactly(team, forget_set, tmp_path, arch, features):
     torch.set_num_threads(1)
-    v1 = register(team, tmp_path / "v1", policy="retrain", analytic_head=True, recipe=False)
+    source = {**team, "model": _team_mlp(team, tmp_path / "mlp")} if arch == "mlp" else team
+    v1 = register(source, tmp_path / "v1", policy="retrain", analytic_head=True, recipe=False)
     meta = read_meta(v1)
-    assert meta["arch"] == "analytic" and meta["backbone"] == "hf-image" and meta["in_features"] == 64
-    assert hf_image.is_hf_image_folder(v1 / analytic.BACKBONE) and "parent_dir" not in meta
+    assert meta["arch"] == "analytic" and meta["backbone"] == arch and meta["in_features"] == features
+    assert (v1 / analytic.BACKBONE).is_dir() and "parent_dir" not in meta and meta["model"] == "digits-vit"
     fam = get_family("classifier")
     assert fam.auto_method(v1, Scope(type="subject")) == "acu"
     train = team["records"].ids_in("train")
+    assert accuracy_on(v1, train) > 0.8
     forget = forget_set["subject"]
     keep = [s for s in train if s not in set(forget)]
     get_method("acu").run(UnlearnTask(family="classifier", base_dir=v1, out_dir=tmp_path / "acu",
@@ -199,7 +211,6 @@ def test_an_analytic_head_forgets_a_customer_exactly(team, forget_set, tmp_path)
     with pytest.raises(MethodError, match="already forgotten"):  # the ledger travels with the version
         get_method("acu").run(UnlearnTask(family="classifier", base_dir=tmp_path / "acu", out_dir=tmp_path / "again",
                                           forget_ids=forget, retain_ids=keep))
-
 
 def test_training_is_deterministic_given_the_seed_and_starts_from_a_base(team, registered, tmp_path):
     data = dataset_of(registered)

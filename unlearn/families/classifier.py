@@ -148,34 +148,39 @@ class ClassifierFamily(Family):
 
     # -- bring your own model ---------------------------------------------------------------------
     def prepare(self, model_dir: Path, records: Any, options: dict[str, Any]) -> None:
-        """With `options["analytic_head"]`: turn the staged Hugging Face classifier at `model_dir` into an
-        `analytic` artifact in place: its network moves, unchanged, to `backbone/` (frozen; its head's input
-        is the feature), and a ridge head is fitted in closed form, float64, on the records' training split
-        (ACU's setting, arXiv:2505.12239; `unlearn.models.analytic` (3)). Every later request is then an
-        exact rank-k downdate (`acu`). The fit's unlearn.json keys are written to `model_dir/unlearn.json`,
-        which `byo_meta` returns. Raises ValueError for a folder that is not an hf-image classifier or
-        whose weights do not load."""
+        """With `options["analytic_head"]`: turn the staged classifier at `model_dir` (a Hugging Face
+        folder, or this project's `mlp` / `cnn`) into an `analytic` artifact in place. Its network moves,
+        unchanged, to `backbone/` and stays frozen; its features (the input of its classification head)
+        feed a ridge head fitted in closed form, float64, on the records' training split (ACU's setting,
+        arXiv:2505.12239; `unlearn.models.analytic` (3)). Every later request is then an exact rank-k
+        downdate (`acu`). The fit's unlearn.json keys are written to `model_dir/unlearn.json`, which
+        `byo_meta` returns. Raises ValueError for another architecture or weights that do not load."""
         if not options.get("analytic_head"):
             return
         from unlearn.data.records import load_tabular
         from unlearn.models import analytic
 
         model_dir = Path(model_dir)
-        if arch_of(model_dir) != "hf-image":
-            raise ValueError("the analytic head is fitted on a Hugging Face image classifier's features; "
-                             f"{model_dir} holds arch {arch_of(model_dir)!r}")
-        hf = hf_image.load_hf(model_dir)  # refuses mismatched weights before anything moves
+        arch = arch_of(model_dir)
+        if arch not in ("hf-image", "mlp", "cnn"):
+            raise ValueError(f"an analytic head is fitted on the features of an hf-image, mlp or cnn classifier; "
+                             f"{model_dir} holds arch {arch!r}")
+        # Loading refuses mismatched weights before anything moves.
+        num_classes = (int(hf_image.load_hf(model_dir).config.num_labels) if arch == "hf-image"
+                       else int(get_arch(arch).load_module(model_dir)[1]["num_classes"]))
         staged = model_dir / analytic.BACKBONE
         staged.mkdir()
         for item in list(model_dir.iterdir()):
             if item != staged:
                 shutil.move(str(item), staged / item.name)
         data = load_tabular(str(records.folder))
-        meta = {"arch": "analytic", "backbone": "hf-image", **ANALYTIC_HEAD,
-                "num_classes": int(hf.config.num_labels), "image_shape": list(data.image_shape),
-                "normalize": hf_image.normalisation(staged), "hf_config": hf_image.hf_config(staged)}
+        meta: dict[str, Any] = {"arch": "analytic", "backbone": arch, **ANALYTIC_HEAD, "num_classes": num_classes,
+                                "image_shape": list(data.image_shape)}
+        if arch == "hf-image":
+            meta.update(normalize=hf_image.normalisation(staged), hf_config=hf_image.hf_config(staged))
         with torch.no_grad():
-            meta["in_features"] = int(hf_image.features(staged, meta)(torch.as_tensor(data.X[:1])).shape[1])
+            first = analytic.load_backbone(arch, staged, meta)(torch.as_tensor(data.X[:1]))
+        meta["in_features"] = int(first.reshape(1, -1).shape[1])
         train = data.rows(data.ids_in("train"))
         analytic.train({**meta, "parent_dir": str(model_dir)}, data.X[train], data.y[train], model_dir)
         # The fit is the registered version itself, not a candidate of the folder it was converted from.

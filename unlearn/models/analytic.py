@@ -283,22 +283,54 @@ class AnalyticClassifier:
         return {"r": float(r), "w": float(w)}
 
 
-def from_meta(meta: dict[str, Any], device: str = "cpu", model_dir: Path | None = None) -> AnalyticClassifier:
-    """The empty classifier an artifact's `unlearn.json` describes. `meta["backbone"]` is "identity" (the
-    inputs are the features) or "hf-image": a Hugging Face image classifier's features (its head's input,
-    `unlearn.models.hf_image.features`), read from the `backbone/` folder of `model_dir`. Raises
-    ValueError for another backbone, or an hf-image one without its folder."""
-    kind = meta.get("backbone", "identity")
-    backbone = None
+class ArchFeatures(nn.Module):
+    """A frozen backbone from one of this project's networks: the `cnn`'s extractor (its fc1 embedding,
+    LAF's g) or the `mlp` up to its last linear layer; inputs as the network takes them (flattened)."""
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.model, self.meta, self.kind = model, dict(meta), str(meta["arch"])
+        self.body = model.extractor if hasattr(model, "extractor") else model.net[:-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.to(next(self.model.parameters()).dtype))
+
+    def save_backbone(self, folder: Path) -> None:
+        """The network as its own artifact, in float32 (exact for weights that came from float32)."""
+        from unlearn.models import get_arch
+
+        get_arch(self.kind).save(copy.deepcopy(self.model).float(), self.meta, Path(folder))
+
+
+BACKBONES = ("identity", "hf-image", "mlp", "cnn")  # what `unlearn.json["backbone"]` may name
+
+
+def load_backbone(kind: str, folder: Path, meta: dict[str, Any], device: str = "cpu") -> nn.Module:
+    """The frozen backbone `kind` saved in `folder`: an hf-image folder's features (its head's input,
+    `unlearn.models.hf_image.features`) or a project network's (`ArchFeatures`). ValueError otherwise."""
     if kind == "hf-image":
-        folder = Path(model_dir or "") / BACKBONE
-        if model_dir is None or not (folder / "config.json").is_file():
-            raise ValueError(f"the analytic head's hf-image backbone is missing: no {BACKBONE}/ folder in {model_dir}")
         from unlearn.models.hf_image import features
 
-        backbone = features(folder, meta, device)
-    elif kind != "identity":
-        raise ValueError(f"analytic artifacts hold an identity or hf-image backbone, not {kind!r}")
+        return features(folder, meta, device)
+    if kind in ("mlp", "cnn"):
+        from unlearn.models import get_arch
+
+        model, own = get_arch(kind).load_module(folder, device)
+        return ArchFeatures(model, own)
+    raise ValueError(f"analytic artifacts hold a backbone of {', '.join(BACKBONES)}, not {kind!r}")
+
+
+def from_meta(meta: dict[str, Any], device: str = "cpu", model_dir: Path | None = None) -> AnalyticClassifier:
+    """The empty classifier an artifact's `unlearn.json` describes. `meta["backbone"]` is "identity" (the
+    inputs are the features) or a frozen network saved in the `backbone/` folder of `model_dir`
+    (`load_backbone`). Raises ValueError for another backbone, or one without its folder."""
+    kind = meta.get("backbone", "identity")
+    backbone = None
+    if kind != "identity":
+        folder = Path(model_dir or "") / BACKBONE
+        if model_dir is None or not folder.is_dir():
+            raise ValueError(f"the analytic head's {kind} backbone is missing: no {BACKBONE}/ folder in {model_dir}")
+        backbone = load_backbone(kind, folder, meta, device)
     return AnalyticClassifier(meta["in_features"], meta["num_classes"], buffer_size=meta["buffer_size"],
                               gamma=meta["gamma"], seed=meta["seed"], backbone=backbone, device=device)
 
