@@ -140,6 +140,11 @@ def test_methods_pick_and_refuse_by_architecture(registered, forget_set, tmp_pat
                        forget_ids=forget_set["forget"][:5], retain_ids=forget_set["keep"][:50])
     with pytest.raises(MethodError, match="extractor and head"):
         get_method("laf").run(task)
+    # SSD dampens any torch network's parameters: the wrapped model is one, and is saved as it was loaded
+    get_method("ssd").run(UnlearnTask(family="classifier", base_dir=registered, out_dir=tmp_path / "ssd",
+                                      forget_ids=forget_set["forget"][:5], retain_ids=forget_set["keep"][:20]))
+    assert read_meta(tmp_path / "ssd")["method"] == "ssd" and hf_image.is_hf_image_folder(tmp_path / "ssd")
+    assert hf_image.load(tmp_path / "ssd")(dataset_of(registered).X[:3]).shape == (3, 10)
 
 
 @pytest.fixture(scope="module")
