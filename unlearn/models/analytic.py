@@ -43,6 +43,10 @@ ACU method (`unlearn.methods.acu.reanchor_artifact`).
 
 As an architecture module (`unlearn.models.ARCHS["analytic"]`): `train` is the closed-form fit (3)
 on the given samples, so an exact retrain is the fit on the kept samples; `load` gives log-probabilities.
+An artifact's backbone (`unlearn.json["backbone"]`) is "identity", or a frozen network saved in its
+`backbone/` folder: "hf-image" (a Hugging Face image classifier's head input, e.g. ViT's CLS state) or
+"mlp" / "cnn" (`ArchFeatures`), as registration's analytic-head conversion writes it
+(`ClassifierFamily.prepare`). Every version (ACU's, a retrain's) carries the folder unchanged.
 """
 
 from __future__ import annotations
