@@ -44,11 +44,17 @@ def dataset_of(model_dir: Path) -> TabularDataset:
 
 def original_of(model_dir: Path) -> Path:
     """The model as registered at the root of `model_dir`'s lineage: "original_dir" where recorded, else
-    the original of its "parent_dir" (a method's or retrain's source), else `model_dir` itself."""
+    the original of its "parent_dir" (a method's or retrain's source), else `model_dir` itself. Raises
+    ValueError when a parent folder on the way is gone."""
     meta = read_meta(model_dir)
     if meta.get("original_dir"):
         return Path(meta["original_dir"])
-    return original_of(Path(meta["parent_dir"])) if meta.get("parent_dir") else Path(model_dir)
+    if not meta.get("parent_dir"):
+        return Path(model_dir)
+    parent = Path(meta["parent_dir"])
+    if not (parent / "unlearn.json").is_file():
+        raise ValueError(f"{model_dir}: its parent version {parent} is gone, so the lineage's original is unknown")
+    return original_of(parent)
 
 
 def arch_of(model_dir: Path) -> str:
