@@ -231,6 +231,8 @@ class ClassifierFamily(Family):
         labels = [lbl for lbl in records.column("label") if lbl is not None]
         if not labels:
             raise ValueError("the records hold no labels; a classifier needs them")
+        if not shape:
+            raise ValueError("the records hold no images; this classifier family reads images")
         if arch == "hf-image":
             hf = hf_image.load_hf(model_dir)
             num_classes = int(hf.config.num_labels)
