@@ -78,6 +78,14 @@ class Family(ABC):
         policy = (read_meta(model_dir).get("reference") or {}).get("policy")
         return policy or ("retrain" if self.needs_reference else "none")
 
+    def prepare(self, model_dir: Path, records: Any, options: Mapping[str, Any]) -> None:
+        """Bring your own model: change the staged copy of a team's folder in place before registration
+        (after the copy, before `byo_meta` and `check_forward`); e.g. the classifier family's analytic-head
+        conversion (`options["analytic_head"]`). `records`: the normalised records (`unlearn.data.records.Records`);
+        `options`: {"recipe", "reference", "analytic_head", …}. Raises ValueError to refuse the registration
+        (its message is the one-line reason). Default: nothing to do."""
+        return None
+
     def summary(self, model_dir: Path) -> dict[str, Any]:
         """Small facts for listings (architecture, sizes)."""
         return {}

@@ -101,7 +101,8 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     except NotHeldError as exc:  # a refusal of the request: R was left unchanged
         raise MethodError(str(exc)) from exc
     update_s = time.perf_counter() - t0
-    save(clf, meta, task.out_dir)
+    # parent_dir: the lineage's original (the holdout gate's baseline) is reached through it
+    save(clf, {**meta, "parent_dir": str(task.base_dir)}, task.out_dir)
     state = read_meta(task.out_dir)["acu"]
     task.progress(1.0, "rank-k update written")
     return {"rank": len(ids), "update_s": update_s, "total_s": time.perf_counter() - start,

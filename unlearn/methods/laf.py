@@ -161,12 +161,14 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     if not task.forget_ids or not task.retain_ids:
         raise MethodError("LAF needs samples to forget and remaining samples (unlabelled)")
     p = SPEC.parse_params(task.params).resolved(_setting(task))
-    arch = get_arch(read_meta(task.base_dir)["arch"])
+    arch_name = read_meta(task.base_dir)["arch"]
+    arch = get_arch(arch_name)
     if not hasattr(arch, "load_module"):
-        raise MethodError("LAF needs a torch network")
+        raise MethodError(f"LAF needs a torch network; architecture {arch_name!r} is not one")
     model, meta = arch.load_module(task.base_dir, task.device)
     if not (hasattr(model, "extractor") and hasattr(model, "head")):
-        raise MethodError(f"LAF needs a network split into extractor and head; {meta['arch']!r} is not")
+        raise MethodError(f"LAF needs a network split into extractor and head (LAF's g and its classifier); "
+                          f"architecture {meta['arch']!r} is not (forget its samples with retrain)")
     data = dataset_of(task.base_dir)
     gen = torch.Generator().manual_seed(int(p["seed"]))
     torch.manual_seed(int(p["seed"]))  # VAE initialisation and sampling

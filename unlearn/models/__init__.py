@@ -22,6 +22,7 @@ ARCHS: dict[str, str] = {
     "mlp": "unlearn.models.mlp",
     "cnn": "unlearn.models.cnn",
     "analytic": "unlearn.models.analytic",
+    "hf-image": "unlearn.models.hf_image",  # a team's Hugging Face image classifier folder
 }
 
 

@@ -43,6 +43,10 @@ ACU method (`unlearn.methods.acu.reanchor_artifact`).
 
 As an architecture module (`unlearn.models.ARCHS["analytic"]`): `train` is the closed-form fit (3)
 on the given samples, so an exact retrain is the fit on the kept samples; `load` gives log-probabilities.
+An artifact's backbone (`unlearn.json["backbone"]`) is "identity", or a frozen network saved in its
+`backbone/` folder: "hf-image" (a Hugging Face image classifier's head input, e.g. ViT's CLS state) or
+"mlp" / "cnn" (`ArchFeatures`), as registration's analytic-head conversion writes it
+(`ClassifierFamily.prepare`). Every version (ACU's, a retrain's) carries the folder unchanged.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from unlearn.models import Predictor
 
 DTYPE = torch.float64
 LEDGER = "ledger.safetensors"
+BACKBONE = "backbone"  # folder of a non-identity backbone inside an artifact (a `save_pretrained` folder)
 CHUNK_ROWS = 8192  # rows expanded at a time when accumulating XᵀX (a 100k×2048 X is 1.6 GB)
 MAX_RANK = 4096  # a batch larger than this is applied as several exact updates, since the k³ term would dominate
 PROBES = 4
@@ -282,12 +287,56 @@ class AnalyticClassifier:
         return {"r": float(r), "w": float(w)}
 
 
-def from_meta(meta: dict[str, Any], device: str = "cpu") -> AnalyticClassifier:
-    """The empty classifier an artifact's `unlearn.json` describes (identity backbone only; ValueError otherwise)."""
-    if meta.get("backbone", "identity") != "identity":
-        raise ValueError("analytic artifacts hold an identity backbone only; load other backbones in code")
+class ArchFeatures(nn.Module):
+    """A frozen backbone from one of this project's networks: the `cnn`'s extractor (its fc1 embedding,
+    LAF's g) or the `mlp` up to its last linear layer; inputs as the network takes them (flattened)."""
+
+    def __init__(self, model: nn.Module, meta: dict[str, Any]) -> None:
+        super().__init__()
+        self.model, self.meta, self.kind = model, dict(meta), str(meta["arch"])
+        self.body = model.extractor if hasattr(model, "extractor") else model.net[:-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.to(next(self.model.parameters()).dtype))
+
+    def save_backbone(self, folder: Path) -> None:
+        """The network as its own artifact, in float32 (exact for weights that came from float32)."""
+        from unlearn.models import get_arch
+
+        get_arch(self.kind).save(copy.deepcopy(self.model).float(), self.meta, Path(folder))
+
+
+BACKBONES = ("identity", "hf-image", "mlp", "cnn")  # what `unlearn.json["backbone"]` may name
+
+
+def load_backbone(kind: str, folder: Path, meta: dict[str, Any], device: str = "cpu") -> nn.Module:
+    """The frozen backbone `kind` saved in `folder`: an hf-image folder's features (its head's input,
+    `unlearn.models.hf_image.features`) or a project network's (`ArchFeatures`). ValueError otherwise."""
+    if kind == "hf-image":
+        from unlearn.models.hf_image import features
+
+        return features(folder, meta, device)
+    if kind in ("mlp", "cnn"):
+        from unlearn.models import get_arch
+
+        model, own = get_arch(kind).load_module(folder, device)
+        return ArchFeatures(model, own)
+    raise ValueError(f"analytic artifacts hold a backbone of {', '.join(BACKBONES)}, not {kind!r}")
+
+
+def from_meta(meta: dict[str, Any], device: str = "cpu", model_dir: Path | None = None) -> AnalyticClassifier:
+    """The empty classifier an artifact's `unlearn.json` describes. `meta["backbone"]` is "identity" (the
+    inputs are the features) or a frozen network saved in the `backbone/` folder of `model_dir`
+    (`load_backbone`). Raises ValueError for another backbone, or one without its folder."""
+    kind = meta.get("backbone", "identity")
+    backbone = None
+    if kind != "identity":
+        folder = Path(model_dir or "") / BACKBONE
+        if model_dir is None or not folder.is_dir():
+            raise ValueError(f"the analytic head's {kind} backbone is missing: no {BACKBONE}/ folder in {model_dir}")
+        backbone = load_backbone(kind, folder, meta, device)
     return AnalyticClassifier(meta["in_features"], meta["num_classes"], buffer_size=meta["buffer_size"],
-                              gamma=meta["gamma"], seed=meta["seed"], device=device)
+                              gamma=meta["gamma"], seed=meta["seed"], backbone=backbone, device=device)
 
 
 def drift_state(clf: AnalyticClassifier, meta: dict[str, Any]) -> dict[str, Any]:
@@ -306,10 +355,12 @@ def drift_state(clf: AnalyticClassifier, meta: dict[str, Any]) -> dict[str, Any]
 
 
 def save(clf: AnalyticClassifier, meta: dict[str, Any], out_dir: Path) -> None:
-    """Write W, R, the probe state and the ledger as safetensors, and `meta` with its drift block.
-    Only an identity-backbone classifier is an artifact (ValueError otherwise)."""
+    """Write W, R, the probe state and the ledger as safetensors, and `meta` with its drift block. A held
+    backbone is written to `backbone/` by its own `save_backbone` (ValueError for one without it)."""
     if clf.backbone is not None:
-        raise ValueError("only identity-backbone analytic classifiers are saved as artifacts")
+        if not hasattr(clf.backbone, "save_backbone"):
+            raise ValueError("this analytic classifier's backbone cannot be saved (it has no save_backbone)")
+        clf.backbone.save_backbone(Path(out_dir) / BACKBONE)
     save_tensors(out_dir, {"buffer": clf.buffer, "weight": clf.weight, "R": clf.R,
                            "class_counts": clf.class_counts, "probe": clf.probe,
                            "probe_image": clf.probe_image, "probe_target": clf.probe_target})
@@ -323,7 +374,7 @@ def load_classifier(model_dir: Path, device: str = "cpu") -> tuple[AnalyticClass
     """The classifier an artifact holds, ledger included, and its metadata. ValueError when the stored
     buffer is not the one its seed gives."""
     meta = read_meta(model_dir)
-    clf = from_meta(meta, device)
+    clf = from_meta(meta, device, model_dir)
     t = load_tensors(model_dir, device=device)
     if not torch.equal(t["buffer"], clf.buffer):
         raise ValueError(f"{model_dir}: stored buffer differs from the one seed {meta['seed']} gives")
@@ -338,10 +389,13 @@ def load_classifier(model_dir: Path, device: str = "cpu") -> tuple[AnalyticClass
 
 def train(meta: dict[str, Any], X: np.ndarray, y: np.ndarray, out_dir: Path, *, device: str = "cpu",
           progress: Progress = no_progress) -> None:
-    """Closed-form fit: for this architecture the exact retrain *is* the fit on the kept samples."""
+    """Closed-form fit: for this architecture the exact retrain *is* the fit on the kept samples. A
+    non-identity backbone is the frozen one of the version retrained from (`meta["parent_dir"]`, which
+    `ClassifierFamily.retrain` sets), carried into `out_dir` unchanged."""
     meta = {k: v for k, v in meta.items() if k != "acu"}
     meta.setdefault("backbone", "identity")
-    clf = from_meta(meta, device).fit(X, y)
+    parent = meta.get("parent_dir")
+    clf = from_meta(meta, device, Path(parent) if parent else None).fit(X, y)
     progress(1.0, f"closed-form fit on {len(y)} samples")
     save(clf, meta, out_dir)
 

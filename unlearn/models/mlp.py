@@ -30,10 +30,11 @@ def build(meta: dict[str, Any]) -> MLP:
 
 def fit(model: nn.Module, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, batch_size: int,
         seed: int, device: str = "cpu", weight_decay: float = 0.0, label_smoothing: float = 0.0,
-        progress: Progress = no_progress) -> nn.Module:
-    """Minibatch Adam on (optionally label-smoothed) cross-entropy; the shuffling order is fixed by `seed`."""
+        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam, progress: Progress = no_progress) -> nn.Module:
+    """Minibatch `optimizer` (Adam; AdamW for Hugging Face models) on (optionally label-smoothed)
+    cross-entropy; the shuffling order is fixed by `seed`."""
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = optimizer(model.parameters(), lr=lr, weight_decay=weight_decay)
     Xt = torch.as_tensor(X, dtype=torch.float32, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     gen = torch.Generator().manual_seed(seed)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from unlearn.verify.holdout import holdout_criteria
 from unlearn.verify.verdict import Criterion, Verdict, criterion
 
 DEFAULT_THRESHOLDS = {
@@ -97,6 +98,36 @@ def verify_classifier(candidate, reference, X: np.ndarray, y: np.ndarray, *,
     info = {"mia_auc": auc_c, "mia_auc_retrain": auc_r, "n_forget": int(len(forget)),
             "n_holdout": int(len(holdout)), "n_test": int(len(test))}
     return Verdict(criteria=rows, info=info)
+
+
+def verify_holdout(candidate, original, X: np.ndarray, y: np.ndarray, *, forget: np.ndarray, holdout: np.ndarray,
+                   thresholds: dict[str, float] | None = None) -> Verdict:
+    """The holdout gate (`unlearn.verify.holdout`, reference policy "holdout") for a classifier: no retrain,
+    only never-trained holdout rows and the `original` model (the lineage's registered version).
+
+    - holdout_mia_auc: membership AUC of the candidate's familiarity (minus the cross-entropy, i.e. the
+      log-probability of the true label) on forget rows against holdout rows, near 0.5 (MUSE C3);
+    - holdout_forget_acc: the candidate's accuracy on the forget rows at most the ORIGINAL's accuracy on
+      the holdout + `holdout_mem_margin` (MUSE C1/C2 with the holdout as the never-trained baseline);
+    - holdout_acc: the candidate's holdout accuracy at least `holdout_utility_frac` of the original's (C4).
+    `candidate` and `original` map inputs to log-probabilities; the index arrays pick rows of X.
+    Raises ValueError when the forget or holdout rows are empty, or the original's holdout accuracy is 0."""
+    if len(forget) == 0 or len(holdout) == 0:
+        raise ValueError("the holdout gate needs forget rows and never-trained holdout rows")
+    rows = np.r_[forget, holdout]
+    lp_c, lp_o = candidate(X[rows]), original(X[holdout])
+    yc = y[rows]
+    familiarity = lp_c[np.arange(len(rows)), yc]
+    n_f = len(forget)
+    forget_acc, acc = accuracy(lp_c[:n_f], yc[:n_f]), accuracy(lp_c[n_f:], yc[n_f:])
+    acc_original = accuracy(lp_o, y[holdout])
+    criteria = holdout_criteria(forget_scores=familiarity[:n_f], holdout_scores=familiarity[n_f:],
+                                forget_metric=forget_acc, holdout_metric=acc_original, utility=acc,
+                                utility_original=acc_original, thresholds=thresholds or {},
+                                metric_name="forget_acc", utility_name="acc")
+    info = {"forget_acc": forget_acc, "holdout_acc": acc, "original_holdout_acc": acc_original,
+            "n_forget": int(n_f), "n_holdout": int(len(holdout))}
+    return Verdict(criteria=criteria, info=info)
 
 
 def select_rows(index: dict[str, int], ids: Sequence[str]) -> np.ndarray:
