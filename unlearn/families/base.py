@@ -94,11 +94,6 @@ class Family(ABC):
     # of its records, then calls these three in order on the copy; a ValueError refuses the
     # registration with its message, and nothing is kept.
 
-    def prepare(self, model_dir: Path, records: Any, options: dict[str, Any]) -> None:
-        """Change the staged copy `model_dir` before it is checked, where the registration asks for it
-        (a classifier's `analytic_head`). `records` is the staged `unlearn.data.records.Records`."""
-        return None  # most families keep the team's folder as it is
-
     def byo_meta(self, model_dir: Path, records: Any, options: dict[str, Any]) -> dict[str, Any]:
         """The `unlearn.json` keys this family needs for the model at `model_dir` (architecture, the
         recipe's training settings, where a judge is), beyond family, model, dataset and reference.
