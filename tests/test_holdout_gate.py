@@ -61,3 +61,18 @@ def test_bad_inputs_are_refused(bad):
     forget = bad.pop("forget", [1.0, 2.0])
     with pytest.raises(ValueError):
         _gate(forget, [0.0, 1.0], **bad)
+
+
+def test_the_memorisation_bar_allows_what_a_never_seen_set_of_that_size_scores():
+    from scipy import stats
+
+    from unlearn.verify.holdout import memorisation_bar
+
+    assert memorisation_bar(0.82, 0.05) == pytest.approx(0.87)
+    # two records a never-trained model gets right with p = 0.82 are both right 67% of the time
+    assert memorisation_bar(0.82, 0.05, forget_count=2) == 1.0
+    # at 1,000 records the binomial bound is tighter than the margin, which then decides
+    assert memorisation_bar(0.82, 0.05, forget_count=1000) == pytest.approx(0.87)
+    n, p = 100, 0.82
+    bar = memorisation_bar(p, 0.05, forget_count=n)
+    assert stats.binom.sf(round(bar * n), n, p) <= 0.05 < stats.binom.sf(round(bar * n) - 2, n, p)

@@ -124,7 +124,7 @@ def verify_holdout(candidate, original, X: np.ndarray, y: np.ndarray, *, forget:
     criteria = holdout_criteria(forget_scores=familiarity[:n_f], holdout_scores=familiarity[n_f:],
                                 forget_metric=forget_acc, holdout_metric=acc_original, utility=acc,
                                 utility_original=acc_original, thresholds=thresholds or {},
-                                metric_name="forget_acc", utility_name="acc")
+                                metric_name="forget_acc", utility_name="acc", forget_count=n_f)
     info = {"forget_acc": forget_acc, "holdout_acc": acc, "original_holdout_acc": acc_original,
             "n_forget": int(n_f), "n_holdout": int(len(holdout))}
     return Verdict(criteria=criteria, info=info)

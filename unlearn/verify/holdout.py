@@ -89,10 +89,27 @@ def mia_criterion(forget_scores: Sequence[float], holdout_scores: Sequence[float
                             "interval's distance from 0.5")
 
 
+def memorisation_bar(holdout_metric: float, margin: float, forget_count: int | None = None,
+                     alpha: float = 0.05) -> float:
+    """The most a model that never saw the forget set may score on it.
+
+    Without `forget_count`: `holdout_metric + margin`. With it (the metric is a rate of successes over
+    `forget_count` independent records, an accuracy), the bar is at least the rate that a never-seen set
+    of that size exceeds with probability `alpha` when each record succeeds with probability
+    `holdout_metric`: the (1 − alpha) binomial quantile over `forget_count` (`scipy.stats.binom.ppf`).
+    A fixed margin alone refuses exact retrains of small forget sets: 2 records a never-trained model gets
+    right with p = 0.82 are both right 67% of the time, a rate of 1.0."""
+    bar = holdout_metric + margin
+    if forget_count:
+        p = min(max(holdout_metric, 0.0), 1.0)
+        bar = max(bar, float(stats.binom.ppf(1 - alpha, forget_count, p)) / forget_count)
+    return bar
+
+
 def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence[float], forget_metric: float,
                      holdout_metric: float, utility: float, utility_original: float,
                      thresholds: Mapping[str, float], metric_name: str = "memorisation",
-                     utility_name: str = "utility", seed: int = 0) -> list[Criterion]:
+                     utility_name: str = "utility", seed: int = 0, forget_count: int | None = None) -> list[Criterion]:
     """The three criteria of the holdout gate, named `holdout_mia_auc`, `holdout_<metric_name>` and
     `holdout_<utility_name>`.
 
@@ -101,16 +118,20 @@ def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence
     remembered, e.g. accuracy or verbatim ROUGE); holdout_metric: the ORIGINAL model's on the holdout.
     utility / utility_original: positive, higher is better (accuracy, ROUGE, the per-token likelihood
     exp(−mean NLL)), since the gate keeps a fraction of it. thresholds: the gates in force (`GATE_DEFAULTS`
-    fill gaps). Raises ValueError for a non-positive `utility_original` or empty score sets."""
+    fill gaps). forget_count: the number of records `forget_metric` is a success rate over (accuracy), for
+    the binomial bar of `memorisation_bar`; None for a continuous metric (ROUGE). Raises ValueError for a
+    non-positive `utility_original` or empty score sets."""
     if not utility_original > 0:
         raise ValueError(f"the original's {utility_name} must be positive to keep a fraction of it, "
                          f"not {utility_original!r}")
     g = {**GATE_DEFAULTS, **thresholds}
     mia = mia_criterion(forget_scores, holdout_scores, g, seed=seed)
-    mem = criterion(f"holdout_{metric_name}", forget_metric, "<=", holdout_metric + g["holdout_mem_margin"],
-                    reference=holdout_metric,
+    bar = memorisation_bar(holdout_metric, g["holdout_mem_margin"], forget_count)
+    binomial = "" if not forget_count else (f", or the 95% binomial bound of a never-seen set of {forget_count} "
+                                            "records where that is higher")
+    mem = criterion(f"holdout_{metric_name}", forget_metric, "<=", bar, reference=holdout_metric,
                     detail=f"the candidate's {metric_name} on the forget set against the original's on the holdout "
-                           f"({holdout_metric:.4g}) + {g['holdout_mem_margin']:.4g}")
+                           f"({holdout_metric:.4g}) + {g['holdout_mem_margin']:.4g}{binomial}")
     keep = g["holdout_utility_frac"] * utility_original
     util = criterion(f"holdout_{utility_name}", utility, ">=", keep, reference=utility_original,
                      detail=f"at least {g['holdout_utility_frac']:.0%} of the original's {utility_name} "
@@ -118,4 +139,4 @@ def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence
     return [mia, mem, util]
 
 
-__all__ = ["GATE_DEFAULTS", "holdout_criteria", "membership_auc", "mia_criterion"]
+__all__ = ["GATE_DEFAULTS", "holdout_criteria", "membership_auc", "memorisation_bar", "mia_criterion"]
