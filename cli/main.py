@@ -289,27 +289,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="run the API (with an in-process worker unless UNLEARN_BROKER_URL is set)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     s.add_argument("--models", default="", help="zoo models to build and register first, comma-separated")
     s.add_argument("--workers", type=int, default=1, help="API processes (production layout only)")
     s.set_defaults(func=cmd_serve)
 
     w = sub.add_parser("worker", help="run a Celery worker (queues gpu and cpu)")
-    w.add_argument("--queues", default="gpu,cpu")
-    w.add_argument("--concurrency", type=int, default=1)
+    w.add_argument("--queues", default="gpu,cpu",
+                   help="queues to serve: gpu (unlearning and verification), cpu (bookkeeping); default both")
+    w.add_argument("--concurrency", type=int, default=1, help="jobs at once (default 1: one per device)")
     w.add_argument("--max-tasks-per-child", type=int, default=0, help="1 frees GPU memory after each job")
-    w.add_argument("--loglevel", default="INFO")
+    w.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     w.set_defaults(func=cmd_worker)
 
     b = sub.add_parser("beat", help="run the periodic scheduler (reconciler, compliance checks); run exactly one")
-    b.add_argument("--loglevel", default="INFO")
+    b.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     b.set_defaults(func=cmd_beat)
 
     k = sub.add_parser("api-key", help="manage API keys").add_subparsers(dest="action", required=True)
     kc = k.add_parser("create", help="create a key and print it once")
-    kc.add_argument("--tenant", required=True)
-    kc.add_argument("--role", required=True, choices=["submitter", "operator"])
+    kc.add_argument("--tenant", required=True, help="the team or customer the key acts for")
+    kc.add_argument("--role", required=True, choices=["submitter", "operator"],
+                    help="submitter: submits and reads its tenant's requests; operator: everything")
     kc.set_defaults(func=cmd_api_key)
 
     m = sub.add_parser("model", help="manage models").add_subparsers(dest="action", required=True)

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -49,22 +48,51 @@ def test_serve_and_the_request_client(env, tmp_path):
     try:
         wait_for_port(port, timeout=60)
         client = {**env, "UNLEARN_URL": f"http://127.0.0.1:{port}", "UNLEARN_API_KEY": key}
-        out = _unlearn(client, "request", "submit", "--model", "digits-mlp", "--type", "subject",
-                       "--subject", "subject-0004")
-        rid = json.loads(out.stdout)["id"]
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            status = json.loads(_unlearn(client, "request", "status", rid).stdout)["status"]
-            if status in ("completed", "rejected", "failed"):
-                break
-            time.sleep(1)
-        assert status == "completed", (tmp_path / "serve.log").read_text()[-2000:]
+        out = _unlearn(client, "request", "submit", "--model", "digits-mlp", "--subject", "subject-0004",
+                       "--external-id", "CASE-0042", "--due-days", "10")
+        submitted = json.loads(out.stdout)
+        rid = submitted["id"]
+        assert submitted["scope"]["type"] == "subject" and submitted["external_id"] == "CASE-0042"
+        assert round(submitted["days_left"]) == 10
+        waited = _unlearn(client, "request", "wait", rid, "--timeout", "180", "--interval", "0.5", check=False)
+        assert waited.returncode == 0, (tmp_path / "serve.log").read_text()[-2000:]
+        assert json.loads(waited.stdout)["status"] == "completed"
+        listed = json.loads(_unlearn(client, "request", "list", "--status", "completed").stdout)
+        assert [(r["id"], r["external_id"]) for r in listed["items"]] == [(rid, "CASE-0042")]
+        cert = _unlearn(client, "request", "certificate", rid).stdout
+        (tmp_path / "cert.json").write_text(cert)
+        checked = _unlearn(client, "verify-certificate", str(tmp_path / "cert.json"), "--url", client["UNLEARN_URL"])
+        assert checked.stdout.startswith(f"certificate valid: request {rid} (digits-mlp)")
+        gone = _unlearn(client, "request", "wait", "no-such-id", check=False)
+        assert gone.returncode == 1 and gone.stderr.startswith("unlearn: 404")
         bad = _unlearn(client, "request", "submit", "--model", "nope", "--type", "class", "--label", "1", check=False)
         assert bad.returncode == 1 and bad.stderr.strip() == "unlearn: 404 Unknown model: unknown model 'nope'"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_version_and_help_on_every_option(env):
+    from cli.main import build_parser
+
+    version = _unlearn(env, "--version").stdout.strip()
+    assert version.startswith("unlearn ") and version != "unlearn unknown"
+    helpless = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if action.help is None and not hasattr(action, "_name_parser_map"):
+                helpless.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+            for name, sub in getattr(action, "choices", None).items() if hasattr(action, "_name_parser_map") else ():
+                walk(sub, f"{path} {name}")
+
+    walk(build_parser(), "unlearn")
+    assert helpless == []
+    from unlearn.zoo import ZOO
+
+    listed = _unlearn(env, "model", "import-zoo", "--help").stdout
+    assert all(name in listed for name in ZOO)
 
 
 def test_cli_rollback_refuses_a_tainted_version(env, zoo_dir):
