@@ -114,10 +114,22 @@ class ExtendIn(BaseModel):
     reason: text(min_length=1, max_length=2000)
 
 
+class ActorOut(BaseModel):
+    kind: str  # api-key | worker | service
+    display: str  # how a person reads it
+    key_id: str | None = None
+    tenant: str | None = None
+    role: str | None = None
+    label: str | None = None
+    worker: str | None = None
+    task_id: str | None = None
+
+
 class AuditOut(BaseModel):
     id: int
     at: datetime
     actor: str
+    actor_detail: ActorOut
     entity_type: str
     entity_id: str
     from_state: str | None
