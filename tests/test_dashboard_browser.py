@@ -308,3 +308,27 @@ def test_request_table_fits_a_narrow_window_and_shows_case_verdict_certificate_a
     shot(page, "11-narrow-details")
     assert page.evaluate(UNLABELLED) == []
     assert page.js_errors == []
+
+
+def test_the_api_reference_renders_offline(server, page):
+    """/docs on a closed network: every request that leaves the server is refused, and Swagger UI still
+    renders the operations (its files come from the installed package, not a CDN)."""
+    base, _, _ = server
+    outside: list[str] = []
+
+    def only_the_server(route):
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.goto(f"{base}/docs")
+    create = page.locator("#operations-requests-createDeletionRequest")
+    sync_api.expect(create).to_be_visible()
+    sync_api.expect(create).to_contain_text("Submit a deletion request")
+    assert httpx.get(f"{base}/redoc").status_code == 404  # ReDoc's page would load its logo from a CDN
+    shot(page, "12-api-reference")
+    assert outside == []
+    assert page.js_errors == []
