@@ -307,6 +307,17 @@ def test_request_table_fits_a_narrow_window_and_shows_case_verdict_certificate_a
     assert "key:" not in audit.inner_text()
     shot(page, "11-narrow-details")
     assert page.evaluate(UNLABELLED) == []
+
+    # The other views' tables fit the narrow window too.
+    for view, table in (("Jobs", "#jobs-table"), ("Models", None), ("Compliance", "#compliance-table")):
+        page.get_by_role("link", name=view).click()
+        if table:
+            expect(page.locator(f"{table} tbody tr").first).to_be_visible()
+        shot(page, f"12-narrow-{view.lower()}")
+        wide = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')]
+            .filter(el => el.offsetParent !== null && el.scrollWidth > el.clientWidth)
+            .map(el => el.querySelector('table').id)""")
+        assert wide == [], f"{view}: {wide} scroll sideways at 900 px"
     assert page.js_errors == []
 
 
@@ -329,6 +340,6 @@ def test_the_api_reference_renders_offline(server, page):
     sync_api.expect(create).to_be_visible()
     sync_api.expect(create).to_contain_text("Submit a deletion request")
     assert httpx.get(f"{base}/redoc").status_code == 404  # ReDoc's page would load its logo from a CDN
-    shot(page, "12-api-reference")
+    shot(page, "13-api-reference")
     assert outside == []
     assert page.js_errors == []
