@@ -203,6 +203,8 @@ class ComplianceSummary(BaseModel):
     latest: list[ComplianceOut] = Field(description="the newest check per model")
     regressions: list[ComplianceOut] = Field(description="checks that found a regression")
     reopened: list[dict[str, Any]] = Field(description="requests reopened by a check: request id, model, current status")
+    check_interval_s: float = Field(description="seconds between scheduled checks of every model (beat's "
+                                                "compliance sweep, or the embedded runtime's)")
 
 
 class LoginIn(BaseModel):

@@ -508,7 +508,7 @@ async function loadCompliance() {
       h("th", { scope: "row" }, m.name),
       h("td", {}, m.champion ? `v${m.champion.version}` : "–"),
       h("td", {}, c ? [badge(c.passed ? "pass" : "fail"), c.regression ? badge("regression", "fail") : null]
-        : "never checked"),
+        : `never checked (scheduled every ${fmtDuration(summary.check_interval_s)})`),
       h("td", { class: "num" }, c ? c.forgotten : "–"),
       h("td", {}, c ? fmtTime(c.checked_at) : "–"),
       h("td", {}, c ? c.trigger : "–"),
