@@ -153,7 +153,8 @@ BODY_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
                               "scope": {"type": "concept", "concept": "digit-3"}}},
     },
 }
-PARAMETER_EXAMPLES = {"idempotency-key": "3f1c2b7e-5a0d-4d8e-9b61-2c7f0e4a9d15", "request_id": "9c2e41d07b6a4f5e8d3c1b0a29f8e7d6",
+PARAMETER_EXAMPLES = {"idempotency-key": "3f1c2b7e-5a0d-4d8e-9b61-2c7f0e4a9d15",
+                      "request_id": "9c2e41d07b6a4f5e8d3c1b0a29f8e7d6",
                       "name": "digits-mlp", "status": "completed", "flag": "overdue", "q": "DSR-2026-0412"}
 
 

@@ -21,7 +21,8 @@ PROBLEM = "application/problem+json"
 
 class Problem(BaseModel):
     """An error, as RFC 9457 problem details (media type application/problem+json)."""
-    type: str = Field("about:blank", description="a URI naming the kind of problem (about:blank: the status says it)")
+    type: str = Field(
+        "about:blank", description="a URI naming the kind of problem (about:blank: the status says it)")
     title: str = Field(description="a short summary of the kind of problem", examples=["Not Found"])
     status: int = Field(description="the HTTP status", examples=[404])
     detail: str | None = Field(None, description="what went wrong in this case, in words",

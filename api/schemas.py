@@ -43,14 +43,18 @@ class RequestOut(BaseModel):
     tenant: str = Field(description="the tenant that submitted it")
     external_id: str | None = Field(description="the submitter's own reference (a case or ticket number)")
     model: str | None = Field(description="the target model; null: every model trained on the subject")
-    scope: dict[str, Any] = Field(description="what is forgotten, as stored (a subject's reference is kept only as a salted hash)")
+    scope: dict[str, Any] = Field(
+        description="what is forgotten, as stored (a subject's reference is kept only as a salted hash)")
     kind: str = Field(description="privacy (a data subject's erasure) or corrective (bad or poisoned data)")
     method: str = Field(description="the unlearning method asked for (`auto`: the family's choice)")
-    status: str = Field(description="pending_review, received, queued, running, verifying, completed, rejected, failed or canceled")
+    status: str = Field(
+        description="pending_review, received, queued, running, verifying, completed, rejected, failed or "
+                    "canceled")
     reason: str | None = Field(description="why it was rejected, failed, canceled or reviewed")
     received_at: datetime = Field(description="when it was accepted (UTC)")
     due_at: datetime = Field(description="the deadline (UTC), extensions included")
-    original_due_at: datetime | None = Field(None, description="the deadline before any extension (null in answers stored before it was recorded)")
+    original_due_at: datetime | None = Field(
+        None, description="the deadline before any extension (null in answers stored before it was recorded)")
     days_left: float = Field(description="days until the deadline (negative: overdue)")
     overdue: bool = Field(description="still open after its due date")
     at_risk: bool = Field(description="not started and fewer than the configured days left")
@@ -58,8 +62,10 @@ class RequestOut(BaseModel):
     seconds_to_compliance: float | None = Field(description="seconds from receipt to completion")
     targets: list[TargetOut] = Field(description="one entry per model the request reaches")
     jobs: list[JobOut] = Field(description="the jobs that served it")
-    verdicts: dict[str, Any] = Field(description="model version id → the verifier's verdict, criteria and reasons")
-    links: dict[str, str] = Field(description="related resources: self, cancel, audit, and certificate once completed")
+    verdicts: dict[str, Any] = Field(
+        description="model version id → the verifier's verdict, criteria and reasons")
+    links: dict[str, str] = Field(
+        description="related resources: self, cancel, audit, and certificate once completed")
 
 
 class RequestPage(BaseModel):
@@ -112,7 +118,8 @@ class ReasonIn(BaseModel):
 
 
 class ExtendIn(BaseModel):
-    days: int = Field(ge=1, le=60, description="days to add to the deadline (the total is capped by the settings)",
+    days: int = Field(ge=1, le=60, description="days to add to the deadline (the total is capped by the "
+                                               "settings)",
                       examples=[30])
     reason: text(min_length=1, max_length=2000) = Field(description="why, written to the audit trail",
                                                         examples=["the request is complex: GDPR Art. 12(3)"])
@@ -124,7 +131,8 @@ class ActorOut(BaseModel):
     key_id: str | None = Field(None, description="the API key's id (an api-key actor)")
     tenant: str | None = Field(None, description="the key's tenant")
     role: str | None = Field(None, description="the key's role (submitter or operator)")
-    label: str | None = Field(None, description="who holds the key, as set at `unlearn api-key create --label`")
+    label: str | None = Field(
+        None, description="who holds the key, as set at `unlearn api-key create --label`")
     worker: str | None = Field(None, description="the worker node (a worker actor)")
     task_id: str | None = Field(None, description="the worker's task id for the attempt")
 
@@ -132,7 +140,8 @@ class ActorOut(BaseModel):
 class AuditOut(BaseModel):
     id: int = Field(description="the event's number")
     at: datetime = Field(description="when (UTC)")
-    actor: str = Field(description="who, as recorded: `key:<key id>`, `<worker node>:<task id>` or a part of the service")
+    actor: str = Field(
+        description="who, as recorded: `key:<key id>`, `<worker node>:<task id>` or a part of the service")
     actor_detail: ActorOut = Field(description="the actor as a person reads it")
     entity_type: str = Field(description="request, job, version or certificate")
     entity_id: str = Field(description="the entity's id")
@@ -149,10 +158,12 @@ class PublicKeyOut(BaseModel):
 
 
 class CertificateOut(BaseModel):
-    certificate: dict[str, Any] = Field(description="the signed statement: request, models, versions, verdicts, times")
+    certificate: dict[str, Any] = Field(
+        description="the signed statement: request, models, versions, verdicts, times")
     algorithm: str = Field(description="the signature algorithm (Ed25519)")
     key_id: str = Field(description="which key signed it (see GET /v1/keys)")
-    signature: str = Field(description="base64 Ed25519 signature over the canonical JSON (RFC 8785) of `certificate`")
+    signature: str = Field(
+        description="base64 Ed25519 signature over the canonical JSON (RFC 8785) of `certificate`")
 
 
 class WorkerOut(BaseModel):
@@ -194,7 +205,8 @@ class ComplianceOut(BaseModel):
     passed: bool = Field(description="every forgotten sample still reads as forgotten")
     regression: bool = Field(description="a check that passed before now fails")
     forgotten: int = Field(description="forgotten samples re-checked")
-    reopened_request_ids: list[str] = Field(description="requests reopened because their data reads as remembered")
+    reopened_request_ids: list[str] = Field(
+        description="requests reopened because their data reads as remembered")
     report: dict[str, Any] = Field(description="the verifier's report")
     checked_at: datetime = Field(description="when (UTC)")
 
@@ -202,7 +214,8 @@ class ComplianceOut(BaseModel):
 class ComplianceSummary(BaseModel):
     latest: list[ComplianceOut] = Field(description="the newest check per model")
     regressions: list[ComplianceOut] = Field(description="checks that found a regression")
-    reopened: list[dict[str, Any]] = Field(description="requests reopened by a check: request id, model, current status")
+    reopened: list[dict[str, Any]] = Field(
+        description="requests reopened by a check: request id, model, current status")
     check_interval_s: float = Field(description="seconds between scheduled checks of every model (beat's "
                                                 "compliance sweep, or the embedded runtime's)")
 
