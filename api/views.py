@@ -67,10 +67,12 @@ def compliance_out(c: ComplianceCheck) -> ComplianceOut:
                          reopened_request_ids=c.reopened_request_ids, report=c.report, checked_at=c.checked_at)
 
 
-def actor_out(session: Session, actor: str, keys: dict[str, ApiKey | None] | None = None) -> ActorOut:
+def actor_out(session: Session, actor: str, keys: dict[str, ApiKey | None] | None = None,
+              viewer_tenant: str | None = None) -> ActorOut:
     """An audit actor as a person reads it. `key:<id>` (a caller's API key) names the key's label, tenant
     and role; `<worker node>:<task id>` (a job's attempt) names the worker; any other is the service's
-    own part (coalescer, compliance, …). `keys` caches the key rows read for one trail."""
+    own part (coalescer, compliance, …). `keys` caches the key rows read for one trail. With
+    `viewer_tenant` (a submitter reads), another tenant's key (an operator's) is named by its role only."""
     keys = {} if keys is None else keys
     if actor.startswith("key:"):
         key_id = actor[4:]
@@ -79,6 +81,9 @@ def actor_out(session: Session, actor: str, keys: dict[str, ApiKey | None] | Non
         key = keys[key_id]
         if key is None:
             return ActorOut(kind="api-key", display=f"deleted API key {key_id[:8]}", key_id=key_id)
+        if viewer_tenant is not None and key.tenant != viewer_tenant:
+            article = "an" if key.role[:1] in ("a", "e", "i", "o", "u") else "a"
+            return ActorOut(kind="api-key", display=f"{article} {key.role}", key_id=key_id, role=key.role)
         who = key.label or f"{key.role} key {key_id[:8]}"
         return ActorOut(kind="api-key", display=f"{who} ({key.role}, tenant {key.tenant})", key_id=key_id,
                         tenant=key.tenant, role=key.role, label=key.label)
@@ -90,6 +95,8 @@ def actor_out(session: Session, actor: str, keys: dict[str, ApiKey | None] | Non
     return ActorOut(kind="service", display=actor)
 
 
-def audit_out(session: Session, events: list[AuditEvent]) -> list[AuditOut]:
+def audit_out(session: Session, events: list[AuditEvent], viewer_tenant: str | None = None) -> list[AuditOut]:
+    """`viewer_tenant`: the submitter's tenant when a submitter reads (None for an operator)."""
     keys: dict[str, ApiKey | None] = {}
-    return [AuditOut(**e.model_dump(), actor_detail=actor_out(session, e.actor, keys)) for e in events]
+    return [AuditOut(**e.model_dump(), actor_detail=actor_out(session, e.actor, keys, viewer_tenant))
+            for e in events]

@@ -73,6 +73,12 @@ def test_the_audit_trail_names_each_actor(api):
     assert any(d.startswith("submitter key ") and d.endswith("(submitter, tenant tenant-a)") for d in shown)
     assert any(d.startswith("operator key ") and d.endswith("(operator, tenant ops)") for d in shown)
 
+    # The submitter reading the same trail sees their own key named, and the operator only as an operator.
+    trail = api.get(f"/v1/deletion-requests/{rid}/audit", headers={"X-API-Key": api.keys["a"]}).json()
+    canceled = next(e["actor_detail"] for e in trail if e["to_state"] == "canceled")
+    assert canceled["display"] == "an operator" and canceled["tenant"] is None and canceled["label"] is None
+    assert any(e["actor_detail"]["tenant"] == "tenant-a" for e in trail)
+
 
 @pytest.mark.slow
 def test_the_embedded_runtime_runs_the_compliance_sweep(digits_service):

@@ -119,7 +119,8 @@ def audit_trail(session: Session, request_id: str) -> list[AuditEvent]:
 @router.get("/{request_id}/audit", response_model=list[AuditOut], operation_id="getRequestAudit", tags=["requests"])
 def request_audit(request_id: Text, session: SessionDep, caller: CallerDep) -> list[AuditOut]:
     r = visible_request(session, caller, request_id)
-    return audit_out(session, audit_trail(session, r.id))
+    # A submitter sees who in their own tenant acted; an operator's key only as "an operator".
+    return audit_out(session, audit_trail(session, r.id), None if caller.is_operator else caller.tenant)
 
 
 def _review(request_id: str, session: Session, caller: Principal, approve: bool, reason: str,
