@@ -153,9 +153,9 @@ BODY_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
                               "scope": {"type": "concept", "concept": "digit-3"}}},
     },
 }
+# Examples for headers and path parameters (query parameters keep the generators' own values).
 PARAMETER_EXAMPLES = {"idempotency-key": "3f1c2b7e-5a0d-4d8e-9b61-2c7f0e4a9d15",
-                      "request_id": "9c2e41d07b6a4f5e8d3c1b0a29f8e7d6",
-                      "name": "digits-mlp", "status": "completed", "flag": "overdue", "q": "DSR-2026-0412"}
+                      "request_id": "9c2e41d07b6a4f5e8d3c1b0a29f8e7d6", "name": "digits-mlp"}
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
