@@ -13,13 +13,25 @@ from fastapi import FastAPI, Request, Response
 import unlearn
 from api import problems
 from api.auth import KeyCache, RateLimiter
-from api.routes import certificates, compliance, dashboard, jobs, models, ops, overview, requests, workers
+from api.openapi import build_openapi
+from api.routes import (
+    certificates,
+    compliance,
+    dashboard,
+    docs,
+    jobs,
+    models,
+    ops,
+    overview,
+    requests,
+    workers,
+)
 from api.scheduler import CoalesceScheduler
 from unlearn.methods import register_method
 from unlearn.settings import Settings
 from unlearn.store.db import get_engine
 
-ROUTERS = (requests, models, certificates, jobs, workers, overview, compliance, dashboard, ops)
+ROUTERS = (requests, models, certificates, jobs, workers, overview, compliance, dashboard, ops, docs)
 
 
 async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -43,7 +55,8 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
     for name, target in settings.extra_methods.items():  # intake must know methods from outside the package
         register_method(name, target)
     app = FastAPI(title="unlearn", version=unlearn.__version__,
-                  description="Deletion requests for trained models: forget, verify, promote, audit.")
+                  description="Deletion requests for trained models: forget, verify, promote, audit.",
+                  docs_url=None, redoc_url=None)  # api.routes.docs serves /docs from the package; no CDN
     app.state.settings = settings
     app.state.engine = get_engine(settings.resolved_database_url)
     # Counted in the broker's Redis in production: every API process shares one limit.
@@ -56,4 +69,5 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
     app.middleware("http")(limit_body)
     for module in ROUTERS:
         app.include_router(module.router)
+    app.openapi = lambda: build_openapi(app)
     return app

@@ -49,14 +49,18 @@ class Principal:
         return f"key:{self.key_id}"
 
 
-def create_api_key(session: Session, tenant: str, role: str) -> str:
-    """Store a new key's hash and return the key itself (shown once)."""
+def create_api_key(session: Session, tenant: str, role: str, label: str | None = None) -> str:
+    """Store a new key's hash and return the key itself (shown once). `label` says who holds it (audit
+    trails show it beside the key's tenant and role)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if not tenant or len(tenant) > 64:
         raise ValueError("tenant must be 1 to 64 characters")
+    if label is not None and not 1 <= len(label.strip()) <= 128:
+        raise ValueError("label must be 1 to 128 characters")
     key = new_api_key()
-    session.add(ApiKey(key_hash=hash_secret(key), tenant=tenant, role=role))
+    session.add(ApiKey(key_hash=hash_secret(key), tenant=tenant, role=role,
+                       label=label.strip() if label is not None else None))
     return key
 
 

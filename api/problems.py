@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from unlearn.intake import IntakeError
@@ -21,11 +21,14 @@ PROBLEM = "application/problem+json"
 
 
 class Problem(BaseModel):
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    instance: str | None = None
+    """An error, as RFC 9457 problem details (media type application/problem+json)."""
+    type: str = Field(
+        "about:blank", description="a URI naming the kind of problem (about:blank: the status says it)")
+    title: str = Field(description="a short summary of the kind of problem", examples=["Not Found"])
+    status: int = Field(description="the HTTP status", examples=[404])
+    detail: str | None = Field(None, description="what went wrong in this case, in words",
+                               examples=["no deletion request 'r-123'"])
+    instance: str | None = Field(None, description="the request path that failed")
 
 
 class ProblemError(Exception):

@@ -11,87 +11,92 @@ from unlearn.intake import JSONObject, Text, text
 
 
 class JobOut(BaseModel):
-    id: str
-    model: str
-    method: str
-    stage: str
-    progress: float
-    message: str
-    attempts: int
-    max_attempts: int
-    queue: str
-    worker: str | None
-    error: str | None
-    base_version_id: str | None
-    result_version_id: str | None
-    created_at: datetime
-    enqueued_at: datetime | None
-    started_at: datetime | None
-    finished_at: datetime | None
+    id: str = Field(description="the job's id")
+    model: str = Field(description="the model the job unlearns from")
+    method: str = Field(description="the unlearning method it runs (e.g. `retrain`, `ssd`)")
+    stage: str = Field(description="queued, unlearning, verifying, promoting, done or failed")
+    progress: float = Field(description="fraction done, 0 to 1")
+    message: str = Field(description="the method's last progress message")
+    attempts: int = Field(description="attempts started so far")
+    max_attempts: int = Field(description="attempts allowed before the job fails")
+    queue: str = Field(description="the worker queue it runs on (`gpu` or `cpu`)")
+    worker: str | None = Field(description="the worker node and task of the current or last attempt")
+    error: str | None = Field(description="the last attempt's error, if any")
+    base_version_id: str | None = Field(description="the model version it started from")
+    result_version_id: str | None = Field(description="the version it produced, once verified")
+    created_at: datetime = Field(description="when the job was created (UTC)")
+    enqueued_at: datetime | None = Field(description="when it was last sent to the workers")
+    started_at: datetime | None = Field(description="when its current or last attempt started")
+    finished_at: datetime | None = Field(description="when it finished (done or failed)")
 
 
 class TargetOut(BaseModel):
-    model: str
-    samples: int
-    status: str
-    job_id: str | None
-    version_id: str | None
+    model: str = Field(description="a model the request reaches")
+    samples: int = Field(description="training samples to forget in that model")
+    status: str = Field(description="pending, queued, running, done, rejected, failed or canceled")
+    job_id: str | None = Field(description="the job serving this target")
+    version_id: str | None = Field(description="the model version that serves (or rejected) it")
 
 
 class RequestOut(BaseModel):
-    id: str
-    tenant: str
-    external_id: str | None
-    model: str | None
-    scope: dict[str, Any]
-    kind: str
-    method: str
-    status: str
-    reason: str | None
-    received_at: datetime
-    due_at: datetime
-    # The deadline before any extension (None in responses stored before it was recorded).
-    original_due_at: datetime | None = None
-    days_left: float
-    overdue: bool  # still open after its due date
-    at_risk: bool  # not started and fewer than the configured days left
-    completed_at: datetime | None
-    seconds_to_compliance: float | None
-    targets: list[TargetOut]
-    jobs: list[JobOut]
-    verdicts: dict[str, Any]  # version id -> verifier verdict
-    links: dict[str, str]
+    id: str = Field(description="the request's id")
+    tenant: str = Field(description="the tenant that submitted it")
+    external_id: str | None = Field(description="the submitter's own reference (a case or ticket number)")
+    model: str | None = Field(description="the target model; null: every model trained on the subject")
+    scope: dict[str, Any] = Field(
+        description="what is forgotten, as stored (a subject's reference is kept only as a salted hash)")
+    kind: str = Field(description="privacy (a data subject's erasure) or corrective (bad or poisoned data)")
+    method: str = Field(description="the unlearning method asked for (`auto`: the family's choice)")
+    status: str = Field(
+        description="pending_review, received, queued, running, verifying, completed, rejected, failed or "
+                    "canceled")
+    reason: str | None = Field(description="why it was rejected, failed, canceled or reviewed")
+    received_at: datetime = Field(description="when it was accepted (UTC)")
+    due_at: datetime = Field(description="the deadline (UTC), extensions included")
+    original_due_at: datetime | None = Field(
+        None, description="the deadline before any extension (null in answers stored before it was recorded)")
+    days_left: float = Field(description="days until the deadline (negative: overdue)")
+    overdue: bool = Field(description="still open after its due date")
+    at_risk: bool = Field(description="not started and fewer than the configured days left")
+    completed_at: datetime | None = Field(description="when every target was served")
+    seconds_to_compliance: float | None = Field(description="seconds from receipt to completion")
+    targets: list[TargetOut] = Field(description="one entry per model the request reaches")
+    jobs: list[JobOut] = Field(description="the jobs that served it")
+    verdicts: dict[str, Any] = Field(
+        description="model version id → the verifier's verdict, criteria and reasons")
+    links: dict[str, str] = Field(
+        description="related resources: self, cancel, audit, and certificate once completed")
 
 
 class RequestPage(BaseModel):
-    items: list[RequestOut]
-    total: int
-    page: int
-    size: int
+    items: list[RequestOut] = Field(description="the requests on this page, newest first")
+    total: int = Field(description="requests matching the filters")
+    page: int = Field(description="this page's number, from 1")
+    size: int = Field(description="page size")
 
 
 class VersionOut(BaseModel):
-    id: str
-    model: str
-    version: int
-    parent_id: str | None
-    method: str
-    status: str
-    tainted: bool
-    verdict: str | None
-    weights_sha256: str
-    request_ids: list[str]
-    excluded_samples: int
-    created_at: datetime
-    metrics: dict[str, Any]
+    id: str = Field(description="the version's id")
+    model: str = Field(description="its model")
+    version: int = Field(description="its number within the model, from 1")
+    parent_id: str | None = Field(description="the version it was derived from")
+    method: str = Field(description="how it was made (`train`, `retrain`, a method name)")
+    status: str = Field(description="candidate, promoted, rejected, retired or quarantined")
+    tainted: bool = Field(description="still holds data a completed request removed from a later version")
+    verdict: str | None = Field(description="the verifier's verdict (pass or fail)")
+    weights_sha256: str = Field(description="sha256 of its weights")
+    request_ids: list[str] = Field(description="the requests it serves")
+    excluded_samples: int = Field(description="training samples it has forgotten, in all")
+    created_at: datetime = Field(description="when it was registered (UTC)")
+    metrics: dict[str, Any] = Field(description="the verifier's report: criteria, values, gates")
 
 
 class ModelOut(BaseModel):
-    name: str
-    family: str
-    description: str
-    champion: VersionOut | None
-    versions: int
+    name: str = Field(description="the model's name")
+    family: str = Field(description="its family (classifier, lm, diffusion, …)")
+    description: str = Field(description="what it is")
+    champion: VersionOut | None = Field(description="the version that serves now")
+    versions: int = Field(description="how many versions it has")
 
 
 ColumnName = text(min_length=1, max_length=128)
@@ -177,104 +182,131 @@ class UploadOut(BaseModel):
 
 
 class RollbackIn(BaseModel):
-    version_id: Text
-    reason: Text = "operator rollback"
+    version_id: Text = Field(description="the version to serve again (an untainted one)",
+                             examples=["0f4c2a9e8d7b4c1a9e3f5b6d7c8e9f01"])
+    reason: Text = Field("operator rollback", description="why, for the audit trail",
+                         examples=["the new champion misclassifies a customer's class"])
 
 
 class Health(BaseModel):
-    status: str
-    database: bool
-    version: str
+    status: str = Field(description="`ok`, or `degraded` when the database is unreachable")
+    database: bool = Field(description="the database answers")
+    version: str = Field(description="the service's version")
 
 
 class ReasonIn(BaseModel):
-    reason: text(min_length=1, max_length=2000)
+    reason: text(min_length=1, max_length=2000) = Field(description="why, written to the audit trail",
+                                                        examples=["identity verified by the privacy desk"])
 
 
 class ExtendIn(BaseModel):
-    days: int = Field(ge=1, le=60)
-    reason: text(min_length=1, max_length=2000)
+    days: int = Field(ge=1, le=60, description="days to add to the deadline (the total is capped by the "
+                                               "settings)",
+                      examples=[30])
+    reason: text(min_length=1, max_length=2000) = Field(description="why, written to the audit trail",
+                                                        examples=["the request is complex: GDPR Art. 12(3)"])
+
+
+class ActorOut(BaseModel):
+    kind: str = Field(description="api-key, worker or service")
+    display: str = Field(description="how a person reads it")
+    key_id: str | None = Field(None, description="the API key's id (an api-key actor)")
+    tenant: str | None = Field(None, description="the key's tenant")
+    role: str | None = Field(None, description="the key's role (submitter or operator)")
+    label: str | None = Field(
+        None, description="who holds the key, as set at `unlearn api-key create --label`")
+    worker: str | None = Field(None, description="the worker node (a worker actor)")
+    task_id: str | None = Field(None, description="the worker's task id for the attempt")
 
 
 class AuditOut(BaseModel):
-    id: int
-    at: datetime
-    actor: str
-    entity_type: str
-    entity_id: str
-    from_state: str | None
-    to_state: str
-    reason: str | None
-    data: dict[str, Any]
+    id: int = Field(description="the event's number")
+    at: datetime = Field(description="when (UTC)")
+    actor: str = Field(
+        description="who, as recorded: `key:<key id>`, `<worker node>:<task id>` or a part of the service")
+    actor_detail: ActorOut = Field(description="the actor as a person reads it")
+    entity_type: str = Field(description="request, job, version or certificate")
+    entity_id: str = Field(description="the entity's id")
+    from_state: str | None = Field(description="the state before (null for a creation)")
+    to_state: str = Field(description="the state after")
+    reason: str | None = Field(description="why, where given")
+    data: dict[str, Any] = Field(description="further facts of the event")
 
 
 class PublicKeyOut(BaseModel):
-    algorithm: str
-    key_id: str  # sha256 (hex) of the public key's DER encoding
-    public_key_pem: str
+    algorithm: str = Field(description="the signature algorithm (Ed25519)")
+    key_id: str = Field(description="sha256 (hex) of the public key's DER encoding")
+    public_key_pem: str = Field(description="the public key, PEM")
 
 
 class CertificateOut(BaseModel):
-    certificate: dict[str, Any]
-    algorithm: str
-    key_id: str
-    signature: str  # base64 Ed25519 over the canonical JSON of `certificate`
+    certificate: dict[str, Any] = Field(
+        description="the signed statement: request, models, versions, verdicts, times")
+    algorithm: str = Field(description="the signature algorithm (Ed25519)")
+    key_id: str = Field(description="which key signed it (see GET /v1/keys)")
+    signature: str = Field(
+        description="base64 Ed25519 signature over the canonical JSON (RFC 8785) of `certificate`")
 
 
 class WorkerOut(BaseModel):
-    worker: str
-    hostname: str
-    queues: str
-    device: str
-    alive: bool
-    seconds_since_seen: float
-    current_job_id: str | None
-    gpu_memory_mb: float | None
-    gpu_memory_total_mb: float | None
-    seen_at: datetime
-    started_at: datetime
+    worker: str = Field(description="the worker's node name")
+    hostname: str = Field(description="the host it runs on")
+    queues: str = Field(description="the queues it serves, comma-separated")
+    device: str = Field(description="the device it computes on (cpu, cuda:0, …)")
+    alive: bool = Field(description="seen within three heartbeat intervals")
+    seconds_since_seen: float = Field(description="seconds since its last heartbeat")
+    current_job_id: str | None = Field(description="the job it runs now")
+    gpu_memory_mb: float | None = Field(description="GPU memory in use, MiB")
+    gpu_memory_total_mb: float | None = Field(description="GPU memory in all, MiB")
+    seen_at: datetime = Field(description="its last heartbeat (UTC)")
+    started_at: datetime = Field(description="when it started (UTC)")
 
 
 class QueueOut(BaseModel):
-    queue: str
-    depth: int
-    oldest_age_s: float | None
+    queue: str = Field(description="the queue's name")
+    depth: int = Field(description="jobs waiting")
+    oldest_age_s: float | None = Field(description="seconds the oldest has waited")
 
 
 class OverviewOut(BaseModel):
-    funnel: dict[str, int]  # requests by status
-    overdue: int
-    at_risk: int
-    at_risk_days: int
-    queues: list[QueueOut]
-    active_jobs: int
-    workers_alive: int
-    now: datetime
+    funnel: dict[str, int] = Field(description="requests by status")
+    overdue: int = Field(description="open requests past their deadline")
+    at_risk: int = Field(description="requests not started with fewer than `at_risk_days` left")
+    at_risk_days: int = Field(description="the at-risk threshold, days")
+    queues: list[QueueOut] = Field(description="waiting jobs per queue")
+    active_jobs: int = Field(description="jobs being unlearned, verified or promoted")
+    workers_alive: int = Field(description="workers seen recently")
+    now: datetime = Field(description="the server's time (UTC)")
 
 
 class ComplianceOut(BaseModel):
-    id: str
-    model: str
-    version_id: str
-    trigger: str
-    passed: bool
-    regression: bool
-    forgotten: int
-    reopened_request_ids: list[str]
-    report: dict[str, Any]
-    checked_at: datetime
+    id: str = Field(description="the check's id")
+    model: str = Field(description="the model checked")
+    version_id: str = Field(description="its champion version at the time")
+    trigger: str = Field(description="schedule, operator or promotion")
+    passed: bool = Field(description="every forgotten sample still reads as forgotten")
+    regression: bool = Field(description="a check that passed before now fails")
+    forgotten: int = Field(description="forgotten samples re-checked")
+    reopened_request_ids: list[str] = Field(
+        description="requests reopened because their data reads as remembered")
+    report: dict[str, Any] = Field(description="the verifier's report")
+    checked_at: datetime = Field(description="when (UTC)")
 
 
 class ComplianceSummary(BaseModel):
-    latest: list[ComplianceOut]  # the newest check per model
-    regressions: list[ComplianceOut]
-    reopened: list[dict[str, Any]]  # request id, model, current status
+    latest: list[ComplianceOut] = Field(description="the newest check per model")
+    regressions: list[ComplianceOut] = Field(description="checks that found a regression")
+    reopened: list[dict[str, Any]] = Field(
+        description="requests reopened by a check: request id, model, current status")
+    check_interval_s: float = Field(description="seconds between scheduled checks of every model (beat's "
+                                                "compliance sweep, or the embedded runtime's)")
 
 
 class LoginIn(BaseModel):
-    api_key: text(min_length=1, max_length=256)
+    api_key: text(min_length=1, max_length=256) = Field(description="an operator's API key",
+                                                        examples=["ul_3q9Zk…"])
 
 
 class SessionOut(BaseModel):
-    tenant: str
-    role: str
+    tenant: str = Field(description="the key's tenant")
+    role: str = Field(description="the key's role (submitter or operator)")

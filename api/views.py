@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from api.schemas import ComplianceOut, JobOut, RequestOut, TargetOut, VersionOut
+from api.schemas import ActorOut, AuditOut, ComplianceOut, JobOut, RequestOut, TargetOut, VersionOut
 from unlearn.sla import flags
 from unlearn.store.models import (
+    ApiKey,
+    AuditEvent,
     ComplianceCheck,
     DeletionRequest,
     ModelVersion,
@@ -63,3 +65,38 @@ def compliance_out(c: ComplianceCheck) -> ComplianceOut:
     return ComplianceOut(id=c.id, model=c.model_name, version_id=c.version_id, trigger=c.trigger, passed=c.passed,
                          regression=c.regression, forgotten=c.forgotten,
                          reopened_request_ids=c.reopened_request_ids, report=c.report, checked_at=c.checked_at)
+
+
+def actor_out(session: Session, actor: str, keys: dict[str, ApiKey | None] | None = None,
+              viewer_tenant: str | None = None) -> ActorOut:
+    """An audit actor as a person reads it. `key:<id>` (a caller's API key) names the key's label, tenant
+    and role; `<worker node>:<task id>` (a job's attempt) names the worker; any other is the service's
+    own part (coalescer, compliance, …). `keys` caches the key rows read for one trail. With
+    `viewer_tenant` (a submitter reads), another tenant's key (an operator's) is named by its role only."""
+    keys = {} if keys is None else keys
+    if actor.startswith("key:"):
+        key_id = actor[4:]
+        if key_id not in keys:
+            keys[key_id] = session.get(ApiKey, key_id)
+        key = keys[key_id]
+        if key is None:
+            return ActorOut(kind="api-key", display=f"deleted API key {key_id[:8]}", key_id=key_id)
+        if viewer_tenant is not None and key.tenant != viewer_tenant:
+            article = "an" if key.role[:1] in ("a", "e", "i", "o", "u") else "a"
+            return ActorOut(kind="api-key", display=f"{article} {key.role}", key_id=key_id, role=key.role)
+        who = key.label or f"{key.role} key {key_id[:8]}"
+        return ActorOut(kind="api-key", display=f"{who} ({key.role}, tenant {key.tenant})", key_id=key_id,
+                        tenant=key.tenant, role=key.role, label=key.label)
+    node, sep, task = actor.rpartition(":")
+    if sep and ("@" in node or (len(task) == 36 and task.count("-") == 4)):  # node name@host : task uuid
+        return ActorOut(kind="worker", display=f"worker {node}", worker=node, task_id=task)
+    if "@" in actor:
+        return ActorOut(kind="worker", display=f"worker {actor}", worker=actor)
+    return ActorOut(kind="service", display=actor)
+
+
+def audit_out(session: Session, events: list[AuditEvent], viewer_tenant: str | None = None) -> list[AuditOut]:
+    """`viewer_tenant`: the submitter's tenant when a submitter reads (None for an operator)."""
+    keys: dict[str, ApiKey | None] = {}
+    return [AuditOut(**e.model_dump(), actor_detail=actor_out(session, e.actor, keys, viewer_tenant))
+            for e in events]

@@ -88,7 +88,7 @@ def cmd_api_key(args: argparse.Namespace) -> int:
     settings = _settings()
     prepare(settings)
     with session_scope(settings.resolved_database_url) as s:
-        key = create_api_key(s, args.tenant, args.role)
+        key = create_api_key(s, args.tenant, args.role, args.label)
     print(key)
     return 0
 
@@ -312,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--tenant", required=True, help="the team or customer the key acts for")
     kc.add_argument("--role", required=True, choices=["submitter", "operator"],
                     help="submitter: submits and reads its tenant's requests; operator: everything")
+    kc.add_argument("--label", help="who holds the key (a person or system), shown in audit trails")
     kc.set_defaults(func=cmd_api_key)
 
     m = sub.add_parser("model", help="manage models").add_subparsers(dest="action", required=True)

@@ -4,6 +4,8 @@ downloaded at test time). Screenshots of each step are saved to tests/artifacts/
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import uuid
 from pathlib import Path
@@ -232,3 +234,119 @@ def test_submitter_keys_and_wrong_keys_are_refused_at_login(server, page):
     sync_api.expect(page.locator("#login-error")).to_contain_text("unknown or revoked")
     sync_api.expect(page.get_by_role("navigation", name="Sections")).to_be_hidden()
     shot(page, "00-login-refused")
+
+
+def _serve_and_fail_one(settings, base: str, key: str) -> tuple[str, str]:
+    """Two requests with case numbers: the first served to completion by a worker node, the second's job
+    failed (as a worker gives up after its attempts). Returns (completed id, failed id)."""
+    from unlearn.coalesce import coalesce
+    from unlearn.jobs import _give_up, run_job
+    from unlearn.store.db import session_scope
+    from unlearn.store.models import UnlearningJob
+
+    ids = []
+    for subject, case in (("subject-0001", "CASE-2041"), ("subject-0002", "CASE-2042")):
+        resp = httpx.post(f"{base}/v1/deletion-requests",
+                          headers={"X-API-Key": key, "Idempotency-Key": uuid.uuid4().hex},
+                          json={"model": "digits-mlp", "external_id": case,
+                                "scope": {"type": "subject", "subject": subject}})
+        assert resp.status_code == 202, resp.text
+        ids.append(resp.json()["id"])
+        with session_scope(settings.resolved_database_url) as s:
+            (job_id,) = coalesce(s, settings, force=True)
+        if case == "CASE-2041":
+            assert run_job(settings, job_id, f"embedded-gpu@localhost:{uuid.uuid4()}").status == "done"
+        else:
+            with session_scope(settings.resolved_database_url) as s:
+                _give_up(s, s.get(UnlearningJob, job_id), "embedded-gpu@localhost:x", "CUDA out of memory")
+    return ids[0], ids[1]
+
+
+def test_request_table_fits_a_narrow_window_and_shows_case_verdict_certificate_and_actions(server, page):
+    """At 900 px: the case number, the verdict, a certificate link and actions (a failed request's retry)
+    are in the table with no column cut off; the details open in view, and the audit trail names the
+    key's label, tenant and role and the worker instead of raw ids."""
+    from api.auth import create_api_key
+    from unlearn.store.db import session_scope
+
+    base, keys, settings = server
+    expect = sync_api.expect
+    page.set_viewport_size({"width": 900, "height": 1000})
+    page.goto(f"{base}/dashboard")
+    hint = page.locator("#api-key-help code").inner_text()  # the sign-in hint is a command that runs
+    from cli.main import build_parser
+
+    build_parser().parse_args(shlex.split(hint.removeprefix("unlearn ")))
+    with session_scope(settings.resolved_database_url) as s:
+        desk = create_api_key(s, "tenant-a", "submitter", label="Privacy desk")
+    done, failed = _serve_and_fail_one(settings, base, desk)
+    login(page, base, keys["op"])
+    done_row, failed_row = (page.locator(f"tr[data-request='{rid}']") for rid in (done, failed))
+    expect(done_row).to_contain_text("CASE-2041")
+    expect(done_row).to_contain_text("completed")
+    expect(done_row.locator("td").nth(3)).to_have_text("pass")  # the verdict column
+    certificate = done_row.get_by_role("link", name=f"Certificate of request {done}")
+    expect(certificate).to_have_attribute("href", f"/v1/deletion-requests/{done}/certificate")
+    expect(failed_row).to_contain_text("CASE-2042")
+    expect(failed_row).to_contain_text("failed")
+    expect(failed_row.get_by_role("button", name=re.compile(f"^Retry job .* of request {failed}$"))).to_be_visible()
+    shot(page, "10-narrow-table")
+
+    # Nothing cut off at 900 px: the table needs no sideways scroll, and its last column is on screen.
+    wrap = page.locator("#view-requests .table-wrap").first
+    assert wrap.evaluate("el => el.scrollWidth <= el.clientWidth"), "the request table scrolls sideways"
+    for header in ("External id", "Verdict", "Actions"):
+        expect(page.get_by_role("columnheader", name=header, exact=True)).to_be_in_viewport(ratio=1)
+    for button in (certificate, failed_row.get_by_role("button", name=f"Details of request {failed}")):
+        expect(button).to_be_in_viewport(ratio=1)
+
+    # A long page: scrolled to the bottom, the details still open in view, audit trail included.
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    done_row.get_by_role("button", name=f"Details of request {done}").click()
+    detail = page.locator("#request-detail")
+    expect(detail.get_by_role("heading", name=f"Request {done}")).to_be_in_viewport()
+    audit = page.locator("#audit-table")
+    expect(audit).to_contain_text("Privacy desk (submitter, tenant tenant-a)")
+    expect(audit).to_contain_text("worker embedded-gpu@localhost")
+    expect(audit.locator("tbody tr").first).to_be_in_viewport()
+    assert "key:" not in audit.inner_text()
+    shot(page, "11-narrow-details")
+    assert page.evaluate(UNLABELLED) == []
+
+    # The other views' tables fit the narrow window too.
+    for view, table in (("Jobs", "#jobs-table"), ("Models", None), ("Compliance", "#compliance-table")):
+        page.get_by_role("link", name=view).click()
+        if table:
+            expect(page.locator(f"{table} tbody tr").first).to_be_visible()
+        shot(page, f"12-narrow-{view.lower()}")
+        wide = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')]
+            .filter(el => el.offsetParent !== null && el.scrollWidth > el.clientWidth)
+            .map(el => el.querySelector('table').id)""")
+        assert wide == [], f"{view}: {wide} scroll sideways at 900 px"
+    # No check yet: the page says when checks run (the embedded runtime and beat both sweep every interval).
+    expect(page.locator("#compliance-table")).to_contain_text("never checked (scheduled every 60.0 min)")
+    assert page.js_errors == []
+
+
+def test_the_api_reference_renders_offline(server, page):
+    """/docs on a closed network: every request that leaves the server is refused, and Swagger UI still
+    renders the operations (its files come from the installed package, not a CDN)."""
+    base, _, _ = server
+    outside: list[str] = []
+
+    def only_the_server(route):
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_server)
+    page.goto(f"{base}/docs")
+    create = page.locator("#operations-requests-createDeletionRequest")
+    sync_api.expect(create).to_be_visible()
+    sync_api.expect(create).to_contain_text("Submit a deletion request")
+    assert httpx.get(f"{base}/redoc").status_code == 404  # ReDoc's page would load its logo from a CDN
+    shot(page, "13-api-reference")
+    assert outside == []
+    assert page.js_errors == []

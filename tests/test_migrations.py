@@ -115,10 +115,52 @@ def test_upgrading_a_filled_0001_database_keeps_every_row(empty_database):
     assert indexes_after == indexes_before
     for request in after["deletionrequest"]:  # no deadline was extended before this revision recorded it
         assert request.pop("original_due_at") == request["due_at"]
+    for key in after["apikey"]:  # keys created before 0003 have no label
+        assert key.pop("label") is None
     assert after == before
     with session_scope(url) as s:  # and the service reads them: the extended request's cap starts at its due date
         extended = s.get(DeletionRequest, "s" * 32)
         assert extended.original_due_at == extended.due_at == _at(70 * 1440)
+
+
+def _rows_0002() -> dict[str, list[dict]]:
+    """Every table of revision 0002 filled: 0001's rows, the requests with their first due dates."""
+    rows = {name: [dict(r) for r in table] for name, table in ROWS_0001.items()}
+    for request in rows["deletionrequest"]:
+        request["original_due_at"] = request["due_at"] - timedelta(days=40 if request["id"] == "s" * 32 else 0)
+    rows["apikey"].append({"id": "b" * 32, "key_hash": "7" * 64, "tenant": "globex", "role": "submitter",
+                           "created_at": _at(3), "revoked": True})
+    return rows
+
+
+def test_upgrading_a_filled_0002_database_keeps_every_row_and_leaves_keys_unlabelled(empty_database):
+    url = empty_database
+    migrate(url, "0002")
+    engine = get_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    rows = _rows_0002()
+    assert set(rows) == set(meta.tables) - {"alembic_version"}
+    with engine.begin() as conn:
+        for name, table_rows in rows.items():
+            conn.execute(meta.tables[name].insert(), table_rows)
+    before, indexes_before = _snapshot(url)
+
+    migrate(url)
+
+    after, indexes_after = _snapshot(url)
+    assert indexes_after == indexes_before
+    assert [key.pop("label") for key in after["apikey"]] == [None, None]
+    assert after == before
+    with session_scope(url) as s:  # and the service reads them, and a key can be labelled now
+        from unlearn.store.models import ApiKey
+
+        key = s.get(ApiKey, "a" * 32)
+        assert (key.tenant, key.role, key.label) == ("acme", "operator", None)
+        key.label = "Jane Roe, privacy desk"
+        s.add(key)
+    with session_scope(url) as s:
+        assert s.get(ApiKey, "a" * 32).label == "Jane Roe, privacy desk"
 
 
 def test_the_migrations_build_the_schema_the_models_declare(empty_database):

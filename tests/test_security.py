@@ -51,6 +51,8 @@ ACCESS = {
     ("POST", "/dashboard/login"): OPERATOR,  # the key travels in the body; only operators get a session
     ("POST", "/dashboard/logout"): OPEN,
     ("GET", "/dashboard/session"): ANY,
+    ("GET", "/docs"): OPEN,  # the API reference (Swagger UI), its files from the package
+    ("GET", "/docs/static/{asset}"): OPEN,
 }
 # Routes that show one tenant's data: another tenant's submitter must get 404.
 # (The certificate, 404 for everyone until completion, is checked in test_operator_api.)
@@ -65,7 +67,8 @@ def _routes(app):
 
 
 def _call(api, method, path, key, rid):
-    url = path.replace("{request_id}", rid).replace("{name}", "digits-mlp").replace("{asset}", "dashboard.js")
+    asset = "swagger-ui.css" if path.startswith("/docs") else "dashboard.js"
+    url = path.replace("{request_id}", rid).replace("{name}", "digits-mlp").replace("{asset}", asset)
     for param in ("{job_id}", "{version_id}", "{plot}"):
         url = url.replace(param, "nope")
     headers = {"X-API-Key": api.keys[key]} if key else {}

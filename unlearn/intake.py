@@ -8,7 +8,17 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 from sqlmodel import Session, col, select
 
@@ -75,15 +85,76 @@ Text = text()
 JSONObject = Annotated[dict[str, Any], BeforeValidator(refuse_unstorable)]
 
 
-class ScopeIn(BaseModel):
+LABELS_KNOWN = "false: the samples come without labels (only label-agnostic methods serve the request)"
+
+
+# How each scope type is documented: a union discriminated by `type`, each member naming the field that
+# type needs. Validation is `ScopeIn`'s (one flat model), so every body it accepts and every 422 it gives
+# (wording included) stay as they were; the schema only says which field goes with which type.
+class SubjectScope(BaseModel):
+    """Everything the service holds about one person (a data subject), in one model or in every model."""
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["subject", "samples", "class", "concept"]
+    type: Literal["subject"] = Field(description="the scope type")
+    subject: text(min_length=1, max_length=256) = Field(
+        description="the person's reference in the training records (stored only as a salted hash)",
+        examples=["customer-88412"])
+    labels_known: bool = Field(True, description=LABELS_KNOWN)
+
+
+class SamplesScope(BaseModel):
+    """Named training samples of the target model."""
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["samples"] = Field(description="the scope type")
+    sample_ids: list[text(min_length=1, max_length=128)] = Field(
+        min_length=1, description="training sample ids, as the model's records name them",
+        examples=[["digits-0004", "digits-0117"]])
+    labels_known: bool = Field(True, description=LABELS_KNOWN)
+
+
+class ClassScope(BaseModel):
+    """Every training sample of one class of the target model (corrective: a class to unlearn)."""
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["class"] = Field(description="the scope type")
+    label: int = Field(ge=0, le=1_000_000, description="the class's label", examples=[3])
+    labels_known: bool = Field(True, description=LABELS_KNOWN)
+
+
+class ConceptScope(BaseModel):
+    """A named concept of the target model, such as a class by name (`digit-3`, `class-3`)."""
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["concept"] = Field(description="the scope type")
+    concept: text(min_length=1, max_length=128) = Field(description="the concept's name", examples=["digit-3"])
+    labels_known: bool = Field(True, description=LABELS_KNOWN)
+
+
+SCOPE_TYPES: dict[str, type[BaseModel]] = {"subject": SubjectScope, "samples": SamplesScope, "class": ClassScope,
+                                           "concept": ConceptScope}
+_SCOPE_UNION = TypeAdapter(Annotated[SubjectScope | SamplesScope | ClassScope | ConceptScope,
+                                     Field(discriminator="type")])
+
+
+class ScopeIn(BaseModel):
+    """What to forget: `type` says which of `subject`, `sample_ids`, `label` or `concept` is needed."""
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["subject", "samples", "class", "concept"] = Field(
+        description="subject: one person's data; samples: named samples; class: a class's samples; "
+                    "concept: a named concept")
     subject: text(min_length=1, max_length=256) | None = Field(None, description="the person's reference")
     sample_ids: list[Text] | None = Field(None, description="training sample ids")
-    label: int | None = Field(None, ge=0, le=1_000_000)
-    concept: text(min_length=1, max_length=128) | None = None
-    labels_known: bool = Field(True, description="false: the samples come without labels (label-agnostic)")
+    label: int | None = Field(None, ge=0, le=1_000_000, description="the class's label")
+    concept: text(min_length=1, max_length=128) | None = Field(None, description="the concept's name")
+    labels_known: bool = Field(True, description=LABELS_KNOWN)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        # Documented as the discriminated union; the flat model above still does the validating.
+        union = handler(_SCOPE_UNION.core_schema)
+        return {**union, "title": "Scope", "description": cls.__doc__}
 
     @model_validator(mode="after")
     def _one_target(self) -> ScopeIn:
@@ -96,16 +167,24 @@ class ScopeIn(BaseModel):
 
 
 class DeletionRequestIn(BaseModel):
+    """A deletion request: what to forget (`scope`), from which model, why (`kind`) and by when."""
     model_config = ConfigDict(extra="forbid")
 
     model: text(max_length=64) | None = Field(None, description="target model; omit to reach every model "
-                              "trained on the subject (subject scope only)")
-    scope: ScopeIn
-    kind: Literal["privacy", "corrective"] = "privacy"
-    method: text(max_length=32) = "auto"
-    params: JSONObject = Field(default_factory=dict, description="method parameters, for operators")
-    external_id: text(max_length=128) | None = None
-    due_days: int | None = Field(None, ge=1, le=90, description="deadline in days (default: settings)")
+                              "trained on the subject (subject scope only)", examples=["digits-mlp"])
+    scope: ScopeIn = Field(description="what to forget; `type` says which other field it needs")
+    kind: Literal["privacy", "corrective"] = Field(
+        "privacy", description="privacy: a person's erasure request; corrective: bad, poisoned or unwanted data "
+                               "(may need an operator's review)")
+    method: text(max_length=32) = Field("auto", description="the unlearning method; `auto` lets the model's "
+                                        "family choose", examples=["auto", "retrain", "ssd"])
+    params: JSONObject = Field(default_factory=dict, description="method parameters, for operators",
+                               examples=[{"alpha": 10}])
+    external_id: text(max_length=128) | None = Field(None, description="your own reference (a case or ticket "
+                                                     "number): searchable, shown on the dashboard",
+                                                     examples=["DSR-2026-0412"])
+    due_days: int | None = Field(None, ge=1, le=90, description="deadline in days (default: settings)",
+                                 examples=[30])
 
 
 def _train_ids(session: Session, model: str, *where: Any) -> list[str]:

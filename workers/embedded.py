@@ -39,18 +39,19 @@ def embedded_worker(settings: Settings) -> Iterator[Celery]:
     import workers.tasks as tasks  # noqa: F401  (registers the shared tasks on this app)
 
     stop = threading.Event()
-
-    def reconcile_loop() -> None:  # stands in for beat
-        while not stop.wait(settings.reconcile_interval_s):
-            app.tasks["ops.reconcile"].delay()
+    # Stands in for beat: every periodic task of the beat schedule (the reconciler, the compliance
+    # sweep), each at its own interval, so that `unlearn serve` alone is a complete service.
+    loops = [threading.Thread(target=_periodic, args=(app, entry["task"], float(entry["schedule"]), stop),
+                              name=f"unlearn-beat-{name}", daemon=True)
+             for name, entry in periodic_schedule(app).items()]
 
     # Two worker threads: bookkeeping (queue cpu) never waits behind a long job (queue gpu).
     with _worker_thread(app, "gpu"), _worker_thread(app, "cpu"):
         for queue, node in NODES.items():
             heartbeat.start(settings, node, queue)
         app.tasks["ops.reconcile"].delay()  # pick up whatever an earlier run left behind
-        thread = threading.Thread(target=reconcile_loop, name="unlearn-reconcile", daemon=True)
-        thread.start()
+        for thread in loops:
+            thread.start()
         try:
             yield app
         finally:
@@ -61,6 +62,20 @@ def embedded_worker(settings: Settings) -> Iterator[Celery]:
                 log.warning("job %s was handed back to the queue at shutdown", job_id)
             for node in NODES.values():
                 heartbeat.stop(node)
+
+
+def periodic_schedule(app: Celery) -> dict[str, dict]:
+    """The beat schedule the embedded runtime runs itself: the same entries a beat process would send."""
+    return dict(app.conf.beat_schedule)
+
+
+def _periodic(app: Celery, task: str, every_s: float, stop: threading.Event) -> None:
+    """Send `task` every `every_s` seconds until `stop` (the first after one interval, as beat does)."""
+    while not stop.wait(every_s):
+        try:
+            app.tasks[task].delay()
+        except Exception:  # one failed send must not end the schedule
+            log.exception("could not send the periodic task %s", task)
 
 
 @contextmanager

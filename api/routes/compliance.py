@@ -20,7 +20,7 @@ router = APIRouter(responses=ERROR_RESPONSES, tags=["operator"])
 
 
 @router.get("/v1/compliance", response_model=ComplianceSummary, operation_id="complianceSummary")
-def compliance_summary(session: SessionDep, caller: OperatorDep) -> ComplianceSummary:
+def compliance_summary(session: SessionDep, caller: OperatorDep, settings: SettingsDep) -> ComplianceSummary:
     latest = []
     for m in session.exec(select(Model).order_by(Model.name)).all():
         c = session.exec(select(ComplianceCheck).where(ComplianceCheck.model_name == m.name)
@@ -35,7 +35,8 @@ def compliance_summary(session: SessionDep, caller: OperatorDep) -> ComplianceSu
             r = session.get(DeletionRequest, rid)
             reopened.append({"request_id": rid, "model": c.model_name, "check_id": c.id,
                              "status": r.status if r else None, "reopened_at": c.checked_at})
-    return ComplianceSummary(latest=latest, regressions=[compliance_out(c) for c in regressions], reopened=reopened)
+    return ComplianceSummary(latest=latest, regressions=[compliance_out(c) for c in regressions], reopened=reopened,
+                             check_interval_s=settings.compliance_interval_s)
 
 
 @router.post("/v1/models/{name}/compliance-check", response_model=ComplianceOut, operation_id="runComplianceCheck")

@@ -17,7 +17,7 @@ from api.lookups import visible_request
 from api.problems import ERROR_RESPONSES, ProblemError
 from api.scheduler import CoalesceScheduler
 from api.schemas import AuditOut, ExtendIn, ReasonIn, RequestOut, RequestPage
-from api.views import request_out
+from api.views import audit_out, request_out
 from unlearn.intake import DeletionRequestIn, Text, submit, text
 from unlearn.operations import cancel_request, extend_due, review_request
 from unlearn.settings import Settings
@@ -119,7 +119,8 @@ def audit_trail(session: Session, request_id: str) -> list[AuditEvent]:
 @router.get("/{request_id}/audit", response_model=list[AuditOut], operation_id="getRequestAudit", tags=["requests"])
 def request_audit(request_id: Text, session: SessionDep, caller: CallerDep) -> list[AuditOut]:
     r = visible_request(session, caller, request_id)
-    return [AuditOut(**e.model_dump()) for e in audit_trail(session, r.id)]
+    # A submitter sees who in their own tenant acted; an operator's key only as "an operator".
+    return audit_out(session, audit_trail(session, r.id), None if caller.is_operator else caller.tenant)
 
 
 def _review(request_id: str, session: Session, caller: Principal, approve: bool, reason: str,

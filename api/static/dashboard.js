@@ -206,16 +206,43 @@ function requestRow(r) {
     h("td", {}, h("button", { type: "button", class: "link mono", dataset: { key: `open-${r.id}` },
                               "aria-label": `Open request ${r.id}`, onclick: () => openRequest(r.id) },
                   short(r.id))),
+    h("td", { class: "case" }, r.external_id || "–"),
     h("td", {}, badge(r.status)),
+    h("td", {}, verdictBadges(r)),
     h("td", {}, r.tenant),
     h("td", {}, r.model || (r.targets.map((t) => t.model).join(", ") || "–")),
-    h("td", {}, method),
-    h("td", {}, fmtTime(r.received_at)),
+    h("td", { class: "wide" }, method),
+    h("td", { class: "wide" }, fmtTime(r.received_at)),
     h("td", {}, fmtTime(r.due_at)),
     h("td", { class: "num" }, OPEN.has(r.status) ? r.days_left.toFixed(1) : "–"),
     h("td", {}, flags.length ? flags : "–"),
-    h("td", { class: "num" }, fmtDuration(r.seconds_to_compliance)),
-    h("td", {}, h("div", { class: "row-actions" }, requestActions(r))));
+    h("td", { class: "num wide" }, fmtDuration(r.seconds_to_compliance)),
+    h("td", {}, h("div", { class: "row-actions" }, [...requestActions(r), ...rowLinks(r)])));
+}
+
+/* What the verifier said of the versions that served the request: one badge per verdict. */
+function verdictBadges(r) {
+  const verdicts = Object.values(r.verdicts || {}).map((v) => v && v.verdict).filter(Boolean);
+  return verdicts.length ? verdicts.map((v) => badge(v, v === "pass" ? "pass" : "fail")) : "–";
+}
+
+/* Per-row follow-ups: a failed job's retry, the certificate of a completed request, the details. */
+function rowLinks(r) {
+  const out = [];
+  for (const j of r.jobs.filter((job) => job.stage === "failed")) {
+    out.push(h("button", { type: "button", class: "small", dataset: { key: `retry-row-${j.id}` },
+                           "aria-label": `Retry job ${j.id} of request ${r.id}`, onclick: () => act(
+      { title: "Retry job", text: `Retry job ${short(j.id)} of request ${short(r.id)} with a fresh attempt budget?`,
+        confirmLabel: "Retry" },
+      () => api("POST", `/v1/jobs/${j.id}/retry`), "Job queued again.") }, "Retry"));
+  }
+  if (r.links.certificate) {
+    out.push(h("a", { href: r.links.certificate, class: "button small", target: "_blank", rel: "noopener",
+                      "aria-label": `Certificate of request ${r.id}` }, "Certificate"));
+  }
+  out.push(h("button", { type: "button", class: "small quiet", dataset: { key: `details-${r.id}` },
+                         "aria-label": `Details of request ${r.id}`, onclick: () => openRequest(r.id) }, "Details"));
+  return out;
 }
 
 function requestQuery() {
@@ -251,12 +278,18 @@ async function loadRequests() {
   }));
   renderInto($("#requests-table tbody"), "requests", [page, state.detail], () =>
     page.items.length ? page.items.map(requestRow)
-      : h("tr", {}, h("td", { colspan: "11", class: "empty" }, "No requests match.")));
+      : h("tr", {}, h("td", { colspan: "13", class: "empty" }, "No requests match.")));
   $("#requests-count").textContent = `${page.items.length} of ${page.total} shown`;
   if (state.detail) await loadDetail();
 }
 
+/* Drawers open below the (sticky) header, whatever its height at this window width. */
+function placeDrawers() {
+  document.documentElement.style.setProperty("--top-h", `${document.querySelector(".top").offsetHeight}px`);
+}
+
 function openRequest(id) {
+  placeDrawers();
   state.detail = id;
   state.rendered = {};
   $("#request-detail").hidden = false;
@@ -303,7 +336,7 @@ async function loadDetail() {
     h("td", {}, fmtTime(e.at)),
     h("td", {}, `${e.entity_type} ${e.entity_type === "request" ? "" : short(e.entity_id)}`),
     h("td", {}, e.from_state ? `${e.from_state} → ${e.to_state}` : e.to_state),
-    h("td", {}, e.actor),
+    h("td", { title: e.actor }, e.actor_detail ? e.actor_detail.display : e.actor),
     h("td", {}, e.reason || ""))));
 }
 
@@ -348,8 +381,16 @@ async function openReport(model, versionId, { focus = true } = {}) {
   $("#report-body").replaceChildren(...body);
   $("#h-report").textContent = `Verifier report: ${model} v${rep.version}`;
   $("#h-report").tabIndex = -1;
+  // Opened from a request's details (a drawer), the report slides in over them; elsewhere it sits
+  // below the page's content, scrolled into view.
+  const overDrawer = state.view === "requests" && !$("#request-detail").hidden;
+  placeDrawers();
+  $("#report-panel").classList.toggle("drawer", overDrawer);
   $("#report-panel").hidden = false;
-  if (focus) $("#h-report").focus();
+  if (focus) {
+    $("#h-report").focus();
+    if (!overDrawer) $("#report-panel").scrollIntoView({ block: "start" });
+  }
 }
 
 /* ------------------------------------------------------------------ jobs */
@@ -467,7 +508,7 @@ async function loadCompliance() {
       h("th", { scope: "row" }, m.name),
       h("td", {}, m.champion ? `v${m.champion.version}` : "–"),
       h("td", {}, c ? [badge(c.passed ? "pass" : "fail"), c.regression ? badge("regression", "fail") : null]
-        : "never checked"),
+        : `never checked (scheduled every ${fmtDuration(summary.check_interval_s)})`),
       h("td", { class: "num" }, c ? c.forgotten : "–"),
       h("td", {}, c ? fmtTime(c.checked_at) : "–"),
       h("td", {}, c ? c.trigger : "–"),
@@ -518,6 +559,7 @@ function showView() {
     else a.removeAttribute("aria-current");
   }
   if (state.view !== "requests" && state.view !== "models") $("#report-panel").hidden = true;
+  if (state.view !== "requests") $("#report-panel").classList.remove("drawer");  // the request drawer is gone
   state.rendered = {};
   refresh();
 }
@@ -554,7 +596,11 @@ async function start() {
   for (const btn of document.querySelectorAll("[data-close]")) {
     btn.addEventListener("click", () => {
       $(`#${btn.dataset.close}`).hidden = true;
-      if (btn.dataset.close === "request-detail") { state.detail = null; state.rendered = {}; }
+      if (btn.dataset.close === "request-detail") {
+        state.detail = null;
+        state.rendered = {};
+        $("#report-panel").classList.remove("drawer");
+      }
     });
   }
   $("#login-form").addEventListener("submit", async (ev) => {
@@ -585,3 +631,4 @@ async function start() {
 }
 
 document.addEventListener("DOMContentLoaded", start);
+window.addEventListener("resize", placeDrawers);

@@ -177,6 +177,8 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(unique=True, max_length=64)
     tenant: str = Field(max_length=64)
     role: str = Field(max_length=16)  # submitter | operator
+    # Who holds the key, in the operator's words (`unlearn api-key create --label`): audit trails show it.
+    label: str | None = Field(default=None, max_length=128)
     created_at: datetime = Field(default_factory=utcnow)
     revoked: bool = False
 
