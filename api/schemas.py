@@ -138,7 +138,7 @@ class ModelIn(BaseModel):
         None, description="training records file or folder; omit to use the batches uploaded to "
                           "POST /v1/models/{name}/records")
     holdout: text(max_length=4096) | None = Field(None, description="records the model never trained on")
-    fields: FieldsIn = Field(default_factory=FieldsIn)
+    fields: FieldsIn = Field(default_factory=FieldsIn, description="which column of the records holds each field")
     reference: Literal["retrain", "precomputed", "holdout"] = Field(
         "retrain", description="how candidates are verified: an exact retrain by the recipe, a supplied "
                                "reference folder, or never-trained holdout records")
@@ -148,35 +148,37 @@ class ModelIn(BaseModel):
     judge: text(max_length=4096) | None = Field(None, description="a classifier folder judging a diffusion model")
     analytic_head: bool = Field(False, description="classifier: convert to a frozen backbone plus an analytic "
                                                    "head, so that every request is exact and closed form (ACU)")
-    description: text(max_length=1000) = ""
+    description: text(max_length=1000) = Field("", description="free text shown in listings")
 
 
 class RecordCounts(BaseModel):
-    train: int
-    holdout: int
-    subjects: int
+    train: int = Field(description="training records: what deletion requests are resolved against")
+    holdout: int = Field(description="records the model never trained on (membership negatives, utility)")
+    subjects: int = Field(description="distinct data subjects among the records (hashed)")
 
 
 class ModelDetail(BaseModel):
-    name: str
-    family: str
-    description: str
-    records: RecordCounts
-    reference_policy: str | None
+    name: str = Field(description="the model's name")
+    family: str = Field(description="lm, classifier, diffusion or a plugin family")
+    description: str = Field(description="free text given at registration")
+    records: RecordCounts = Field(description="what was registered with the model")
+    reference_policy: str | None = Field(description="how candidates are verified: retrain, precomputed, holdout "
+                                                     "(or none, for a family gated against its teacher)")
     registered: bool = Field(description="registered by a team (True) or built by the project's zoo")
-    dataset: str | None
-    champion: VersionOut | None
+    dataset: str | None = Field(description="the data set the model was trained on ('records': the team's own)")
+    champion: VersionOut | None = Field(description="the version that serves now")
 
 
 class RegisteredOut(ModelDetail):
     created: bool = Field(description="False when the same content was already registered: nothing changed")
-    content_sha256: str
-    message: str
+    content_sha256: str = Field(description="one hash over the folder's bytes, the records, the policy, the recipe "
+                                            "and the options: the same content registers once")
+    message: str = Field(description="one line saying what happened")
 
 
 class UploadOut(BaseModel):
-    batch: int | None = None
-    records: int | None = None
+    batch: int | None = Field(None, description="the batch this answer is about (absent when listing)")
+    records: int | None = Field(None, description="records in that batch")
     batches: list[int] = Field(description="every batch uploaded so far")
     total: int = Field(description="records in all uploaded batches")
 

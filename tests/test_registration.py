@@ -245,6 +245,15 @@ def test_cli_register_refuses_with_exit_2_and_one_line(tmp_path):
 def test_api_registers_uploads_and_describes(api, tmp_path):
     paths = _team(tmp_path)
     op = {"X-API-Key": api.keys["op"]}
+    body = {"name": "root-memo", "family": "memo", "path": "/", "records": str(paths["train"]), "reference": "holdout"}
+    refused = api.post("/v1/models", json=body, headers=op)  # no registration roots: nothing is read
+    assert refused.status_code == 403 and "UNLEARN_REGISTRATION_ROOTS" in refused.json()["detail"]
+    api.settings.registration_roots = [tmp_path]
+    outside = api.post("/v1/models", json=body, headers=op)
+    assert outside.status_code == 403 and outside.json()["detail"].startswith("/ is outside")
+    (tmp_path / "escape").symlink_to("/etc")
+    escaped = api.post("/v1/models", json={**body, "path": str(tmp_path / "escape")}, headers=op)
+    assert escaped.status_code == 403
     body = {"name": "support-memo", "family": "memo", "path": str(paths["model"]), "records": str(paths["train"]),
             "holdout": str(paths["holdout"]), "fields": {"id": "id", "subject": "customer_id", "text": "text"},
             "reference": "holdout"}

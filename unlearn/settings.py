@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # API
     max_body_bytes: int = Field(256 * 1024, ge=1)
     max_scope_items: int = Field(10_000, ge=1)
+    # Folders on the service's machines that POST /v1/models may read a team's model, records, recipe base,
+    # reference or judge from (a shared volume); none by default, so that an API key cannot make the service
+    # copy an arbitrary folder. The CLI (`unlearn model register`) runs as its user and reads any path.
+    registration_roots: list[Path] = Field(default_factory=list)
     # One uploaded batch of a team's training records (POST /v1/models/{name}/records): NDJSON or Parquet.
     max_records_batch_bytes: int = Field(64 * 1024 * 1024, ge=1)
     rate_limit_per_minute: int = Field(6000, ge=1)

@@ -52,6 +52,21 @@ def _detail(session: Any, name: str) -> dict[str, Any]:
     return {**d, "champion": version_out(d["champion"]) if d["champion"] is not None else None}
 
 
+def _within_roots(roots: list[Path], body: ModelIn) -> None:
+    """Refuse (403) any path of the body outside the folders the service registers from (symbolic links
+    resolved), so that a key cannot make the service read or copy an arbitrary folder."""
+    base = (body.recipe or {}).get("base")
+    paths = [body.path, body.records, body.holdout, body.reference_dir, body.judge,
+             base if isinstance(base, str) else None]
+    allowed = [Path(r).resolve() for r in roots]
+    for raw in filter(None, paths):
+        if not any(Path(raw).resolve().is_relative_to(root) for root in allowed):
+            raise ProblemError(403, "Forbidden", f"{raw} is outside the folders this service registers from "
+                               "(UNLEARN_REGISTRATION_ROOTS)" if allowed else
+                               "this service registers no folders over the API: set UNLEARN_REGISTRATION_ROOTS "
+                               "to the shared folders it may read, or use `unlearn model register`")
+
+
 @router.post("", status_code=201, response_model=RegisteredOut, operation_id="registerModel", tags=["models"],
              responses={200: {"model": RegisteredOut, "description": "the same content was already registered"}})
 def register_model(body: ModelIn, response: Response, session: SessionDep, caller: OperatorDep,
@@ -60,6 +75,7 @@ def register_model(body: ModelIn, response: Response, session: SessionDep, calle
     first (the records row by row, the weights against the family, one forward pass); a refusal (422)
     keeps nothing. The same content again answers 200 and changes nothing; other content under a
     registered name answers 409."""
+    _within_roots(settings.registration_roots, body)
     reg = registration.Registration(
         name=body.name, family=body.family, path=Path(body.path),
         records=Path(body.records) if body.records else None, holdout=Path(body.holdout) if body.holdout else None,
