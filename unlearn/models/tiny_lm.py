@@ -112,9 +112,11 @@ def epoch_texts(people: Sequence[Person], qa_pack: int, rng: random.Random) -> l
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], device: str,
-           padding_side: str = "right") -> dict[str, torch.Tensor]:
+           padding_side: str = "right", max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """A padded batch of `texts`; cut to `max_length` tokens where given."""
     tokenizer.padding_side = padding_side
-    return tokenizer(list(texts), return_tensors="pt", padding=True).to(device)
+    return tokenizer(list(texts), return_tensors="pt", padding=True, truncation=max_length is not None,
+                     max_length=max_length).to(device)
 
 
 def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[tuple[str, str]],
@@ -170,6 +172,35 @@ def train(world: PeopleWorld, person_ids: Sequence[str], meta: dict[str, Any], o
             total += loss.item()
         progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total / math.ceil(len(texts) / bs):.3f}")
     save(model.eval(), tokenizer, {**meta, "train": settings}, out_dir)
+
+
+def finetune(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], *, lr: float,
+             epochs: int, batch_size: int, seed: int, max_length: int, device: str = "cpu",
+             progress: Progress = no_progress) -> torch.nn.Module:
+    """Causal-LM training of `model` on `texts` (next-token cross-entropy on every real token), the loop a
+    registered model's recipe names: AdamW at a constant `lr` without weight decay, gradient norm clipped
+    to 1, `epochs` passes in batches of `batch_size`, each pass in an order shuffled by `seed`, every text
+    cut to `max_length` tokens. Deterministic given `seed` on one device. Texts are used as given (callers
+    append the tokenizer's EOS, as the records family does). Returns the model in eval mode."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    order = list(texts)
+    n_batches = max(1, math.ceil(len(order) / batch_size))
+    for epoch in range(epochs):
+        rng.shuffle(order)
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            batch = encode(tokenizer, order[i:i + batch_size], device, max_length=max_length)
+            loss = model(**batch, labels=lm_labels(batch)).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            total += loss.item()
+        progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total / n_batches:.3f}")
+    return model.eval()
 
 
 def save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, meta: dict[str, Any], out_dir: Path) -> None:
