@@ -345,16 +345,40 @@ class LMFamily(Family):
         first = lm_records.texts(records, records.ids_in("train"))[:1]
         if not first:
             raise ValueError("the records hold no train record with a text")
+        from transformers import AutoModelForCausalLM
+
         try:
-            model, tokenizer = tiny_lm.load(Path(model_dir))
+            # transformers re-initialises weights whose shape differs from the config (with a warning only):
+            # the loading report is what tells a folder whose weights are not its config's
+            model, report = AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True,
+                                                                 output_loading_info=True, ignore_mismatched_sizes=True)
+            tokenizer = tiny_lm.load_tokenizer(Path(model_dir))
         except Exception as exc:  # noqa: BLE001 - any loader fault is the registration's one-line reason
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"the folder does not load as a causal LM with its tokenizer: {reason}") from None
+        faults = {kind: sorted(map(str, report.get(kind) or ())) for kind in ("mismatched_keys", "missing_keys",
+                                                                              "unexpected_keys")}
+        if any(faults.values()):
+            shown = "; ".join(f"{kind.replace('_', ' ')}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''}"
+                              for kind, keys in faults.items() if keys)
+            raise ValueError(f"the folder does not load as a causal LM with its tokenizer: its weights do not match "
+                             f"its config.json ({shown})")
+        model.eval()
+        # transformers builds an empty tokenizer of the config's model type where the folder has none
+        if len(tokenizer) < 2:
+            raise ValueError("the folder has no tokenizer (save it with tokenizer.save_pretrained beside the model)")
         batch = tiny_lm.encode(tokenizer, first, "cpu", max_length=getattr(model.config, "max_position_embeddings", None))
+        n_embed = model.get_input_embeddings().num_embeddings
+        if int(batch["input_ids"].max()) >= n_embed:
+            raise ValueError(f"the tokenizer gives token ids up to {int(batch['input_ids'].max())}, beyond the model's "
+                             f"{n_embed} embeddings: it is not the model's tokenizer")
         if batch["input_ids"].shape[1] < 2:
             raise ValueError("the first train text is shorter than two tokens: no next-token loss to check")
-        with torch.no_grad():
-            loss = model(**batch, labels=tiny_lm.lm_labels(batch)).loss
+        try:
+            with torch.no_grad():
+                loss = model(**batch, labels=tiny_lm.lm_labels(batch)).loss
+        except Exception as exc:  # noqa: BLE001 - a forward fault is the registration's one-line reason
+            raise ValueError(f"the model's forward pass on the first train text fails: {exc}") from None
         if not torch.isfinite(loss):
             raise ValueError(f"the model's loss on the first train text is not finite ({float(loss)})")
 

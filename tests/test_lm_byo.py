@@ -1,0 +1,193 @@
+"""A team's own causal LM and support tickets: the folder loads and is checked before registration, its
+recipe is required where the retrain needs it, a customer's tickets are forgotten and verified from the
+records (the holdout gate against the original; MUSE's KnowMem is not applicable without questions)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from examples.byo.support_lm import build_support_lm
+from unlearn.artifacts import read_meta, write_meta
+from unlearn.contracts import Scope
+from unlearn.data import records
+from unlearn.families import get_family, lm_records
+from unlearn.methods import MethodError, UnlearnTask, get_method
+
+FIELDS = records.FieldMap(id="id", subject="customer_id", text="text", split="split")
+
+
+@pytest.fixture(scope="module")
+def team(zoo_dir, tmp_path_factory):
+    """The stand-in model, its base, recipe and records folder (built once, cached beside the zoo)."""
+    folder = zoo_dir / "byo-support-lm"
+    if not (folder / "support-lm" / "config.json").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_support_lm(tmp)
+        tmp.rename(folder)
+    rows, _ = records.normalise(records.read_table(folder / "support-tickets.jsonl"), FIELDS, salt="test")
+    out = tmp_path_factory.mktemp("records")
+    records.save(rows, out)
+    recipe = json.loads((folder / "support-lm-recipe.json").read_text())
+    recipe["base"] = str(folder / recipe["base"])  # registration stores the base and rewrites its path
+    return {"model": folder / "support-lm", "base": folder / "support-lm-base", "recipe": recipe,
+            "records": records.load(str(out)), "records_dir": out, "rows": rows}
+
+
+def stage(team, dest: Path, policy: str = "holdout") -> Path:
+    """What registration writes: a copy of the folder with unlearn.json from the family's `byo_meta`."""
+    shutil.copytree(team["model"], dest)
+    fam = get_family("lm")
+    options = {"recipe": team["recipe"], "reference": policy}
+    write_meta(dest, {"family": "lm", "model": "support-lm",
+                      "dataset": {"name": "records", "path": str(team["records_dir"])},
+                      "reference": {"policy": policy}, **fam.byo_meta(dest, team["records"], options)})
+    fam.check_forward(dest, team["records"])
+    return dest
+
+
+def customer_ids(team, customer: str) -> list[str]:
+    """The sample ids of a customer's tickets (the registry resolves a subject to these)."""
+    from unlearn.identity import hash_subject
+
+    h = hash_subject(customer, "test")
+    return [r["sample_id"] for r in team["rows"] if r["subject_hash"] == h]
+
+
+def test_the_folder_loads_and_one_record_runs_forward(team):
+    fam = get_family("lm")
+    fam.check_forward(team["model"], team["records"])
+    assert (team["model"] / "model.safetensors").exists() and (team["model"] / "tokenizer.json").exists()
+    rec = team["records"]
+    assert len(rec.ids_in("train")) == 200 and len(rec.ids_in("holdout")) == 50
+    verification, calibration = lm_records.holdout_halves(rec)
+    assert set(verification).isdisjoint(calibration) and len(verification) + len(calibration) == 50
+    assert len(verification) == len(calibration) == 25  # five holdout customers each, whole customers
+
+
+def test_weights_that_do_not_match_their_config_are_refused(team, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(team["model"], bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "n_embd": 64}))
+    with pytest.raises(ValueError, match="weights do not match its config.json .mismatched keys"):
+        get_family("lm").check_forward(bad, team["records"])
+    (bad / "config.json").write_text(json.dumps(config))
+    (bad / "tokenizer.json").unlink()
+    (bad / "tokenizer_config.json").unlink()
+    with pytest.raises(ValueError, match="no tokenizer"):
+        get_family("lm").check_forward(bad, team["records"])
+
+
+def test_registration_keys_need_the_recipe_and_holdout_texts(team):
+    fam, rec = get_family("lm"), team["records"]
+    meta = fam.byo_meta(team["model"], rec, {"recipe": team["recipe"], "reference": "retrain"})
+    assert meta["train"]["base"] == team["recipe"]["base"] and meta["train"]["epochs"] == team["recipe"]["epochs"]
+    partial = {k: v for k, v in team["recipe"].items() if k not in ("lr", "max_length")}
+    with pytest.raises(ValueError, match="lr, max_length"):
+        fam.byo_meta(team["model"], rec, {"recipe": partial, "reference": "retrain"})
+    with pytest.raises(ValueError, match="needs lr, epochs"):
+        fam.byo_meta(team["model"], rec, {"recipe": None, "reference": "retrain"})
+    assert fam.byo_meta(team["model"], rec, {"recipe": None, "reference": "holdout"}) == {}
+
+
+def test_the_holdout_policy_needs_holdout_records(team, tmp_path):
+    rows = [r for r in team["rows"] if r["split"] == "train"]
+    records.save(rows, tmp_path / "train-only")
+    with pytest.raises(ValueError, match="the holdout policy needs holdout records"):
+        get_family("lm").byo_meta(team["model"], records.load(str(tmp_path / "train-only")),
+                                  {"recipe": None, "reference": "holdout"})
+
+
+def test_records_without_texts_are_refused(team, tmp_path):
+    rows = [{**r, "text": None, "label": 0} for r in team["rows"]]
+    records.save(rows, tmp_path / "labels")
+    with pytest.raises(ValueError, match="text field"):
+        get_family("lm").check_forward(team["model"], records.load(str(tmp_path / "labels")))
+
+
+def test_auto_picks_npo_klr_and_whp_refuses_a_records_model(team, tmp_path):
+    model = stage(team, tmp_path / "v1")
+    fam = get_family("lm")
+    assert fam.auto_method(model, Scope(type="subject")) == "npo_klr"
+    assert len(fam.samples(model)) == 250
+    forget = customer_ids(team, "cust-0003")
+    retain = [s for s in team["records"].ids_in("train") if s not in forget]
+    with pytest.raises(MethodError, match="entity spans"):
+        get_method("whp").run(UnlearnTask("lm", model, tmp_path / "cand", forget, retain))
+
+
+def by_name(verdict) -> dict:
+    return {c.name: c for c in verdict.criteria}
+
+
+@pytest.mark.slow
+def test_a_customers_tickets_doing_nothing_fails_the_retrain_passes_npo_is_verified(team, tmp_path):
+    """Under the holdout policy: the original, unchanged, still recites the customer's tickets and tells
+    them from never-seen ones, so it fails; the recipe's retrain without them passes; npo_klr's candidate
+    gets a full verdict. C2 and C4 are stated as not applicable (no question–answer fields)."""
+    fam = get_family("lm")
+    model = stage(team, tmp_path / "v1")
+    forget = customer_ids(team, "cust-0003")
+    assert len(forget) == 5
+    retain = [s for s in team["records"].ids_in("train") if s not in forget]
+    scope = Scope(type="subject")
+
+    nothing = fam.verify(model, None, forget, retain, scope)
+    crit = by_name(nothing)
+    assert not nothing.passed
+    assert not crit["holdout_verbmem"].passed and not crit["holdout_mia_auc"].passed
+    for name in ("knowmem_forget", "knowmem_retain"):
+        assert not crit[name].applicable and crit[name].threshold is None and "not applicable" in crit[name].detail
+    assert set(crit) <= set(fam.criteria)
+    json.dumps(nothing.to_dict(), allow_nan=False)  # what the API returns: no NaN for "not applicable"
+
+    get_method("retrain").run(UnlearnTask("lm", model, tmp_path / "retrain", forget, retain))
+    assert read_meta(tmp_path / "retrain")["original_dir"] == str(model)
+    retrained = fam.verify(tmp_path / "retrain", None, forget, retain, scope)
+    assert retrained.passed, retrained.reasons
+    assert by_name(retrained)["holdout_verbmem"].value < crit["holdout_verbmem"].value
+
+    facts = get_method("npo_klr").run(UnlearnTask("lm", model, tmp_path / "npo", forget, retain,
+                                                  params={"min_steps": 10, "max_epochs": 10}))
+    assert facts["steps_run"] > 0 and read_meta(tmp_path / "npo")["original_dir"] == str(model)
+    candidate = fam.verify(tmp_path / "npo", None, forget, retain, scope)
+    assert {"holdout_mia_auc", "holdout_verbmem", "holdout_likelihood"} <= set(by_name(candidate))
+
+
+@pytest.mark.slow
+def test_under_the_retrain_policy_c3_is_relative_to_the_reference(team, tmp_path):
+    """The same customer under the "retrain" policy: the retrain against itself passes every gate (PrivLeak
+    0), the original fails PrivLeak and VerbMem against it."""
+    fam = get_family("lm")
+    model = stage(team, tmp_path / "v1", policy="retrain")
+    forget = customer_ids(team, "cust-0003")
+    retain = [s for s in team["records"].ids_in("train") if s not in forget]
+    fam.retrain(model, retain, tmp_path / "ref")
+    scope = Scope(type="subject")
+    same = fam.verify(tmp_path / "ref", tmp_path / "ref", forget, retain, scope)
+    assert same.passed, same.reasons
+    assert by_name(same)["privleak"].value == 0.0 and not by_name(same)["knowmem_forget"].applicable
+    nothing = fam.verify(model, tmp_path / "ref", forget, retain, scope)
+    assert not by_name(nothing)["privleak"].passed and not by_name(nothing)["verbmem"].passed
+
+
+def test_a_retrain_recipe_is_deterministic_given_its_seed(team, tmp_path):
+    """The recipe on a few kept records, twice: the same weights (and from the base, not from scratch)."""
+    import torch
+    from safetensors.torch import load_file
+
+    model = stage(team, tmp_path / "v1", policy="retrain")
+    meta = read_meta(model)
+    write_meta(model, {**meta, "train": {**meta["train"], "epochs": 1}})
+    keep = team["records"].ids_in("train")[:8]
+    for out in ("a", "b"):
+        get_family("lm").retrain(model, keep, tmp_path / out)
+    a, b = (load_file(tmp_path / out / "model.safetensors") for out in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert read_meta(tmp_path / "a")["retrained_on"] == 8
