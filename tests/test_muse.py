@@ -141,3 +141,10 @@ def test_history_plots_from_stored_verdicts(tmp_path) -> None:
                                                                  ref, FAST).to_dict()} for k in range(3)]
     plots = muse.history_plots(history, tmp_path)
     assert all(Path(p).stat().st_size > 0 for p in plots.values())
+
+
+def test_privleak_guards_a_reference_auc_of_zero() -> None:
+    """A retrain that tells every forget document from every holdout one (AUC 0) divides by a tiny epsilon,
+    as open-unlearning does: PrivLeak 0 for a candidate alike, far outside the band otherwise."""
+    assert muse.privleak(0.0, 0.0) == 0.0
+    assert muse.privleak(0.3, 0.0) > 1e6

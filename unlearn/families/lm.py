@@ -213,10 +213,11 @@ def verify_records(candidate_dir: Path, reference_dir: Path | None, forget_ids: 
     the reference's AUC), plus `retain_likelihood`, the candidate's per-token likelihood of retained texts
     at least `utility_frac` × the reference's (C4 needs question–answer pairs; this gate does not).
     Without one (policy "holdout"): `holdout.holdout_criteria` on the verification half of the holdout:
-    Min-40% Prob membership AUC forget vs holdout near 0.5, VerbMem on forget at most the ORIGINAL's VerbMem
-    on holdout texts + `holdout_mem_margin`, likelihood of retained texts at least `holdout_utility_frac` of
-    the original's; with question–answer pairs, KnowMem on forget at most the original's on holdout pairs +
-    the same margin, and KnowMem on retain at least `holdout_utility_frac` of the original's. Without
+    Min-40% Prob membership AUC forget vs holdout near 0.5, VerbMem on forget at most what the ORIGINAL scores
+    on a never-seen set of the forget set's size (the upper 95% bound of the mean of that many of its holdout
+    VerbMem scores, `holdout.never_seen_upper`) + `holdout_mem_margin`, likelihood of retained texts at least
+    `holdout_utility_frac` of the original's; with question–answer pairs, KnowMem on forget bounded the same
+    way by the original's KnowMem on holdout pairs, and KnowMem on retain at least `holdout_utility_frac` of the original's. Without
     question–answer pairs C2 and C4 are reported as not applicable (`not_applicable`), never gated."""
     rec = lm_records.records_of(candidate_dir)
     th = {**LMFamily.gate_defaults, **(thresholds or {})}
@@ -251,14 +252,19 @@ def verify_records(candidate_dir: Path, reference_dir: Path | None, forget_ids: 
         forget_scores=cand.mink_forget, holdout_scores=cand.mink_holdout, forget_metric=float(cand.verbmem.mean()),
         holdout_metric=float(orig.verbmem.mean()), utility=utility,
         utility_original=likelihood(original, utility_texts), thresholds=g, metric_name="verbmem",
-        utility_name="likelihood", seed=int(th["seed"]))
+        utility_name="likelihood", seed=int(th["seed"]),
+        holdout_metric_upper=holdout.never_seen_upper(orig.verbmem, len(cand.verbmem), n_boot=int(th["n_boot"]),
+                                                      seed=int(th["seed"])))
     if knowmem_na:
         rows += [not_applicable("knowmem_forget", knowmem_na), not_applicable("knowmem_retain", knowmem_na)]
     elif len(orig.knowmem_forget):
-        rows += [criterion("knowmem_forget", cand.knowmem_forget.mean(), "<=",
-                           orig.knowmem_forget.mean() + g["holdout_mem_margin"], reference=float(orig.knowmem_forget.mean()),
+        know_upper = holdout.never_seen_upper(orig.knowmem_forget, len(cand.knowmem_forget),
+                                              n_boot=int(th["n_boot"]), seed=int(th["seed"]))
+        rows += [criterion("knowmem_forget", cand.knowmem_forget.mean(), "<=", know_upper + g["holdout_mem_margin"],
+                           reference=float(orig.knowmem_forget.mean()),
                            detail="C2 KnowMem on forget against the original's on holdout question–answer pairs "
-                                  f"+ {g['holdout_mem_margin']:.4g}"),
+                                  f"(upper 95% bound for a set of this size {know_upper:.4g}) + "
+                                  f"{g['holdout_mem_margin']:.4g}"),
                  criterion("knowmem_retain", cand.knowmem_retain.mean(), ">=",
                            g["holdout_utility_frac"] * orig.knowmem_retain.mean(),
                            reference=float(orig.knowmem_retain.mean()),
