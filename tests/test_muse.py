@@ -148,3 +148,18 @@ def test_privleak_guards_a_reference_auc_of_zero() -> None:
     as open-unlearning does: PrivLeak 0 for a candidate alike, far outside the band otherwise."""
     assert muse.privleak(0.0, 0.0) == 0.0
     assert muse.privleak(0.3, 0.0) > 1e6
+
+
+def test_a_criterion_that_does_not_apply_is_stated_not_gated_and_not_plotted(tmp_path) -> None:
+    from unlearn.verify.verdict import Verdict, criterion, not_applicable
+
+    verdict = Verdict([criterion("verbmem", 0.3, "<=", 0.5), not_applicable("knowmem_retain", "no question–answer pairs")])
+    assert verdict.passed and verdict.reasons == []
+    row = verdict.to_dict()["criteria"]["knowmem_retain"]
+    assert row["value"] is None and row["threshold"] is None and row["applicable"] is False
+    assert row["detail"] == "not applicable: no question–answer pairs"
+    json.dumps(verdict.to_dict(), allow_nan=False)
+    history = [{"forgotten": 5, "verdict": verdict.to_dict()}]
+    plots = muse.history_plots(history, tmp_path, ("knowmem_retain", "verbmem"))
+    assert Path(plots["c5"]).exists()
+    assert muse.history_plots(history, tmp_path, ("knowmem_retain",)) == {}

@@ -314,7 +314,10 @@ class LMFamily(Family):
     criteria = ("verbmem", "knowmem_forget", "privleak", "knowmem_retain", "retain_likelihood",
                 "holdout_mia_auc", "holdout_verbmem", "holdout_likelihood")
     gate_defaults = {**muse.DEFAULT_THRESHOLDS, **holdout.GATE_DEFAULTS}
-    lineage_criteria = ("knowmem_retain", "verbmem", "knowmem_forget")
+    # those applicable in a verdict are drawn: MUSE's on the people world; on records without
+    # question–answer pairs, VerbMem and the likelihood of retained texts
+    lineage_criteria = ("knowmem_retain", "verbmem", "knowmem_forget", "holdout_likelihood", "holdout_verbmem",
+                        "retain_likelihood")
     # "holdout" only for a records model: the people world has a retrain reference by construction
     reference_policies = ("retrain", "precomputed", "holdout")
 

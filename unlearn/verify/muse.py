@@ -337,6 +337,8 @@ def history_plots(history: Sequence[dict[str, Any]], report_dir: Path,
     rows = [{"request": k + 1, "size": h["forgotten"],
              **{name: c["value"] for name, c in h["verdict"]["criteria"].items()}} for k, h in enumerate(history)]
     ys = [y for y in criteria if rows and all(r.get(y) is not None for r in rows)]  # not applicable: None
+    if not ys:
+        return {}
     c5 = plot_curves({"served": rows}, "size", ys, Path(report_dir) / "c5_scalability.png", "C5 over this lineage")
     c6 = plot_curves({"served": rows}, "request", ys, Path(report_dir) / "c6_sustainability.png",
                      "C6 over this lineage")
