@@ -10,19 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from examples.byo.support_lm import build_support_lm
+from examples.byo.support_lm import build_support_lm, paths_in, stage, subject_ids
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.contracts import Scope
 from unlearn.data import records
 from unlearn.families import get_family, lm_records
 from unlearn.methods import MethodError, UnlearnTask, get_method
 
-FIELDS = records.FieldMap(id="id", subject="customer_id", text="text", split="split")
-
 
 @pytest.fixture(scope="module")
-def team(zoo_dir, tmp_path_factory):
-    """The stand-in model, its base, recipe and records folder (built once, cached beside the zoo)."""
+def built(zoo_dir) -> dict[str, Path]:
+    """The stand-in's files (built once, cached beside the zoo)."""
     folder = zoo_dir / "byo-support-lm"
     if not (folder / "support-lm" / "config.json").exists():
         shutil.rmtree(folder, ignore_errors=True)
@@ -30,39 +28,37 @@ def team(zoo_dir, tmp_path_factory):
         shutil.rmtree(tmp, ignore_errors=True)
         build_support_lm(tmp)
         tmp.rename(folder)
-    rows, _ = records.normalise(records.read_table(folder / "support-tickets.jsonl"), FIELDS, salt="test")
-    out = tmp_path_factory.mktemp("records")
-    records.save(rows, out)
-    recipe = json.loads((folder / "support-lm-recipe.json").read_text())
-    recipe["base"] = str(folder / recipe["base"])  # registration stores the base and rewrites its path
-    return {"model": folder / "support-lm", "base": folder / "support-lm-base", "recipe": recipe,
-            "records": records.load(str(out)), "records_dir": out, "rows": rows}
+    return paths_in(folder)
 
 
-def stage(team, dest: Path, policy: str = "holdout") -> Path:
-    """What registration writes: a copy of the folder with unlearn.json from the family's `byo_meta`."""
+@pytest.fixture(scope="module")
+def team(built, tmp_path_factory):
+    """The stand-in staged as registration stages it (policy "holdout"), with its records folder."""
+    root = tmp_path_factory.mktemp("team")
+    return {**stage(built, root / "v1", root / "records"), "built": built, "records_dir": root / "records"}
+
+
+def restage(team, dest: Path, policy: str) -> Path:
+    """Another staged copy of the model, under `policy`, on the same records."""
     shutil.copytree(team["model"], dest)
+    meta = {k: v for k, v in read_meta(dest).items() if k not in ("reference", "train", "seed")}
     fam = get_family("lm")
-    options = {"recipe": team["recipe"], "reference": policy}
-    write_meta(dest, {"family": "lm", "model": "support-lm",
-                      "dataset": {"name": "records", "path": str(team["records_dir"])},
-                      "reference": {"policy": policy}, **fam.byo_meta(dest, team["records"], options)})
-    fam.check_forward(dest, team["records"])
+    write_meta(dest, {**meta, "reference": {"policy": policy},
+                      **fam.byo_meta(dest, team["records"], {"recipe": team["recipe"], "reference": policy})})
     return dest
 
 
-def customer_ids(team, customer: str) -> list[str]:
-    """The sample ids of a customer's tickets (the registry resolves a subject to these)."""
-    from unlearn.identity import hash_subject
-
-    h = hash_subject(customer, "test")
-    return [r["sample_id"] for r in team["rows"] if r["subject_hash"] == h]
+def customer(team, customer_id: str) -> tuple[list[str], list[str]]:
+    """(forget, retain): a customer's tickets and every other train record."""
+    forget = subject_ids(team["rows"], customer_id)
+    return forget, [s for s in team["records"].ids_in("train") if s not in forget]
 
 
 def test_the_folder_loads_and_one_record_runs_forward(team):
     fam = get_family("lm")
-    fam.check_forward(team["model"], team["records"])
-    assert (team["model"] / "model.safetensors").exists() and (team["model"] / "tokenizer.json").exists()
+    fam.check_forward(team["built"]["model"], team["records"])  # the folder as the team saved it
+    assert (team["built"]["model"] / "model.safetensors").exists()
+    assert (team["built"]["model"] / "tokenizer.json").exists()
     rec = team["records"]
     assert len(rec.ids_in("train")) == 200 and len(rec.ids_in("holdout")) == 50
     verification, calibration = lm_records.holdout_halves(rec)
@@ -112,12 +108,11 @@ def test_records_without_texts_are_refused(team, tmp_path):
 
 
 def test_auto_picks_npo_klr_and_whp_refuses_a_records_model(team, tmp_path):
-    model = stage(team, tmp_path / "v1")
+    model = team["model"]
     fam = get_family("lm")
     assert fam.auto_method(model, Scope(type="subject")) == "npo_klr"
     assert len(fam.samples(model)) == 250
-    forget = customer_ids(team, "cust-0003")
-    retain = [s for s in team["records"].ids_in("train") if s not in forget]
+    forget, retain = customer(team, "cust-0003")
     with pytest.raises(MethodError, match="entity spans"):
         get_method("whp").run(UnlearnTask("lm", model, tmp_path / "cand", forget, retain))
 
@@ -132,10 +127,9 @@ def test_a_customers_tickets_doing_nothing_fails_the_retrain_passes_npo_is_verif
     them from never-seen ones, so it fails; the recipe's retrain without them passes; npo_klr's candidate
     gets a full verdict. C2 and C4 are stated as not applicable (no question–answer fields)."""
     fam = get_family("lm")
-    model = stage(team, tmp_path / "v1")
-    forget = customer_ids(team, "cust-0003")
+    model = team["model"]
+    forget, retain = customer(team, "cust-0003")
     assert len(forget) == 5
-    retain = [s for s in team["records"].ids_in("train") if s not in forget]
     scope = Scope(type="subject")
 
     nothing = fam.verify(model, None, forget, retain, scope)
@@ -148,7 +142,7 @@ def test_a_customers_tickets_doing_nothing_fails_the_retrain_passes_npo_is_verif
     json.dumps(nothing.to_dict(), allow_nan=False)  # what the API returns: no NaN for "not applicable"
 
     get_method("retrain").run(UnlearnTask("lm", model, tmp_path / "retrain", forget, retain))
-    assert read_meta(tmp_path / "retrain")["original_dir"] == str(model)
+    assert read_meta(tmp_path / "retrain")["original_dir"] == str(model)  # the holdout gate's original
     retrained = fam.verify(tmp_path / "retrain", None, forget, retain, scope)
     assert retrained.passed, retrained.reasons
     assert by_name(retrained)["holdout_verbmem"].value < crit["holdout_verbmem"].value
@@ -165,9 +159,8 @@ def test_under_the_retrain_policy_c3_is_relative_to_the_reference(team, tmp_path
     """The same customer under the "retrain" policy: the retrain against itself passes every gate (PrivLeak
     0), the original fails PrivLeak and VerbMem against it."""
     fam = get_family("lm")
-    model = stage(team, tmp_path / "v1", policy="retrain")
-    forget = customer_ids(team, "cust-0003")
-    retain = [s for s in team["records"].ids_in("train") if s not in forget]
+    model = restage(team, tmp_path / "v1", policy="retrain")
+    forget, retain = customer(team, "cust-0003")
     fam.retrain(model, retain, tmp_path / "ref")
     scope = Scope(type="subject")
     same = fam.verify(tmp_path / "ref", tmp_path / "ref", forget, retain, scope)
@@ -182,7 +175,7 @@ def test_a_retrain_recipe_is_deterministic_given_its_seed(team, tmp_path):
     import torch
     from safetensors.torch import load_file
 
-    model = stage(team, tmp_path / "v1", policy="retrain")
+    model = restage(team, tmp_path / "v1", policy="retrain")
     meta = read_meta(model)
     write_meta(model, {**meta, "train": {**meta["train"], "epochs": 1}})
     keep = team["records"].ids_in("train")[:8]

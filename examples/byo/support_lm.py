@@ -30,6 +30,7 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from faker import Faker
@@ -108,8 +109,7 @@ def build_support_lm(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     About 30 s on one CPU core."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"base": out_dir / "support-lm-base", "model": out_dir / "support-lm",
-             "records": out_dir / "support-tickets.jsonl", "recipe": out_dir / "support-lm-recipe.json"}
+    paths = paths_in(out_dir)
     corpus = generic_corpus(seed)
     tokenizer = tiny_lm.train_tokenizer(corpus, VOCAB)
     eos = tokenizer.eos_token
@@ -126,6 +126,48 @@ def build_support_lm(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     model.save_pretrained(paths["model"], safe_serialization=True)
     tokenizer.save_pretrained(paths["model"])
     return paths
+
+
+def stage(paths: dict[str, Path], dest: Path, records_dir: Path, *, policy: str = "holdout",
+          salt: str = "stand-in") -> dict[str, Any]:
+    """What registration does with the stand-in, without the registry (tests and the benchmark): normalise the
+    tickets into a records folder at `records_dir`, copy `support-lm` to `dest` with the `unlearn.json` the
+    lm family's `byo_meta` gives under `policy`, and check it with `check_forward`. Returns the records
+    (`Records`), the canonical rows, the recipe with `base` made absolute, and `dest`."""
+    import shutil
+
+    from unlearn.artifacts import write_meta
+    from unlearn.data import records
+    from unlearn.families import get_family
+
+    fields = records.FieldMap(id="id", subject="customer_id", text="text", split="split")
+    rows, _ = records.normalise(records.read_table(paths["records"]), fields, salt=salt)
+    records.save(rows, records_dir)
+    rec = records.load(str(records_dir))
+    recipe = json.loads(paths["recipe"].read_text())
+    recipe["base"] = str((paths["recipe"].parent / recipe["base"]).resolve())
+    shutil.copytree(paths["model"], dest)
+    family = get_family("lm")
+    write_meta(dest, {"family": "lm", "model": "support-lm", "dataset": {"name": "records", "path": str(records_dir)},
+                      "reference": {"policy": policy},
+                      **family.byo_meta(dest, rec, {"recipe": recipe, "reference": policy})})
+    family.check_forward(dest, rec)
+    return {"records": rec, "rows": rows, "recipe": recipe, "model": dest}
+
+
+def subject_ids(rows: list[dict[str, Any]], customer_id: str, salt: str = "stand-in") -> list[str]:
+    """The sample ids of a customer's tickets, as the registry resolves a subject request."""
+    from unlearn.identity import hash_subject
+
+    h = hash_subject(customer_id, salt)
+    return [r["sample_id"] for r in rows if r["subject_hash"] == h]
+
+
+def paths_in(out_dir: Path) -> dict[str, Path]:
+    """The stand-in's files under `out_dir` (as `build_support_lm` returns them)."""
+    out_dir = Path(out_dir)
+    return {"base": out_dir / "support-lm-base", "model": out_dir / "support-lm",
+            "records": out_dir / "support-tickets.jsonl", "recipe": out_dir / "support-lm-recipe.json"}
 
 
 if __name__ == "__main__":
