@@ -14,6 +14,7 @@ Two kinds of data set:
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 from collections.abc import Sequence
 from functools import lru_cache
@@ -430,8 +431,6 @@ class LMFamily(Family):
     def summary(self, model_dir: Path) -> dict[str, Any]:
         meta = read_meta(model_dir)
         if lm_records.is_records_model(model_dir):
-            import json
-
             config = json.loads((Path(model_dir) / "config.json").read_text())
             return {"arch": config.get("model_type"), "dataset": meta.get("dataset"), "train": meta.get("train", {}),
                     "reference": meta.get("reference")}

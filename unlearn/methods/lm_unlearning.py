@@ -46,6 +46,7 @@ from unlearn.artifacts import read_meta
 from unlearn.data.people import qa_text
 from unlearn.families import lm_records
 from unlearn.families.lm import (
+    N_SHOTS,
     HFLanguageModel,
     icl_prompt,
     likelihood,
@@ -123,8 +124,8 @@ def probe_data(world, forget_ids: list[str], retain_ids: list[str], n: int) -> m
                          qa_prompt=lambda q: f"Question: {q}\nAnswer:")
 
 
-def records_probe(rec: Any, forget_ids: list[str], retain_ids: list[str], n: int,
-                  eos: str) -> tuple[muse.MuseData, list[str] | None]:
+def records_probe(rec: Any, forget_ids: list[str], retain_ids: list[str],
+                  n: int) -> tuple[muse.MuseData, list[str] | None]:
     """A records model's probe: the trained forget texts against the holdout's calibration half
     (`lm_records.holdout_halves`), KnowMem on up to 4·`n` retained records' question–answer pairs; and the
     retained texts whose likelihood is the utility instead where the records carry no such pairs (else None)."""
@@ -136,7 +137,7 @@ def records_probe(rec: Any, forget_ids: list[str], retain_ids: list[str], n: int
                           "two subjects): the stopping probe has no never-seen texts to compare with")
     probe = muse.MuseData(verbmem_prompts=[], verbmem_truths=[], knowmem_forget=lm_records.qa_pairs(rec, forget),
                           knowmem_retain=lm_records.qa_pairs(rec, retain),
-                          icl="".join(qa_text(q, a) for q, a in lm_records.qa_pairs(rec, calibration)[:3]),
+                          icl="".join(qa_text(q, a) for q, a in lm_records.qa_pairs(rec, calibration)[:N_SHOTS]),
                           privleak_forget=lm_records.texts(rec, forget),
                           privleak_holdout=lm_records.texts(rec, calibration), qa_prompt=qa_text)
     return probe, None if probe.knowmem_retain else lm_records.texts(rec, retain)
@@ -185,7 +186,7 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
         eos = tokenizer.eos_token or ""
         own_forget = lm_records.examples(rec, lm_records.trained(rec, task.forget_ids), eos)
         own_retain = lm_records.examples(rec, lm_records.trained(rec, task.retain_ids), eos)
-        probe, utility_texts = records_probe(rec, task.forget_ids, task.retain_ids, p["probe_people"], eos)
+        probe, utility_texts = records_probe(rec, task.forget_ids, task.retain_ids, p["probe_people"])
     else:
         world = world_of(task.base_dir)
         own_forget, own_retain = person_examples(world, task.forget_ids), person_examples(world, task.retain_ids)
