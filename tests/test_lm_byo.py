@@ -184,3 +184,19 @@ def test_a_retrain_recipe_is_deterministic_given_its_seed(team, tmp_path):
     a, b = (load_file(tmp_path / out / "model.safetensors") for out in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert read_meta(tmp_path / "a")["retrained_on"] == 8
+
+
+def test_question_answer_fields_make_c2_and_c4_apply(team, tmp_path):
+    """Records that carry question–answer pairs get KnowMem on forget and on retain, gated against the
+    original's on holdout pairs (here made-up questions about each ticket: the machinery, not a score)."""
+    rows = [{**r, "question": f"Which order is ticket {r['sample_id']} about?", "answer": r["text"].split()[3]}
+            for r in team["rows"]]
+    records.save(rows, tmp_path / "qa")
+    model = tmp_path / "v1"
+    shutil.copytree(team["model"], model)
+    write_meta(model, {**read_meta(model), "dataset": {"name": "records", "path": str(tmp_path / "qa")}})
+    forget, retain = customer(team, "cust-0003")
+    crit = by_name(get_family("lm").verify(model, None, forget, retain[:20], Scope(type="subject")))
+    for name in ("knowmem_forget", "knowmem_retain"):
+        assert crit[name].applicable and crit[name].threshold is not None and crit[name].reference is not None
+    assert get_family("lm").summary(model)["arch"] == "gpt2"

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -114,16 +115,23 @@ class HFLanguageModel(muse.LanguageModel):
         return cls(*tiny_lm.load(model_dir, device), device)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+        with self._evaluating():
+            return tiny_lm.generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
+                                    device=self.device)
+
+    def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
+        # in eval mode: a model in training (a method's probe) with dropout would score noise
+        with self._evaluating():
+            return tiny_lm.token_logprobs(self.model, self.tokenizer, texts, device=self.device)
+
+    @contextmanager
+    def _evaluating(self) -> Iterator[None]:
         was_training = self.model.training
         self.model.eval()
         try:
-            return tiny_lm.generate(self.model, self.tokenizer, prompts, max_new_tokens=max_new_tokens,
-                                    device=self.device)
+            yield
         finally:
             self.model.train(was_training)
-
-    def token_logprobs(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return tiny_lm.token_logprobs(self.model, self.tokenizer, texts, device=self.device)
 
 
 def _ids_key(ids: Sequence[str]) -> str:
@@ -377,7 +385,7 @@ class LMFamily(Family):
         # transformers builds an empty tokenizer of the config's model type where the folder has none
         if len(tokenizer) < 2:
             raise ValueError("the folder has no tokenizer (save it with tokenizer.save_pretrained beside the model)")
-        batch = tiny_lm.encode(tokenizer, first, "cpu", max_length=getattr(model.config, "max_position_embeddings", None))
+        batch = tiny_lm.encode(tokenizer, first, "cpu", max_length=tiny_lm.context_length(model))
         n_embed = model.get_input_embeddings().num_embeddings
         if int(batch["input_ids"].max()) >= n_embed:
             raise ValueError(f"the tokenizer gives token ids up to {int(batch['input_ids'].max())}, beyond the model's "

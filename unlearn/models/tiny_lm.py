@@ -233,6 +233,11 @@ def token_logprobs_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor])
     return lp * batch.get("loss_mask", batch["attention_mask"])[:, 1:]
 
 
+def context_length(model: torch.nn.Module) -> int | None:
+    """The most positions the model reads (`max_position_embeddings`), None where its config does not say."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
 @torch.no_grad()
 def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], *,
                    device: str = "cpu", batch_size: int = 32) -> list[np.ndarray]:
@@ -243,7 +248,7 @@ def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, t
     out: list[np.ndarray] = [np.zeros(0)] * len(texts)
     for i in range(0, len(order), batch_size):
         chunk = order[i:i + batch_size]
-        batch = encode(tokenizer, [texts[k] for k in chunk], device)
+        batch = encode(tokenizer, [texts[k] for k in chunk], device, max_length=context_length(model))
         lp = token_logprobs_batch(model, batch).double().cpu().numpy()
         lengths = batch["attention_mask"].sum(1).cpu().numpy() - 1
         for j, (k, n) in enumerate(zip(chunk, lengths, strict=True)):
@@ -254,13 +259,18 @@ def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, t
 @torch.no_grad()
 def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], *,
              max_new_tokens: int, device: str = "cpu", batch_size: int = 64) -> list[str]:
-    """Greedy continuations (the new text only), as MUSE decodes: do_sample=False."""
+    """Greedy continuations (the new text only), as MUSE decodes: do_sample=False. Within the model's
+    context: fewer new tokens where the prompt leaves less room, and a prompt that leaves none keeps its
+    last tokens (left-padded batches end with every prompt's last token)."""
     out: list[str] = []
-    limit = model.config.max_position_embeddings if hasattr(model.config, "max_position_embeddings") else None
+    limit = context_length(model)
     for i in range(0, len(prompts), batch_size):
         batch = encode(tokenizer, prompts[i:i + batch_size], device, padding_side="left")
-        new = max_new_tokens if limit is None else min(max_new_tokens, limit - batch["input_ids"].shape[1])
-        ids = model.generate(**batch, max_new_tokens=max(1, new), do_sample=False,
+        width = batch["input_ids"].shape[1]
+        new = max_new_tokens if limit is None else max(1, min(max_new_tokens, limit - width))
+        if limit is not None and width + new > limit:
+            batch = {k: v[:, width + new - limit:] for k, v in batch.items()}
+        ids = model.generate(**batch, max_new_tokens=new, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         out.extend(tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True))
     return out
