@@ -226,8 +226,9 @@ def verify_records(candidate_dir: Path, reference_dir: Path | None, forget_ids: 
     on a never-seen set of the forget set's size (the upper 95% bound of the mean of that many of its holdout
     VerbMem scores, `holdout.never_seen_upper`) + `holdout_mem_margin`, likelihood of retained texts at least
     `holdout_utility_frac` of the original's; with question–answer pairs, KnowMem on forget bounded the same
-    way by the original's KnowMem on holdout pairs, and KnowMem on retain at least `holdout_utility_frac` of the original's. Without
-    question–answer pairs C2 and C4 are reported as not applicable (`not_applicable`), never gated."""
+    way by the original's KnowMem on holdout pairs, and KnowMem on retain at least `holdout_utility_frac` of
+    the original's. Without question–answer pairs C2 and C4 are reported as not applicable
+    (`not_applicable`), never gated. Raises ValueError when no forgotten sample is a trained text."""
     rec = lm_records.records_of(candidate_dir)
     th = {**LMFamily.gate_defaults, **(thresholds or {})}
     verification = lm_records.holdout_halves(rec)[0]
@@ -327,7 +328,7 @@ class LMFamily(Family):
     # question–answer pairs, VerbMem and the likelihood of retained texts
     lineage_criteria = ("knowmem_retain", "verbmem", "knowmem_forget", "holdout_likelihood", "holdout_verbmem",
                         "retain_likelihood")
-    # "holdout" only for a records model: the people world has a retrain reference by construction
+    # "holdout" only for a records model (`verify` refuses it on the people world, whose retrain is cheap)
     reference_policies = ("retrain", "precomputed", "holdout")
 
     def samples(self, model_dir: Path) -> list[SampleRecord]:
@@ -426,6 +427,9 @@ class LMFamily(Family):
             verdict = verify_records(candidate_dir, reference_dir, forget_ids, retain_ids, device=device,
                                      thresholds=thresholds)
         else:
+            if reference_dir is None:
+                raise ValueError("a people-world model is verified against its retrain reference (policy "
+                                 "'retrain' or 'precomputed'); the holdout policy is for models registered with records")
             world = world_of(candidate_dir)
             th = {**muse.DEFAULT_THRESHOLDS, **(thresholds or {})}
             data = muse_data(world, forget_ids, retain_ids)
