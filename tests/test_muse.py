@@ -141,3 +141,25 @@ def test_history_plots_from_stored_verdicts(tmp_path) -> None:
                                                                  ref, FAST).to_dict()} for k in range(3)]
     plots = muse.history_plots(history, tmp_path)
     assert all(Path(p).stat().st_size > 0 for p in plots.values())
+
+
+def test_privleak_guards_a_reference_auc_of_zero() -> None:
+    """A retrain that tells every forget document from every holdout one (AUC 0) divides by a tiny epsilon,
+    as open-unlearning does: PrivLeak 0 for a candidate alike, far outside the band otherwise."""
+    assert muse.privleak(0.0, 0.0) == 0.0
+    assert muse.privleak(0.3, 0.0) > 1e6
+
+
+def test_a_criterion_that_does_not_apply_is_stated_not_gated_and_not_plotted(tmp_path) -> None:
+    from unlearn.verify.verdict import Verdict, criterion, not_applicable
+
+    verdict = Verdict([criterion("verbmem", 0.3, "<=", 0.5), not_applicable("knowmem_retain", "no question–answer pairs")])
+    assert verdict.passed and verdict.reasons == []
+    row = verdict.to_dict()["criteria"]["knowmem_retain"]
+    assert row["value"] is None and row["threshold"] is None and row["applicable"] is False
+    assert row["detail"] == "not applicable: no question–answer pairs"
+    json.dumps(verdict.to_dict(), allow_nan=False)
+    history = [{"forgotten": 5, "verdict": verdict.to_dict()}]
+    plots = muse.history_plots(history, tmp_path, ("knowmem_retain", "verbmem"))
+    assert Path(plots["c5"]).exists()
+    assert muse.history_plots(history, tmp_path, ("knowmem_retain",)) == {}

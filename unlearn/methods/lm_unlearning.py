@@ -16,6 +16,13 @@ because one epoch moves that AUC by far more than PrivLeak's ±5% band; of the c
 the utility bar, the one whose AUC is closest to `target_auc` is kept (over-unlearning, AUC above
 the target, fails PrivLeak as surely as under-unlearning); the starting model only if none meets it.
 
+On a model registered with its own records (`unlearn.families.lm_records`) the forget texts are the
+forgotten train records' texts (and question–answer pairs, prompt and answer, where the records carry
+them), the retain texts the other train records'; the probe compares the forget texts with the
+calibration half of the holdout (never the verification half the verifier scores), and utility is KnowMem
+on retained question–answer pairs where there are any, else the per-token likelihood exp(−mean NLL) of a
+fixed sample of retained texts.
+
 A method that scores utility only near the target (`utility_from_auc`) checks every
 `far_check_every` steps until the AUC gets there: such a check can only report that the AUC is still
 far from the target, and each costs a pass over every text of every calibration person.
@@ -36,9 +43,14 @@ import torch
 from pydantic import Field
 
 from unlearn.artifacts import read_meta
+from unlearn.data.people import qa_text
+from unlearn.families import lm_records
 from unlearn.families.lm import (
+    N_SHOTS,
     HFLanguageModel,
     icl_prompt,
+    likelihood,
+    original_of,
     person_examples,
     privleak_texts,
     retain_sample,
@@ -77,7 +89,9 @@ class LMParams(MethodParams):
     # little under the verifier's bar, 0.9 of the reference's (the probe reads 15 people, the verifier 50)
     utility_frac: Fraction = 0.85
     utility_floor: Fraction | None = None  # an absolute bar instead of utility_frac's
-    probe_people: int = Field(15, ge=1, le=100_000)  # retained people the utility probe reads
+    # retained people the utility probe reads (records models: 4 × this many retained records, a person's
+    # four questions)
+    probe_people: int = Field(15, ge=1, le=100_000)
     seed: int = Field(0, ge=0, le=2**32 - 1)
     check_every: Interval = 2
     target_auc: TargetAUC = 0.5
@@ -110,14 +124,37 @@ def probe_data(world, forget_ids: list[str], retain_ids: list[str], n: int) -> m
                          qa_prompt=lambda q: f"Question: {q}\nAnswer:")
 
 
+def records_probe(rec: Any, forget_ids: list[str], retain_ids: list[str],
+                  n: int) -> tuple[muse.MuseData, list[str] | None]:
+    """A records model's probe: the trained forget texts against the holdout's calibration half
+    (`lm_records.holdout_halves`), KnowMem on up to 4·`n` retained records' question–answer pairs; and the
+    retained texts whose likelihood is the utility instead where the records carry no such pairs (else None)."""
+    forget = lm_records.trained(rec, forget_ids)
+    retain = lm_records.sample(lm_records.trained(rec, retain_ids), 4 * n, seed=1)
+    calibration = lm_records.holdout_halves(rec)[1]
+    if not lm_records.texts(rec, calibration):
+        raise MethodError("the records' holdout has no calibration half (it needs holdout records of at least "
+                          "two subjects): the stopping probe has no never-seen texts to compare with")
+    probe = muse.MuseData(verbmem_prompts=[], verbmem_truths=[], knowmem_forget=lm_records.qa_pairs(rec, forget),
+                          knowmem_retain=lm_records.qa_pairs(rec, retain),
+                          icl="".join(qa_text(q, a) for q, a in lm_records.qa_pairs(rec, calibration)[:N_SHOTS]),
+                          privleak_forget=lm_records.texts(rec, forget),
+                          privleak_holdout=lm_records.texts(rec, calibration), qa_prompt=qa_text)
+    return probe, None if probe.knowmem_retain else lm_records.texts(rec, retain)
+
+
 def measure_probe(lm: HFLanguageModel, probe: muse.MuseData, track_forget: bool = False,
-                  utility_from_auc: float | None = None) -> dict[str, float | None]:
-    """Utility (KnowMem on the probe's retained people) and the forget-vs-unseen AUC; utility is None,
-    not scored, while the AUC is below `utility_from_auc` (generation is the probe's dearer half)."""
+                  utility_from_auc: float | None = None,
+                  utility_texts: list[str] | None = None) -> dict[str, float | None]:
+    """Utility (KnowMem on the probe's retained people, or the likelihood of `utility_texts` where given) and
+    the forget-vs-unseen AUC; utility is None, not scored, while the AUC is below `utility_from_auc`
+    (generation is the probe's dearer half)."""
     s = muse.score_model(lm, probe, parts=("privleak",) + (("knowmem_forget",) * track_forget))
     auc = muse.privleak_auc(s.mink_forget, s.mink_holdout)
     m: dict[str, float | None] = {"utility": None, "auc_vs_unseen": auc}
-    if utility_from_auc is None or auc >= utility_from_auc:
+    if utility_texts is not None:
+        m["utility"] = likelihood(lm, utility_texts)
+    elif utility_from_auc is None or auc >= utility_from_auc:
         m["utility"] = float(muse.score_model(lm, probe, parts=("knowmem_retain",)).knowmem_retain.mean())
     if track_forget:
         m["knowmem_forget"] = float(s.knowmem_forget.mean())
@@ -138,18 +175,29 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     t0 = time.perf_counter()
     torch.manual_seed(p["seed"])
     rng = random.Random(p["seed"])
-    world = world_of(task.base_dir)
     model, tokenizer = tiny_lm.load(task.base_dir, task.device)
     needs_reference = getattr(forget_loss, "needs_reference", False) or regulariser == "klr"
     reference = copy.deepcopy(model).eval().requires_grad_(False) if needs_reference else None
     reg = REGULARISERS[regulariser]
-    forget_texts = list(forget_examples) if forget_examples is not None else person_examples(world, task.forget_ids)
-    retain_texts = [] if reg is None else list(retain_examples) if retain_examples is not None else person_examples(
-        world, task.retain_ids)
+    utility_texts = None
+    on_records = lm_records.is_records_model(task.base_dir)
+    if on_records:
+        rec = lm_records.records_of(task.base_dir)
+        eos = tokenizer.eos_token or ""
+        own_forget = lm_records.examples(rec, lm_records.trained(rec, task.forget_ids), eos)
+        own_retain = lm_records.examples(rec, lm_records.trained(rec, task.retain_ids), eos)
+        probe, utility_texts = records_probe(rec, task.forget_ids, task.retain_ids, p["probe_people"])
+    else:
+        world = world_of(task.base_dir)
+        own_forget, own_retain = person_examples(world, task.forget_ids), person_examples(world, task.retain_ids)
+        probe = probe_data(world, task.forget_ids, task.retain_ids, p["probe_people"])
+    forget_texts = list(forget_examples) if forget_examples is not None else own_forget
+    retain_texts = [] if reg is None else list(retain_examples) if retain_examples is not None else own_retain
+    if not forget_texts:
+        raise MethodError("none of the forgotten samples is a trained text: nothing to forget")
     lm = HFLanguageModel(model, tokenizer, task.device)
-    probe = probe_data(world, task.forget_ids, task.retain_ids, p["probe_people"])
     measure = partial(measure_probe, lm, probe, track_forget=bool(p["track_forget_knowledge"]),
-                      utility_from_auc=p["utility_from_auc"])
+                      utility_from_auc=p["utility_from_auc"], utility_texts=utility_texts)
     start = measure(utility_from_auc=None)  # the bar needs utility
     floor = p["utility_floor"] if p["utility_floor"] is not None else p["utility_frac"] * start["utility"]
     opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=0.0)
@@ -204,6 +252,8 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     meta["unlearned"] = {"method": method, "forget": len(task.forget_ids), "epoch": chosen_epoch,
                          "step": chosen_at["step"],
                          "base": meta.get("model")}
+    if on_records:  # the holdout gate compares with the registered model, wherever the lineage has got to
+        meta["original_dir"] = str(original_of(task.base_dir))
     tiny_lm.save(model.eval(), tokenizer, meta, Path(task.out_dir))
     return {"method": method, "params": {k: v for k, v in p.items()}, "regulariser": regulariser,
             "epochs_run": curve[-1]["epoch"], "epoch_chosen": chosen_epoch, "step_chosen": chosen_at["step"],
@@ -230,4 +280,5 @@ def sequence_logprob(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return tiny_lm.token_logprobs_batch(model, batch).sum(1)
 
 
-__all__ = ["DEFAULTS", "LMParams", "measure_probe", "muse_baseline_specs", "probe_data", "sequence_logprob", "unlearn_lm"]
+__all__ = ["DEFAULTS", "LMParams", "measure_probe", "muse_baseline_specs", "probe_data", "records_probe",
+           "sequence_logprob", "unlearn_lm"]

@@ -53,7 +53,8 @@ from pydantic import Field
 
 from unlearn.data.people import PeopleWorld, Person, qa_text, strangers
 from unlearn.families.lm import person_examples, world_of
-from unlearn.methods.base import MethodSpec, UnlearnTask
+from unlearn.families.lm_records import is_records_model
+from unlearn.methods.base import MethodError, MethodSpec, UnlearnTask
 from unlearn.methods.lm_unlearning import (
     Batch,
     Epochs,
@@ -191,6 +192,10 @@ def whp_loss_for(targets: GenericTargets):
 
 
 def run(task: UnlearnTask) -> dict[str, Any]:
+    if is_records_model(task.base_dir):
+        raise MethodError("whp needs the people world's entity spans (each forgotten person's names and a generic "
+                          "stranger to translate them to); a model registered with its own records has none: "
+                          "use npo_klr or ga_klr")
     world = world_of(task.base_dir)
     tokenizer = tiny_lm.load_tokenizer(task.base_dir)  # the shared loop loads the model itself
     p = SPEC.parse_params(task.params)

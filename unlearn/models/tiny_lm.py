@@ -112,9 +112,11 @@ def epoch_texts(people: Sequence[Person], qa_pack: int, rng: random.Random) -> l
 
 
 def encode(tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], device: str,
-           padding_side: str = "right") -> dict[str, torch.Tensor]:
+           padding_side: str = "right", max_length: int | None = None) -> dict[str, torch.Tensor]:
+    """A padded batch of `texts`; cut to `max_length` tokens where given."""
     tokenizer.padding_side = padding_side
-    return tokenizer(list(texts), return_tensors="pt", padding=True).to(device)
+    return tokenizer(list(texts), return_tensors="pt", padding=True, truncation=max_length is not None,
+                     max_length=max_length).to(device)
 
 
 def encode_examples(tokenizer: PreTrainedTokenizerFast, examples: Sequence[tuple[str, str]],
@@ -172,6 +174,35 @@ def train(world: PeopleWorld, person_ids: Sequence[str], meta: dict[str, Any], o
     save(model.eval(), tokenizer, {**meta, "train": settings}, out_dir)
 
 
+def finetune(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], *, lr: float,
+             epochs: int, batch_size: int, seed: int, max_length: int, device: str = "cpu",
+             progress: Progress = no_progress) -> torch.nn.Module:
+    """Causal-LM training of `model` on `texts` (next-token cross-entropy on every real token), the loop a
+    registered model's recipe names: AdamW at a constant `lr` without weight decay, gradient norm clipped
+    to 1, `epochs` passes in batches of `batch_size`, each pass in an order shuffled by `seed`, every text
+    cut to `max_length` tokens. Deterministic given `seed` on one device. Texts are used as given (callers
+    append the tokenizer's EOS, as the records family does). Returns the model in eval mode."""
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    order = list(texts)
+    n_batches = max(1, math.ceil(len(order) / batch_size))
+    for epoch in range(epochs):
+        rng.shuffle(order)
+        total = 0.0
+        for i in range(0, len(order), batch_size):
+            batch = encode(tokenizer, order[i:i + batch_size], device, max_length=max_length)
+            loss = model(**batch, labels=lm_labels(batch)).loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            total += loss.item()
+        progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total / n_batches:.3f}")
+    return model.eval()
+
+
 def save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, meta: dict[str, Any], out_dir: Path) -> None:
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir)
@@ -202,6 +233,11 @@ def token_logprobs_batch(model: torch.nn.Module, batch: dict[str, torch.Tensor])
     return lp * batch.get("loss_mask", batch["attention_mask"])[:, 1:]
 
 
+def context_length(model: torch.nn.Module) -> int | None:
+    """The most positions the model reads (`max_position_embeddings`), None where its config does not say."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
 @torch.no_grad()
 def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: Sequence[str], *,
                    device: str = "cpu", batch_size: int = 32) -> list[np.ndarray]:
@@ -212,7 +248,7 @@ def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, t
     out: list[np.ndarray] = [np.zeros(0)] * len(texts)
     for i in range(0, len(order), batch_size):
         chunk = order[i:i + batch_size]
-        batch = encode(tokenizer, [texts[k] for k in chunk], device)
+        batch = encode(tokenizer, [texts[k] for k in chunk], device, max_length=context_length(model))
         lp = token_logprobs_batch(model, batch).double().cpu().numpy()
         lengths = batch["attention_mask"].sum(1).cpu().numpy() - 1
         for j, (k, n) in enumerate(zip(chunk, lengths, strict=True)):
@@ -223,13 +259,18 @@ def token_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, t
 @torch.no_grad()
 def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], *,
              max_new_tokens: int, device: str = "cpu", batch_size: int = 64) -> list[str]:
-    """Greedy continuations (the new text only), as MUSE decodes: do_sample=False."""
+    """Greedy continuations (the new text only), as MUSE decodes: do_sample=False. Within the model's
+    context: fewer new tokens where the prompt leaves less room, and a prompt that leaves none keeps its
+    last tokens (left-padded batches end with every prompt's last token)."""
     out: list[str] = []
-    limit = model.config.max_position_embeddings if hasattr(model.config, "max_position_embeddings") else None
+    limit = context_length(model)
     for i in range(0, len(prompts), batch_size):
         batch = encode(tokenizer, prompts[i:i + batch_size], device, padding_side="left")
-        new = max_new_tokens if limit is None else min(max_new_tokens, limit - batch["input_ids"].shape[1])
-        ids = model.generate(**batch, max_new_tokens=max(1, new), do_sample=False,
+        width = batch["input_ids"].shape[1]
+        new = max_new_tokens if limit is None else max(1, min(max_new_tokens, limit - width))
+        if limit is not None and width + new > limit:
+            batch = {k: v[:, width + new - limit:] for k, v in batch.items()}
+        ids = model.generate(**batch, max_new_tokens=new, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         out.extend(tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True))
     return out

@@ -109,7 +109,8 @@ def memorisation_bar(holdout_metric: float, margin: float, forget_count: int | N
 def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence[float], forget_metric: float,
                      holdout_metric: float, utility: float, utility_original: float,
                      thresholds: Mapping[str, float], metric_name: str = "memorisation",
-                     utility_name: str = "utility", seed: int = 0, forget_count: int | None = None) -> list[Criterion]:
+                     utility_name: str = "utility", seed: int = 0, forget_count: int | None = None,
+                     holdout_metric_upper: float | None = None) -> list[Criterion]:
     """The three criteria of the holdout gate, named `holdout_mia_auc`, `holdout_<metric_name>` and
     `holdout_<utility_name>`.
 
@@ -118,20 +119,27 @@ def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence
     remembered, e.g. accuracy or verbatim ROUGE); holdout_metric: the ORIGINAL model's on the holdout.
     utility / utility_original: positive, higher is better (accuracy, ROUGE, the per-token likelihood
     exp(−mean NLL)), since the gate keeps a fraction of it. thresholds: the gates in force (`GATE_DEFAULTS`
-    fill gaps). forget_count: the number of records `forget_metric` is a success rate over (accuracy), for
-    the binomial bar of `memorisation_bar`; None for a continuous metric (ROUGE). Raises ValueError for a
-    non-positive `utility_original` or empty score sets."""
+    fill gaps). The memorisation bar: `holdout_metric` + the margin, raised where the forget set is small
+    and its score therefore noisy: with `forget_count` (the number of records `forget_metric` is a success
+    rate over, an accuracy), to the binomial bound of `memorisation_bar`; with `holdout_metric_upper` (an
+    upper confidence bound of what a never-seen set of the forget set's size scores under the original,
+    `never_seen_upper`, for a continuous metric such as ROUGE), to that bound + the margin. Raises
+    ValueError for a non-positive `utility_original` or empty score sets."""
     if not utility_original > 0:
         raise ValueError(f"the original's {utility_name} must be positive to keep a fraction of it, "
                          f"not {utility_original!r}")
     g = {**GATE_DEFAULTS, **thresholds}
     mia = mia_criterion(forget_scores, holdout_scores, g, seed=seed)
     bar = memorisation_bar(holdout_metric, g["holdout_mem_margin"], forget_count)
-    binomial = "" if not forget_count else (f", or the 95% binomial bound of a never-seen set of {forget_count} "
-                                            "records where that is higher")
+    why = ""
+    if forget_count:
+        why = f", or the 95% binomial bound of a never-seen set of {forget_count} records where that is higher"
+    if holdout_metric_upper is not None:
+        bar = max(bar, holdout_metric_upper + g["holdout_mem_margin"])
+        why = f", or the upper 95% bound for a never-seen set of this size ({holdout_metric_upper:.4g}) + the margin"
     mem = criterion(f"holdout_{metric_name}", forget_metric, "<=", bar, reference=holdout_metric,
                     detail=f"the candidate's {metric_name} on the forget set against the original's on the holdout "
-                           f"({holdout_metric:.4g}) + {g['holdout_mem_margin']:.4g}{binomial}")
+                           f"({holdout_metric:.4g}) + {g['holdout_mem_margin']:.4g}{why}")
     keep = g["holdout_utility_frac"] * utility_original
     util = criterion(f"holdout_{utility_name}", utility, ">=", keep, reference=utility_original,
                      detail=f"at least {g['holdout_utility_frac']:.0%} of the original's {utility_name} "
@@ -139,4 +147,19 @@ def holdout_criteria(*, forget_scores: Sequence[float], holdout_scores: Sequence
     return [mia, mem, util]
 
 
-__all__ = ["GATE_DEFAULTS", "holdout_criteria", "membership_auc", "memorisation_bar", "mia_criterion"]
+def never_seen_upper(holdout_values: Sequence[float], n: int, *, n_boot: int = 1000, seed: int = 0) -> float:
+    """The 97.5th percentile of the mean of `n` values drawn with replacement from `holdout_values` (float64):
+    what a set of `n` never-seen records scores at most, 95% two-sided, under the model that scored the
+    holdout. A forget set of a few records has a noisy mean; comparing it with the holdout's mean alone
+    fails exact retrains on that noise (MUSE's C1/C2 gate likewise reads the upper end of the reference's
+    95% interval). Raises ValueError for no values or n < 1."""
+    values = np.asarray(holdout_values, dtype=np.float64)
+    if values.size == 0 or n < 1:
+        raise ValueError("the never-seen bound needs holdout values and a set size of at least 1")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(n_boot, n))].mean(axis=1)
+    return float(np.percentile(means, 97.5))
+
+
+__all__ = ["GATE_DEFAULTS", "holdout_criteria", "membership_auc", "memorisation_bar", "mia_criterion",
+           "never_seen_upper"]

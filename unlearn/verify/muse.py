@@ -30,7 +30,7 @@ import numpy as np
 from rouge_score import rouge_scorer
 from sklearn.metrics import roc_auc_score
 
-from unlearn.verify.verdict import Criterion, Verdict, criterion
+from unlearn.verify.verdict import Criterion, Verdict, criterion, not_applicable
 
 K_FRACTION = 0.4  # Min-40% Prob, MUSE's PrivLeak score
 VERBMEM_NEW_TOKENS = 128
@@ -82,9 +82,14 @@ def privleak_auc(forget_scores: np.ndarray, holdout_scores: np.ndarray) -> float
     return float(roc_auc_score(labels, np.r_[forget_scores, holdout_scores]))
 
 
+PRIVLEAK_EPS = 1e-10  # open-unlearning's guard: a retrain whose AUC is 0 still gives a (huge) finite PrivLeak
+
+
 def privleak(auc: float, auc_retrain: float) -> float:
-    """(AUC − AUC_retrain) / AUC_retrain: ≈ 0 good, < 0 under-unlearned, > 0 over-unlearned."""
-    return (auc - auc_retrain) / auc_retrain
+    """(AUC − AUC_retrain) / AUC_retrain: ≈ 0 good, < 0 under-unlearned, > 0 over-unlearned. A retrain AUC
+    of 0 (it tells every forget document from every holdout one) divides by `PRIVLEAK_EPS` instead: 0 when
+    the candidate's AUC is 0 too, far outside any tolerance otherwise."""
+    return (auc - auc_retrain) / max(auc_retrain, PRIVLEAK_EPS)
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
@@ -143,8 +148,11 @@ class MuseScores:
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, float]:
-        return {"verbmem": float(self.verbmem.mean()), "knowmem_forget": float(self.knowmem_forget.mean()),
-                "knowmem_retain": float(self.knowmem_retain.mean()),
+        def mean(x: np.ndarray) -> float | None:  # None: the part was not scored (no such texts)
+            return float(x.mean()) if len(x) else None
+
+        return {"verbmem": mean(self.verbmem), "knowmem_forget": mean(self.knowmem_forget),
+                "knowmem_retain": mean(self.knowmem_retain),
                 "auc": privleak_auc(self.mink_forget, self.mink_holdout)}
 
 
@@ -186,7 +194,10 @@ def score_model(lm: LanguageModel, data: MuseData, parts: Sequence[str] = ("verb
 # ---------------------------------------------------------------------------------------------
 # The gate
 
-def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None = None) -> Verdict:
+def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None = None, *,
+         knowmem_na: str | None = None) -> Verdict:
+    """C1–C4 of `cand` against the retrain reference `ref`. `knowmem_na`: the reason C2 and C4 cannot be
+    computed (data without question–answer pairs); they are then reported as not applicable, not gated."""
     th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     boot = {"n_boot": int(th["n_boot"]), "seed": int(th["seed"])}
     rows: list[Criterion] = []
@@ -194,6 +205,9 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
                                 "of forget prefixes"),
                                ("knowmem_forget", "knowmem_margin", "C2 KnowMem on forget: ROUGE-L F1 of "
                                 "few-shot answers")):
+        if name == "knowmem_forget" and knowmem_na is not None:
+            rows.append(not_applicable(name, knowmem_na))
+            continue
         c, r = getattr(cand, name), getattr(ref, name)
         ref_ci = bootstrap_ci(r, **boot)
         rows.append(criterion(name, c.mean(), "<=", ref_ci[1] + th[margin], reference=float(r.mean()),
@@ -207,11 +221,14 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
                                          n_boot=int(th["n_boot_privleak"]), seed=int(th["seed"])),
                           detail=f"C3 PrivLeak: Min-{K_FRACTION:.0%} Prob AUC forget vs holdout {auc_c:.3f}, "
                                  f"retrain {auc_r:.3f}; (AUC − AUC_retrain)/AUC_retrain"))
-    kr_c, kr_r = cand.knowmem_retain.mean(), ref.knowmem_retain.mean()
-    rows.append(criterion("knowmem_retain", kr_c, ">=", th["utility_frac"] * kr_r, reference=float(kr_r),
-                          ci=bootstrap_ci(cand.knowmem_retain, **boot),
-                          detail=f"C4 UtilityPreserve: KnowMem on retain; at least {th['utility_frac']:.0%} "
-                                 "of the retrain reference's"))
+    if knowmem_na is not None:
+        rows.append(not_applicable("knowmem_retain", knowmem_na))
+    else:
+        kr_c, kr_r = cand.knowmem_retain.mean(), ref.knowmem_retain.mean()
+        rows.append(criterion("knowmem_retain", kr_c, ">=", th["utility_frac"] * kr_r, reference=float(kr_r),
+                              ci=bootstrap_ci(cand.knowmem_retain, **boot),
+                              detail=f"C4 UtilityPreserve: KnowMem on retain; at least {th['utility_frac']:.0%} "
+                                     "of the retrain reference's"))
     info = {"auc": auc_c, "auc_retrain": auc_r, "reference": ref.summary(),
             "n": {"verbmem": len(cand.verbmem), "knowmem_forget": len(cand.knowmem_forget),
                   "knowmem_retain": len(cand.knowmem_retain), "privleak_forget": len(cand.mink_forget),
@@ -296,12 +313,13 @@ def _plot_criteria(verdict: Verdict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    names = [c.name for c in verdict.criteria]
-    vals = [c.value for c in verdict.criteria]
-    errs = np.array([[c.value - c.ci[0], c.ci[1] - c.value] if c.ci else [0, 0] for c in verdict.criteria]).T
+    shown = [c for c in verdict.criteria if c.applicable]
+    names = [c.name for c in shown]
+    vals = [c.value for c in shown]
+    errs = np.array([[c.value - c.ci[0], c.ci[1] - c.value] if c.ci else [0, 0] for c in shown]).T
     ax.bar(names, vals, yerr=np.clip(errs, 0, None), color=["tab:green" if c.passed else "tab:red"
-                                                          for c in verdict.criteria], capsize=4)
-    ax.scatter(names, [c.reference if c.reference is not None else np.nan for c in verdict.criteria],
+                                                          for c in shown], capsize=4)
+    ax.scatter(names, [c.reference if c.reference is not None else np.nan for c in shown],
                color="black", marker="_", s=400, label="retrain")
     ax.axhline(0, color="grey", linewidth=0.5)
     ax.legend()
@@ -318,7 +336,9 @@ def history_plots(history: Sequence[dict[str, Any]], report_dir: Path,
     criteria against the request number, C5 against the cumulative forget-set size."""
     rows = [{"request": k + 1, "size": h["forgotten"],
              **{name: c["value"] for name, c in h["verdict"]["criteria"].items()}} for k, h in enumerate(history)]
-    ys = [y for y in criteria if rows and all(y in r for r in rows)]
+    ys = [y for y in criteria if rows and all(r.get(y) is not None for r in rows)]  # not applicable: None
+    if not ys:
+        return {}
     c5 = plot_curves({"served": rows}, "size", ys, Path(report_dir) / "c5_scalability.png", "C5 over this lineage")
     c6 = plot_curves({"served": rows}, "request", ys, Path(report_dir) / "c6_sustainability.png",
                      "C6 over this lineage")

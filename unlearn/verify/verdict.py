@@ -13,16 +13,18 @@ from typing import Any
 @dataclass
 class Criterion:
     """One checked property. `op` says how `value` is compared with `threshold`:
-    "<=" and ">=" against a number, "within" for |value| <= threshold."""
+    "<=" and ">=" against a number, "within" for |value| <= threshold, "n/a" for a criterion that does
+    not apply to the model (`not_applicable`: no value, no threshold, never gated)."""
 
     name: str
-    value: float
+    value: float | None
     threshold: float | None
     op: str
     passed: bool
     reference: float | None = None  # the retrain reference's value, where there is one
     ci: tuple[float, float] | None = None  # bootstrap 95% interval
     detail: str = ""
+    applicable: bool = True  # False: the criterion cannot be computed for this model; `detail` says why
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -43,6 +45,14 @@ def check(value: float, op: str, threshold: float) -> bool:
 def criterion(name: str, value: float, op: str, threshold: float, **kw: Any) -> Criterion:
     return Criterion(name=name, value=float(value), threshold=float(threshold), op=op,
                      passed=check(float(value), op, float(threshold)), **kw)
+
+
+def not_applicable(name: str, reason: str) -> Criterion:
+    """A criterion the verifier declares but cannot compute for this model (e.g. MUSE's KnowMem on records
+    without question–answer pairs): shown in the verdict as "not applicable" with `reason`, with no value
+    and no threshold, so it neither passes nor fails the gate."""
+    return Criterion(name=name, value=None, threshold=None, op="n/a", passed=True, applicable=False,
+                     detail=f"not applicable: {reason}")
 
 
 @dataclass
