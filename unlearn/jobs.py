@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from unlearn.certificates import issue_certificates
 from unlearn.contracts import Scope
+from unlearn.families import get_family
 from unlearn.lease import JobHandle, LeaseLost, claim, expired_jobs, lease_wait
 from unlearn.methods import MethodError, UnlearnTask, get_method
 from unlearn.plugins import UnknownComponent
@@ -48,7 +49,14 @@ from unlearn.store.models import (
     utcnow,
 )
 from unlearn.store.states import JOB_ACTIVE, JOB_FINAL, JobStage, RequestStatus, TargetStatus, VersionStatus
-from unlearn.store.transitions import move_targets, move_version, requeue_job, sync_requests, transition
+from unlearn.store.transitions import (
+    audit,
+    move_targets,
+    move_version,
+    requeue_job,
+    sync_requests,
+    transition,
+)
 from unlearn.verification import seed_reference, verify_candidate
 
 log = logging.getLogger(__name__)
@@ -158,6 +166,7 @@ class _Plan:
     forget: list[str]  # samples this job removes
     keep: list[str]  # training samples the candidate still holds
     request_ids: list[str]
+    fallback: bool  # every request asked for `auto`: the family's next methods may serve it
 
 
 def _plan(s: Session, h: JobHandle) -> _Plan:
@@ -176,7 +185,8 @@ def _plan(s: Session, h: JobHandle) -> _Plan:
     sync_requests(s, {t.request_id for t in targets}, actor=h.worker)  # → running
     return _Plan(model=s.get(Model, job.model_name), base=base, method=job.method, params=dict(job.params),
                  scope=Scope.from_dict(job.scope, job.kind), forget=forget,
-                 keep=sorted(set(train_ids) - already - set(forget)), request_ids=sorted({t.request_id for t in targets}))
+                 keep=sorted(set(train_ids) - already - set(forget)), request_ids=sorted({t.request_id for t in targets}),
+                 fallback=bool(job.scope.get("auto")))
 
 
 def _clear_earlier_attempts(url: str, out: Path, h: JobHandle) -> None:
@@ -193,7 +203,6 @@ def _clear_earlier_attempts(url: str, out: Path, h: JobHandle) -> None:
 
 def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     url = settings.resolved_database_url
-    root = settings.resolved_artifact_root
     with session_scope(url) as s:
         plan = _plan(s, h)
         if not plan.forget:  # everything asked for is already gone from the champion
@@ -204,17 +213,48 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
             issue_certificates(s, settings, completed)
             return Outcome("done", "already forgotten", version_id=plan.base.id)
 
+    # An `auto` request that the first method cannot serve (its candidate fails the gate) goes on to the
+    # family's next method for it (the exact retrain where the model has a recipe), so that a deletion
+    # request is not left undone by one method's miss; a method an operator named is tried alone.
+    chain = [plan.method]
+    if plan.fallback:
+        chain += get_family(plan.model.family).fallback_methods(Path(plan.base.artifact_path), plan.scope, chain)
+    outcome = Outcome("failed", "no method ran")
+    for i, method in enumerate(chain):
+        outcome = _try_method(settings, h, plan, method, last=i == len(chain) - 1,
+                              span=(i / len(chain), (i + 1) / len(chain)))
+        if outcome.status != "next":
+            return outcome
+    return outcome
+
+
+def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, last: bool,
+                span: tuple[float, float]) -> Outcome:
+    """One candidate of the job: unlearn with `method`, verify, register; promote it when it passes.
+    A failing candidate is kept as `rejected` with its verdict; unless this is the `last` method of the
+    job's chain, the outcome is "next" and the job goes on to the next method."""
+    url = settings.resolved_database_url
+    root = settings.resolved_artifact_root
+    lo, hi = span
     base_dir = Path(plan.base.artifact_path)
-    out = artifact_dir(root, plan.model.name, "jobs", h.job_id, f"attempt-{h.attempt}")
+    suffix = "" if method == plan.method else f"-{method}"
+    out = artifact_dir(root, plan.model.name, "jobs", h.job_id, f"attempt-{h.attempt}{suffix}")
     shutil.rmtree(out, ignore_errors=True)
-    _clear_earlier_attempts(url, out, h)
+    if not suffix:
+        _clear_earlier_attempts(url, out, h)
+    else:
+        with session_scope(url) as s:  # back from verifying the last method's candidate
+            job = s.get(UnlearningJob, h.job_id)
+            transition(s, job, JobStage.UNLEARNING, actor=h.worker, reason=f"trying {method}")
+            h.write(s, message=method)
+            sync_requests(s, {t.request_id for t in _targets(s, h.job_id)}, actor=h.worker)  # → running
     out.mkdir(parents=True)
-    spec = get_method(plan.method)
+    spec = get_method(method)
     t0 = time.perf_counter()
     info = spec.run(UnlearnTask(
         family=plan.model.family, base_dir=base_dir, out_dir=out, forget_ids=plan.forget, retain_ids=plan.keep,
-        scope=plan.scope, params=plan.params, device=settings.device,
-        progress=lambda f, m: h.progress(f, m, stage_span=(0.0, 0.6))))
+        scope=plan.scope, params=plan.params if method == plan.method else {}, device=settings.device,
+        progress=lambda f, m: h.progress(f, m, stage_span=(lo, lo + 0.6 * (hi - lo)))))
     unlearn_s = time.perf_counter() - t0
     if spec.is_reference:  # the candidate is the family's retrain itself: verify against it, do not train twice
         seed_reference(settings, plan.model.name, plan.keep, out)
@@ -222,22 +262,23 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     with session_scope(url) as s:
         job = s.get(UnlearningJob, h.job_id)
         transition(s, job, JobStage.VERIFYING, actor=h.worker)
-        h.write(s, progress=0.6, message="retrain reference")
+        h.write(s, progress=lo + 0.6 * (hi - lo), message="retrain reference")
         sync_requests(s, {t.request_id for t in _targets(s, h.job_id)}, actor=h.worker)  # → verifying
-    h.progress(0.0, "verifying", stage_span=(0.6, 1.0))
+    h.progress(0.0, "verifying", stage_span=(lo + 0.6 * (hi - lo), hi))
     with session_scope(url) as s:
         checked = verify_candidate(
-            s, settings, plan.model, candidate_dir=out, base=plan.base, method=plan.method,
+            s, settings, plan.model, candidate_dir=out, base=plan.base, method=method,
             forget_ids=sorted(set(plan.base.excluded_ids) | set(plan.forget)), keep_ids=plan.keep, scope=plan.scope,
-            report_dir=artifact_dir(root, plan.model.name, "reports", h.job_id, f"attempt-{h.attempt}"),
+            report_dir=artifact_dir(root, plan.model.name, "reports", h.job_id, f"attempt-{h.attempt}{suffix}"),
             parent_id=plan.base.id)
     report = {**checked.report, "unlearn_seconds": round(unlearn_s, 4)}
 
     with session_scope(url) as s:
         job = s.get(UnlearningJob, h.job_id)
-        h.write(s, progress=0.95, message="registering")
+        h.write(s, progress=hi - 0.05 * (hi - lo), message="registering")
         base = s.get(ModelVersion, job.base_version_id)
-        version = register_version(s, parent=base, method=plan.method, params=plan.params, folder=out,
+        params = plan.params if method == plan.method else {}
+        version = register_version(s, parent=base, method=method, params=params, folder=out,
                                    forget_ids=plan.forget, request_ids=plan.request_ids, job_id=h.job_id,
                                    method_info={**info, "seconds": round(unlearn_s, 4)}, verdict=report)
         targets = _targets(s, h.job_id)
@@ -263,7 +304,12 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
             outcome = Outcome("done", "promoted", version_id=version.id)
         else:
             move_version(s, version, VersionStatus.REJECTED, frm=[VersionStatus.CANDIDATE])
-            reason = "verifier: " + "; ".join(checked.verdict.reasons)
+            reason = f"verifier ({method}): " + "; ".join(checked.verdict.reasons)
+            if not last:
+                audit(s, actor=h.worker, entity_type="job", entity_id=h.job_id, to_state="next_method",
+                      reason=reason[:500], data={"rejected_version": version.id, "method": method})
+                h.write(s, message=f"{method} rejected; trying the next method")
+                return Outcome("next", reason, version_id=version.id)
             _settle(s, targets, TargetStatus.REJECTED, actor=h.worker, version_id=version.id, reason=reason)
             outcome = Outcome("rejected", reason, version_id=version.id)
         transition(s, job, JobStage.DONE, actor=h.worker, reason=outcome.detail[:500])

@@ -90,6 +90,16 @@ class Family(ABC):
         """Small facts for listings (architecture, sizes)."""
         return {}
 
+    def can_retrain(self, model_dir: Path) -> bool:
+        """Whether `retrain` can rebuild the model at `model_dir` (a team's model needs a recipe)."""
+        return True
+
+    def fallback_methods(self, model_dir: Path, scope: Scope, tried: Sequence[str]) -> list[str]:
+        """The methods to try, in order, when the candidates of the methods `tried` for an `auto` request
+        failed the gate: by default the exact retrain, where the model can be retrained and it was not
+        tried. Nothing follows it: when the retrain too fails, the request is rejected with every verdict."""
+        return ["retrain"] if "retrain" not in tried and self.can_retrain(model_dir) else []
+
     # A team's own model (`unlearn.registration`): the registry stages a copy of the team's folder and
     # of its records, then calls these three in order on the copy; a ValueError refuses the
     # registration with its message, and nothing is kept.

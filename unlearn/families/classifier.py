@@ -257,6 +257,10 @@ class ClassifierFamily(Family):
             raise ValueError(f"the model's output {tuple(out.shape)} is not finite log-probabilities over "
                              f"{num_classes} classes")
 
+    def can_retrain(self, model_dir: Path) -> bool:
+        # a team's Hugging Face classifier retrains by its recipe; the project's architectures always can
+        return arch_of(model_dir) != "hf-image" or bool(read_meta(model_dir).get("recipe"))
+
     def summary(self, model_dir: Path) -> dict[str, Any]:
         meta = read_meta(model_dir)
         return {"arch": meta["arch"], "dataset": meta["dataset"]}

@@ -440,6 +440,10 @@ class LMFamily(Family):
             muse.write_report(verdict, Path(report_dir))
         return verdict
 
+    def can_retrain(self, model_dir: Path) -> bool:
+        # a team's model retrains by its recipe, registered or not; the people world's always can
+        return not lm_records.is_records_model(model_dir) or bool(read_meta(model_dir).get("train"))
+
     def summary(self, model_dir: Path) -> dict[str, Any]:
         meta = read_meta(model_dir)
         if lm_records.is_records_model(model_dir):
