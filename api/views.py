@@ -43,7 +43,8 @@ def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
     verdicts = {}
     for t in targets:
         if t.version_id and (v := session.get(ModelVersion, t.version_id)) is not None and v.metrics:
-            verdicts[v.id] = {k: v.metrics.get(k) for k in ("verdict", "criteria", "reasons", "info")}
+            verdicts[v.id] = {k: v.metrics.get(k) for k in ("verdict", "criteria", "reasons", "info", "method",
+                                                            "reference_policy", "exact_by_construction")}
     now = utcnow()
     overdue, at_risk = flags(r, now, at_risk_days)
     base = f"/v1/deletion-requests/{r.id}"

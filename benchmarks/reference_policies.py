@@ -84,8 +84,8 @@ def world_support_lm(work: Path) -> Path:
 
     paths = build_support_lm(work / "models")
     return _registered(work, "support-lm", registration.Registration(
-        name="support-lm", family="lm", path=paths["model"], records=paths["records"], holdout=paths["holdout"],
-        fields=rec.FieldMap(id="id", subject="customer_id", text="text"), reference="retrain",
+        name="support-lm", family="lm", path=paths["model"], records=paths["records"],
+        fields=rec.FieldMap(id="id", subject="customer_id", text="text", split="split"), reference="retrain",
         recipe=registration.load_recipe(paths["recipe"])))
 
 

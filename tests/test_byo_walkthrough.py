@@ -53,7 +53,7 @@ def _check(proc: subprocess.CompletedProcess, tmp_path: Path) -> None:
     out = proc.stdout
     for name in ("support-lm", "digits-vit", "digits-pipeline"):
         assert re.search(rf"{name}: registered \(version 1 ", out), out
-        assert re.search(rf"  {name} +done +verdict pass, policy \w+", out), out
+        assert re.search(rf"  {name} +done +verdict pass by [\w-]+, (holdout|retrain) policy", out), out
     request = json.loads((tmp_path / "request.json").read_text())
     assert request["status"] == "completed"
     assert sorted(t["model"] for t in request["targets"]) == ["digits-pipeline", "digits-vit", "support-lm"]

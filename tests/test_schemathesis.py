@@ -122,6 +122,15 @@ def _json_with_non_finite_numbers(ctx, value) -> bytes:
     return value if isinstance(value, bytes) else json.dumps(value).encode()
 
 
+# A batch of training records is a raw body (NDJSON text or Parquet bytes): sent as generated, a lone
+# surrogate kept as the invalid UTF-8 a broken client would send.
+@schemathesis.serializer("application/x-ndjson", "application/vnd.apache.parquet")
+def _raw_records(ctx, value) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (value if isinstance(value, str) else json.dumps(value)).encode("utf-8", "surrogatepass")
+
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance, refuses_unstorable]
 

@@ -11,14 +11,14 @@ MODELS=${MODELS:-byo-models}
 PORT=${PORT:-8000}
 URL=http://127.0.0.1:$PORT
 export UNLEARN_DATA_DIR=${UNLEARN_DATA_DIR:-$(mktemp -d)}   # a clean data directory
-CUSTOMER=${CUSTOMER:-cust-0007}
+CUSTOMER=${CUSTOMER:-cust-0003}
 
 [ -f "$MODELS/built.json" ] || python examples/byo/make_models.py "$MODELS" ${SMALL:+--small}
 
 unlearn model register support-lm --family lm --path "$MODELS/support-lm" \
-    --records "$MODELS/support-tickets.jsonl" --holdout "$MODELS/support-holdout.jsonl" \
-    --id-field id --subject-field customer_id --text-field text \
-    --reference holdout
+    --records "$MODELS/support-tickets.jsonl" --id-field id --subject-field customer_id \
+    --text-field text --split-field split \
+    --reference holdout --recipe "$MODELS/support-lm-recipe.json"
 unlearn model register digits-vit --family classifier --path "$MODELS/digits-vit" \
     --records "$MODELS/digits-vit-manifest.parquet" --id-field sample_id --subject-field owner \
     --label-field label --image-field image --split-field split \
@@ -46,6 +46,7 @@ r = json.load(open('request.json'))
 print('request', r['id'], r['status'])
 for t in r['targets']:
     v = r['verdicts'].get(t['version_id'] or '', {})
-    print(f\"  {t['model']:16} {t['status']:9} verdict {v.get('verdict', '-')}, policy {v.get('reference_policy', '-')}\")"
+    print(f\"  {t['model']:16} {t['status']:9} verdict {v.get('verdict', '-')} by {v.get('method')}, \"
+          f\"{v.get('reference_policy')} policy\")"
 unlearn request certificate "$ID" > cert.json
 unlearn verify-certificate cert.json --url "$URL"
