@@ -123,3 +123,10 @@ def test_a_method_an_operator_named_is_tried_alone(sticky):
     request, versions, _ = _serve(sticky[0], {"model": "sticky", "method": "sticky-miss",
                                            "scope": {"type": "samples", "sample_ids": ["s-001", "s-002"]}})
     assert request.status == "rejected" and [v.method for v in versions] == ["sticky-miss"]
+
+
+def test_parameters_an_operator_set_keep_auto_to_its_one_method(sticky):
+    settings, _ = sticky
+    request, versions, _ = _serve(settings, {"model": "sticky", "params": {"strength": 2},
+                                             "scope": {"type": "subject", "subject": "person-4"}})
+    assert request.status == "rejected" and [v.method for v in versions] == ["sticky-miss"]

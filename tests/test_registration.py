@@ -34,7 +34,7 @@ class MemoFamily(Family):
     """A model folder holding `memo.json`: {"arch": "memo-v1", "ids": [the ids it trained on]}."""
 
     name = "memo"
-    reference_policies = ("retrain", "holdout")
+    reference_policies = ("retrain", "holdout", "precomputed")
 
     def samples(self, model_dir: Path) -> list[SampleRecord]:
         from unlearn.artifacts import read_meta
@@ -166,7 +166,8 @@ def test_the_same_content_again_is_a_no_op_and_other_content_is_refused(settings
     ("weights", "the weights are of architecture 'memo-v2', not memo-v1"),
     ("unknown_field", "no column 'owner' (mapped to subject)"),
     ("no_recipe", "the memo recipe needs epochs"),
-    ("policy", "verifies under the reference policies retrain, holdout, not 'precomputed'"),
+    ("policy", "verifies under the reference policies retrain, holdout, precomputed, not 'exact'"),
+    ("no_reference_dir", "the precomputed policy needs the reference folder (--reference-dir)"),
     ("missing_folder", "no such folder"),
 ])
 def test_a_bad_registration_is_refused_with_one_line_and_leaves_nothing(settings_db, tmp_path, fault, message):
@@ -186,6 +187,8 @@ def test_a_bad_registration_is_refused_with_one_line_and_leaves_nothing(settings
     elif fault == "no_recipe":
         kw["reference"] = "retrain"
     elif fault == "policy":
+        kw["reference"] = "exact"
+    elif fault == "no_reference_dir":
         kw["reference"] = "precomputed"
     elif fault == "missing_folder":
         kw["path"] = tmp_path / "nowhere"
@@ -299,3 +302,26 @@ def test_a_leftover_of_a_registration_that_died_is_replaced(settings_db, tmp_pat
     (leftover / "junk.bin").write_bytes(b"x" * 10)
     _register(settings_db, _reg(paths))
     assert not (leftover / "junk.bin").exists() and (leftover / "memo.json").exists()
+
+
+def test_a_precomputed_reference_is_copied_in_with_its_own_manifest(settings_db, tmp_path):
+    from unlearn import registry
+    from unlearn.artifacts import read_meta
+    from unlearn.verification import reference_for
+
+    paths = _team(tmp_path)
+    ref = tmp_path / "team-reference"
+    ref.mkdir()
+    (ref / "memo.json").write_text(json.dumps({"arch": "memo-v1", "ids": []}))
+    _register(settings_db, _reg(paths, reference="precomputed", reference_dir=ref))
+    (ref / "memo.json").write_text("changed after registration")  # the registry kept its own copy
+    with session_scope(settings_db.resolved_database_url) as s:
+        base = registry.champion(s, "support-memo")
+        model = s.get(Model, "support-memo")
+        kept, _ = reference_for(settings_db, model, base, [], "precomputed")
+    assert kept != ref and json.loads((kept / "memo.json").read_text())["arch"] == "memo-v1"
+    assert read_meta(kept.parent.parent / "v1")["reference"] == {"policy": "precomputed", "dir": str(kept)}
+    (kept / "memo.json").write_text("tampered")
+    with pytest.raises(registry.ArtifactIntegrityError), session_scope(settings_db.resolved_database_url) as s:
+        reference_for(settings_db, s.get(Model, "support-memo"), registry.champion(s, "support-memo"), [],
+                      "precomputed")

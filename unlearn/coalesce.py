@@ -90,7 +90,9 @@ def _batch_model(session: Session, settings: Settings, model_name: str,
         method = resolve_method(session, model_name, request.method, scope)
         label = scope.label if scope.type in ("class", "concept") else None
         key = (request.kind, method, json.dumps(request.params, sort_keys=True),
-               scope.type if label is not None else "samples", label, request.method == "auto")
+               scope.type if label is not None else "samples", label,
+               # the family's fallback serves `auto` alone: parameters an operator set are for one method
+               request.method == "auto" and not request.params)
         groups.setdefault(key, []).append((target, request))
     job_ids = []
     for (kind, method, params, _, _, auto), batch in groups.items():
