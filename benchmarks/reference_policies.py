@@ -172,8 +172,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "reference_policies.json").write_text(json.dumps({"sizes": SIZES, "rows": rows}, indent=2))
     md = ("## The holdout policy against the retrain policy\n\n"
-          f"Forget sets of {', '.join(map(str, SIZES))} subjects drawn at random (cycled over {args.draws} draws per "
-          "world); each candidate verified under both policies with the same gates.\n\n"
+          f"Forget sets of {', '.join(map(str, SIZES))} subjects drawn at random (cycled over each world's draws); "
+          "each candidate verified under both policies with the same gates.\n\n"
           + table(rows) + "\n\nWhere they differ:\n\n" + disagreements(rows) + "\n")
     (RESULTS / "reference_policies.md").write_text(md)
     print(md)

@@ -124,7 +124,9 @@ def _row(settings: Settings, req: dict[str, Any]) -> dict[str, Any]:
         verdict = version.metrics if version is not None and version.metrics else {}
         return {
             "id": req["id"], "model": model.name if model else req["model"], "family": model.family if model else None,
-            "method": job.method if job else req["method"], "status": req["status"],
+            # the method whose candidate settled the request: an auto request may have gone on to a fallback
+            "method": version.method if version is not None else job.method if job else req["method"],
+            "status": req["status"],
             "seconds_to_compliance": req["seconds_to_compliance"],
             "champion_version": version.version if version is not None and req["status"] == "completed" else None,
             "champion_version_id": version.id if version is not None and req["status"] == "completed" else None,
