@@ -214,7 +214,8 @@ def test_operator_follows_a_request_to_completion_and_rolls_back(server, page):
     expect(page.locator("#compliance-table")).to_contain_text("never checked")
     page.get_by_role("button", name="Re-run check").click()
     page.get_by_role("dialog", name="Re-run compliance check").get_by_role("button", name="Run check").click()
-    expect(page.get_by_role("status")).to_contain_text("Compliance check of digits-mlp finished")
+    # the check re-verifies the champion (a retrain reference on a busy machine): more than the 5 s default
+    expect(page.get_by_role("status")).to_contain_text("Compliance check of digits-mlp finished", timeout=60_000)
     expect(page.locator("#compliance-table")).to_contain_text("operator")  # the trigger
     expect(page.locator("#compliance-table")).to_contain_text("pass")
     shot(page, "09-compliance")
