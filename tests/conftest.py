@@ -46,6 +46,22 @@ def empty_database(request, tmp_path):
         yield url
 
 
+def cached_build(zoo_dir: Path, name: str, build, done: str) -> Path:
+    """`zoo_dir / name`, built once by `build(folder)` into a temporary folder and moved into place whole,
+    so that an interrupted build is never taken for a finished one; `done` is a path inside it that only a
+    finished build has."""
+    import shutil
+
+    folder = zoo_dir / name
+    if not (folder / done).exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        build(tmp)
+        tmp.rename(folder)
+    return folder
+
+
 def register(settings, zoo_dir, name: str = "digits-mlp"):
     from unlearn import registry
     from unlearn.store.db import session_scope

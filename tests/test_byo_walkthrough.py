@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import cached_build
 from tests.procs import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,16 +26,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def stand_ins(zoo_dir):
     """The three stand-ins, built once (small diffusion recipe) and cached beside the zoo."""
-    folder = zoo_dir / "byo-walkthrough"
-    if not (folder / "built.json").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
+    def build(tmp: Path) -> None:
         subprocess.run([sys.executable, "examples/byo/make_models.py", str(tmp), "--small"], cwd=ROOT, check=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=1800)
-        tmp.rename(folder)
-        built = json.loads((folder / "built.json").read_text())  # paths inside were written under tmp
-        (folder / "built.json").write_text(json.dumps(built).replace(str(tmp), str(folder)))
+
+    folder = cached_build(zoo_dir, "byo-walkthrough", build, "built.json")
+    built = (folder / "built.json").read_text()  # paths inside were written under the temporary folder
+    (folder / "built.json").write_text(built.replace(str(folder.with_name(folder.name + ".tmp")), str(folder)))
     return folder
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from examples.byo.digits_vit import build_digits_vit
+from tests.conftest import cached_build
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.contracts import Scope
 from unlearn.data import records
@@ -25,11 +26,7 @@ FIELDS = records.FieldMap(id="sample_id", subject="owner", label="label", image=
 @pytest.fixture(scope="module")
 def team(zoo_dir, tmp_path_factory):
     """The stand-in ViT, its recipe and its records folder (built once, cached beside the zoo)."""
-    folder = zoo_dir / "byo-digits-vit"
-    if not (folder / "digits-vit" / "config.json").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        build_digits_vit(folder.with_name(folder.name + ".tmp"))
-        folder.with_name(folder.name + ".tmp").rename(folder)
+    folder = cached_build(zoo_dir, "byo-digits-vit", build_digits_vit, "digits-vit/config.json")
     rows, shape = records.normalise(records.read_table(folder / "digits-vit-manifest.parquet"), FIELDS, salt="test")
     out = tmp_path_factory.mktemp("records")
     records.save(rows, out, image_shape=shape)

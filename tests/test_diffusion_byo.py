@@ -2,13 +2,13 @@
 and forgetting a customer's images by the exact retrain."""
 
 import json
-import shutil
 
 import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from examples.byo.digits_pipeline import build_digits_pipeline
+from tests.conftest import cached_build
 from unlearn.contracts import Scope
 from unlearn.data import records
 from unlearn.families import get_family
@@ -18,11 +18,7 @@ from unlearn.models import class_diffusion
 @pytest.fixture(scope="module")
 def team(zoo_dir, tmp_path_factory):
     """The stand-in pipeline, its judge and its records folder (built once, cached beside the zoo)."""
-    folder = zoo_dir / "byo-digits-pipeline"
-    if not (folder / "digits-judge" / "unlearn.json").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        build_digits_pipeline(folder.with_name(folder.name + ".tmp"))
-        folder.with_name(folder.name + ".tmp").rename(folder)
+    folder = cached_build(zoo_dir, "byo-digits-pipeline", build_digits_pipeline, "digits-judge/unlearn.json")
     rows, shape = records.normalise(records.read_table(folder / "digits-pipeline-records.parquet"),
                                     records.FieldMap(id="sample_id", subject="owner", label="label", image="image",
                                                      split="split"), salt="test")

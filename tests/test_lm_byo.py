@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from examples.byo.support_lm import build_support_lm, paths_in, stage, subject_ids
+from tests.conftest import cached_build
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.contracts import Scope
 from unlearn.data import records
@@ -21,14 +22,7 @@ from unlearn.methods import MethodError, UnlearnTask, get_method
 @pytest.fixture(scope="module")
 def built(zoo_dir) -> dict[str, Path]:
     """The stand-in's files (built once, cached beside the zoo)."""
-    folder = zoo_dir / "byo-support-lm"
-    if not (folder / "support-lm" / "config.json").exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_support_lm(tmp)
-        tmp.rename(folder)
-    return paths_in(folder)
+    return paths_in(cached_build(zoo_dir, "byo-support-lm", build_support_lm, "support-lm/config.json"))
 
 
 @pytest.fixture(scope="module")
