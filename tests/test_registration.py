@@ -325,3 +325,30 @@ def test_a_precomputed_reference_is_copied_in_with_its_own_manifest(settings_db,
     with pytest.raises(registry.ArtifactIntegrityError), session_scope(settings_db.resolved_database_url) as s:
         reference_for(settings_db, s.get(Model, "support-memo"), registry.champion(s, "support-memo"), [],
                       "precomputed")
+
+
+@pytest.mark.parametrize("body, fmt, message", [
+    (b'{"id": "a"}\n\xff\xfe', "ndjson", "not UTF-8 (byte 12)"),
+    (b'{"id": "a"}\n[1, 2]\n', "ndjson", "line 2: a JSON object is expected, not list"),
+    (b'{"id": "a"}\n{"id": \n', "ndjson", "line 2: not JSON"),
+    (b'{"id": "a", "x": 1}\n{"id": "b", "x": {"y": 2}}\n', "ndjson", "do not hold one type each"),
+    (b"\n\n", "ndjson", "no records"),
+    (b"PAR1 not really a parquet file PAR1", "parquet", "cannot read Parquet"),
+    (b'{"id": "a"}', "parquet", "not a Parquet file"),
+])
+def test_an_uploaded_body_is_parsed_without_a_native_json_reader_and_refused_by_line(body, fmt, message):
+    with pytest.raises(rec.RecordError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        rec.table_from_bytes(body, fmt, source="batch 3")
+
+
+def test_a_parquet_batch_uploads(tmp_path):
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": ["a", "b"], "customer_id": ["c1", "c2"], "text": ["x", "y"]}), buf)
+    table = rec.table_from_bytes(buf.getvalue(), "parquet")
+    out = registration.save_upload(tmp_path, "memo", 0, table, FIELDS, salt="s")
+    assert out == {"batch": 0, "records": 2, "batches": [0], "total": 2}

@@ -3,7 +3,6 @@
 No `from __future__ import annotations`: FastAPI reads the dependencies from live annotations.
 """
 
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -99,8 +98,8 @@ def get_model(name: Text, session: SessionDep, caller: CallerDep) -> ModelDetail
     return ModelDetail(**_detail(session, name))
 
 
-_UPLOAD_FORMATS = {"application/x-ndjson": ".jsonl", "application/jsonl": ".jsonl", "application/json": ".jsonl",
-                   "application/vnd.apache.parquet": ".parquet", "application/x-parquet": ".parquet"}
+_UPLOAD_FORMATS = {"application/x-ndjson": "ndjson", "application/jsonl": "ndjson", "application/json": "ndjson",
+                   "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet"}
 
 
 @router.post("/{name}/records", response_model=UploadOut, operation_id="uploadModelRecords", tags=["models"],
@@ -128,16 +127,13 @@ async def upload_records(name: Text, request: Request, caller: OperatorDep, sett
     body = await request.body()
     if len(body) > settings.max_records_batch_bytes:
         raise ProblemError(413, "Payload Too Large", f"a batch is limited to {settings.max_records_batch_bytes} bytes")
-    with tempfile.TemporaryDirectory(prefix="unlearn-upload-") as tmp:
-        path = Path(tmp) / f"batch{suffix}"
-        path.write_bytes(body)
-        try:
-            table = rec.read_table(path)
-        except rec.RecordError as exc:
-            raise ProblemError(422, "Invalid records", f"batch {batch}: {str(exc).split(': ', 1)[-1]}") from None
-        out = registration.save_upload(settings.resolved_artifact_root, name, batch, table,
-                                       rec.FieldMap(**fields.model_dump()), salt=settings.subject_salt,
-                                       split="holdout" if holdout else "train")
+    try:
+        table = rec.table_from_bytes(body, suffix, source=f"batch {batch}")
+    except rec.RecordError as exc:
+        raise ProblemError(422, "Invalid records", str(exc)) from None
+    out = registration.save_upload(settings.resolved_artifact_root, name, batch, table,
+                                   rec.FieldMap(**fields.model_dump()), salt=settings.subject_salt,
+                                   split="holdout" if holdout else "train")
     return UploadOut(**out)
 
 

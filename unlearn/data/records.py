@@ -103,6 +103,49 @@ def read_table(path: str | Path) -> Any:
         raise RecordError(f"{path}: cannot read records: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
+def table_from_bytes(data: bytes, fmt: str, source: str = "records") -> Any:
+    """A `datasets.Dataset` from an uploaded body: `fmt` "ndjson" (one JSON object a line, UTF-8) or
+    "parquet". NDJSON is parsed line by line with Python's own `json` (a body from the network never
+    reaches a native JSON parser); Parquet must carry its magic bytes at both ends before pyarrow reads it.
+    Raises RecordError naming `source` and the first bad line."""
+    import datasets
+
+    if fmt == "ndjson":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(f"{source}: not UTF-8 (byte {exc.start})") from None
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise RecordError(f"{source}: line {n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise RecordError(f"{source}: line {n}: a JSON object is expected, not {type(row).__name__}")
+            rows.append(row)
+        if not rows:
+            raise RecordError(f"{source}: no records")
+        try:
+            return datasets.Dataset.from_list(rows)
+        except Exception as exc:  # noqa: BLE001 - columns whose values arrow cannot hold in one type
+            raise RecordError(f"{source}: the records' columns do not hold one type each "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if fmt == "parquet":
+        if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+            raise RecordError(f"{source}: not a Parquet file")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return datasets.Dataset(pq.read_table(pa.BufferReader(data)))
+        except Exception as exc:  # noqa: BLE001 - any reader fault is the refusal's reason
+            raise RecordError(f"{source}: cannot read Parquet ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    raise RecordError(f"{source}: unknown format {fmt!r}; ndjson or parquet")
+
+
 def _bad_text(value: str) -> str | None:
     if "\x00" in value:
         return "contains NUL"
@@ -324,4 +367,4 @@ def load(folder: str) -> Records:
 
 
 __all__ = ["COLUMNS", "FieldMap", "RecordError", "Records", "check_disjoint", "content_sha256", "load",
-           "load_tabular", "normalise", "read_table", "save"]
+           "load_tabular", "normalise", "read_table", "save", "table_from_bytes"]
