@@ -93,13 +93,24 @@ def _unstorable(value: Any) -> bool:
     return "\\u0000" in text  # how json writes NUL
 
 
-def _read_query(case) -> dict[str, Any]:
+def _read_query(case, response=None) -> dict[str, Any]:
     """The query as the app reads it: schemathesis also sends undeclared parameters (ignored) and repeats
-    scalar ones (the last value counts)."""
+    scalar ones (the last value counts). Read from the URL that was sent where the response carries it, so
+    that the check judges the very values the app received."""
+    sent = None
+    url = getattr(getattr(response, "request", None), "url", None)
+    if isinstance(url, str):
+        from urllib.parse import parse_qsl, urlsplit
+
+        sent = parse_qsl(urlsplit(url).query, keep_blank_values=True)
     read = {}
     for param in case.operation.query:
-        value = (case.query or {}).get(param.name)
         is_array = '"array"' in json.dumps(param.definition.get("schema", {}))
+        if sent is not None:
+            values = [v for k, v in sent if k == param.name]
+            read[param.name] = values if is_array else (values[-1] if values else None)
+            continue
+        value = (case.query or {}).get(param.name)
         read[param.name] = value[-1] if isinstance(value, list) and value and not is_array else value
     return read
 
@@ -108,7 +119,7 @@ def _read_query(case) -> dict[str, Any]:
 def refuses_unstorable(ctx, response, case) -> None:
     # In a URL every value is text ("nan" is a fine string), so there only NUL counts; a value nested deeper
     # than a repeated parameter's items goes out as its Python repr, NUL written as the four characters \x00.
-    url = [*_read_query(case).values(), *(case.path_parameters or {}).values()]
+    url = [*_read_query(case, response).values(), *(case.path_parameters or {}).values()]
     items = [item for value in url for item in (value if isinstance(value, list) else [value])]
     bad_url = any(isinstance(item, str) and "\x00" in item for item in items)
     if response.status_code < 400 and (bad_url or (case.body is not NOT_SET and _unstorable(case.body))):
