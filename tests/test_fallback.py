@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from tests.test_recipes import _memory
+from tests.test_recipes import _write as write_memory
 from unlearn import methods, registry
 from unlearn.coalesce import coalesce
 from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
@@ -27,15 +29,8 @@ from unlearn.verify import Verdict, criterion
 N = 30
 
 
-def _memory(model_dir: Path) -> set[str]:
-    return set(json.loads((Path(model_dir) / "memory.json").read_text()))
-
-
 def _write(out_dir: Path, memory: Sequence[str], **meta: Any) -> None:
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "memory.json").write_text(json.dumps(sorted(memory)))
-    (out_dir / "unlearn.json").write_text(json.dumps({"family": "sticky", "model": "sticky", "dataset": {}, **meta}))
+    write_memory(out_dir, memory, family="sticky", **meta)
 
 
 class StickyFamily(Family):

@@ -34,11 +34,11 @@ def _memory(model_dir: Path) -> set[str]:
     return set(json.loads((Path(model_dir) / "memory.json").read_text()))
 
 
-def _write(out_dir: Path, memory: Sequence[str], **meta: Any) -> None:
+def _write(out_dir: Path, memory: Sequence[str], family: str = "toy", **meta: Any) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "memory.json").write_text(json.dumps(sorted(memory)))
-    (out_dir / "unlearn.json").write_text(json.dumps({"family": "toy", "model": "toy", "dataset": {}, **meta}))
+    (out_dir / "unlearn.json").write_text(json.dumps({"family": family, "model": family, "dataset": {}, **meta}))
 
 
 class ToyFamily(Family):
