@@ -250,10 +250,11 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
             sync_requests(s, {t.request_id for t in _targets(s, h.job_id)}, actor=h.worker)  # → running
     out.mkdir(parents=True)
     spec = get_method(method)
+    params = plan.params if method == plan.method else {}  # a fallback method runs on its own defaults
     t0 = time.perf_counter()
     info = spec.run(UnlearnTask(
         family=plan.model.family, base_dir=base_dir, out_dir=out, forget_ids=plan.forget, retain_ids=plan.keep,
-        scope=plan.scope, params=plan.params if method == plan.method else {}, device=settings.device,
+        scope=plan.scope, params=params, device=settings.device,
         progress=lambda f, m: h.progress(f, m, stage_span=(lo, lo + 0.6 * (hi - lo)))))
     unlearn_s = time.perf_counter() - t0
     if spec.is_reference:  # the candidate is the family's retrain itself: verify against it, do not train twice
@@ -277,7 +278,6 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
         job = s.get(UnlearningJob, h.job_id)
         h.write(s, progress=hi - 0.05 * (hi - lo), message="registering")
         base = s.get(ModelVersion, job.base_version_id)
-        params = plan.params if method == plan.method else {}
         version = register_version(s, parent=base, method=method, params=params, folder=out,
                                    forget_ids=plan.forget, request_ids=plan.request_ids, job_id=h.job_id,
                                    method_info={**info, "seconds": round(unlearn_s, 4)}, verdict=report)

@@ -297,12 +297,7 @@ def register(session: Session, reg: Registration, *, artifact_root: Path, salt: 
     if reg.reference == "precomputed" and reg.reference_dir is None:
         raise RegistrationError("the precomputed policy needs the reference folder (--reference-dir)")
     if reg.recipe and reg.recipe.get("base"):
-        base = Path(str(reg.recipe["base"])).expanduser()
-        if not base.is_absolute() and reg.recipe.get("_dir"):  # relative to the recipe file
-            base = Path(reg.recipe["_dir"]) / base
-        reg.recipe = {**reg.recipe, "base": str(_check_folder(base, "recipe base"))}
-    if reg.recipe:
-        reg.recipe = {k: v for k, v in reg.recipe.items() if k != "_dir"}
+        reg.recipe = {**reg.recipe, "base": str(_check_folder(Path(str(reg.recipe["base"])), "recipe base"))}
     root = Path(artifact_root).resolve()
     rows, shape = read_records(reg, salt=salt, uploads=uploads_dir(root, reg.name))
     if reg.reference == "holdout" and not any(r["split"] == "holdout" for r in rows):
@@ -435,7 +430,10 @@ def load_recipe(path: Path | None) -> dict[str, Any] | None:
         raise RegistrationError(f"recipe {path}: not JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise RegistrationError(f"recipe {path}: a JSON object is expected")
-    return {**doc, "_dir": str(path.resolve().parent)}
+    base = doc.get("base")
+    if isinstance(base, str) and not Path(base).expanduser().is_absolute():  # relative to the recipe file
+        doc["base"] = str(path.resolve().parent / base)
+    return doc
 
 
 def describe(session: Session, name: str) -> dict[str, Any]:
