@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
                   description="Deletion requests for trained models: forget, verify, promote, audit.",
                   docs_url=None, redoc_url=None)  # api.routes.docs serves /docs from the package; no CDN
     app.state.settings = settings
+    settings.install_artifact_store()  # registrations publish their versions to the store, when there is one
     app.state.engine = get_engine(settings.resolved_database_url)
     # Counted in the broker's Redis in production: every API process shares one limit.
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute,

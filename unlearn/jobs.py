@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, select
 
+from unlearn.artifacts import locate
 from unlearn.certificates import issue_certificates
 from unlearn.contracts import Scope
 from unlearn.families import get_family
@@ -218,7 +219,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     # request is not left undone by one method's miss; a method an operator named is tried alone.
     chain = [plan.method]
     if plan.fallback:
-        chain += get_family(plan.model.family).fallback_methods(Path(plan.base.artifact_path), plan.scope, chain)
+        chain += get_family(plan.model.family).fallback_methods(locate(plan.base.artifact_path), plan.scope, chain)
     outcome = Outcome("failed", "no method ran")
     for i, method in enumerate(chain):
         outcome = _try_method(settings, h, plan, method, last=i == len(chain) - 1,
@@ -236,7 +237,7 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
     url = settings.resolved_database_url
     root = settings.resolved_artifact_root
     lo, hi = span
-    base_dir = Path(plan.base.artifact_path)
+    base_dir = locate(plan.base.artifact_path)
     suffix = "" if method == plan.method else f"-{method}"
     out = artifact_dir(root, plan.model.name, "jobs", h.job_id, f"attempt-{h.attempt}{suffix}")
     shutil.rmtree(out, ignore_errors=True)
@@ -287,7 +288,7 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
             h.write(s)
             if not move_alias(s, job.model_name, version, expected=base.id, actor=h.worker,
                               reason=f"job {h.job_id} passed verification",
-                              fresh_manifest=Path(version.artifact_path) == out):
+                              fresh_manifest=locate(version.artifact_path) == out):
                 # The champion moved under us (a rollback, a racing job): redo on the new champion.
                 requeue_job(s, job, actor=h.worker, reason="champion moved during the job")
                 h.write(s, lease_until=None)
