@@ -21,7 +21,15 @@ from sqlmodel import select
 
 from tests.conftest import register
 from tests.fault_methods import PLUGINS
-from tests.procs import ROOT, TEST_SALT, RedisServer, celery_worker, free_port, postgres_database, wait_for_port
+from tests.procs import (
+    ROOT,
+    TEST_SALT,
+    RedisServer,
+    celery_worker,
+    free_port,
+    postgres_database,
+    wait_for_port,
+)
 from unlearn import artifacts, registry
 from unlearn.artifacts import locate, read_meta, record, use_mirror, write_manifest, write_meta
 from unlearn.intake import DeletionRequestIn, submit

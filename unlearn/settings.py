@@ -95,7 +95,10 @@ class Settings(BaseSettings):
 
     # API
     max_body_bytes: int = Field(256 * 1024, ge=1)
-    max_scope_items: int = Field(10_000, ge=1)
+    max_scope_items: int = Field(10_000, ge=1)  # sample ids inline in a request's JSON
+    # A scope sent as an upload (POST /v1/deletion-requests/bulk): sample ids or subjects, NDJSON or Parquet.
+    max_bulk_scope_items: int = Field(1_000_000, ge=1)
+    max_bulk_body_bytes: int = Field(128 * 1024 * 1024, ge=1)
     # Folders on the service's machines that POST /v1/models may read a team's model, records, recipe base,
     # reference or judge from (a shared volume); none by default, so that an API key cannot make the service
     # copy an arbitrary folder. The CLI (`unlearn model register`) runs as its user and reads any path.
