@@ -33,17 +33,17 @@ from unlearn.artifacts import (  # noqa: F401  (the manifest helpers are part of
     record,
     write_manifest,
 )
-from unlearn.contracts import Scope
+from unlearn.contracts import SampleRecord, Scope
 from unlearn.families import get_family
 from unlearn.identity import hash_subject, sha256_ids, valid_model_name
 from unlearn.objectstore import StoreIntegrityError
+from unlearn.store.bulk import insert_training_records
 from unlearn.store.models import (
     Alias,
     DeletionRequest,
     Model,
     ModelVersion,
     RequestTarget,
-    TrainingRecord,
     utcnow,
 )
 from unlearn.store.states import RequestStatus, VersionStatus
@@ -168,9 +168,10 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
     publish(dest)  # in the store before the row that names it commits
     session.add(Model(name=name, family=family, description=description, thresholds=thresholds or {}))
     session.flush()
-    session.add_all([TrainingRecord(model_name=name, sample_id=r.sample_id, label=r.label, split=r.split,
-                                    subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
-                     for r in samples])
+    insert_training_records(session, name, (  # one COPY (PostgreSQL) or executemany (SQLite), not an object a row
+        SampleRecord(sample_id=r.sample_id, label=r.label, split=r.split,
+                     subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
+        for r in samples))
     version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=record(dest),
                            weights_sha256=sha, status=VersionStatus.PROMOTED, verdict=None, params_hash="",
                            forget_hash=sha256_ids([]))
