@@ -27,6 +27,7 @@ from api.routes import (
     workers,
 )
 from api.scheduler import CoalesceScheduler
+from unlearn.families import family_names, get_family
 from unlearn.methods import register_method
 from unlearn.settings import Settings
 from unlearn.store.db import get_engine
@@ -56,6 +57,8 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
     `enqueue_jobs(ids)` sends jobs an operator retried (without it the reconciler sends them later)."""
     for name, target in settings.extra_methods.items():  # intake must know methods from outside the package
         register_method(name, target)
+    for family in family_names():  # imported now (transformers, diffusers: seconds), not in a request's time
+        get_family(family)
     app = FastAPI(title="unlearn", version=unlearn.__version__,
                   description="Deletion requests for trained models: forget, verify, promote, audit.",
                   docs_url=None, redoc_url=None)  # api.routes.docs serves /docs from the package; no CDN

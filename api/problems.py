@@ -115,6 +115,8 @@ def _title(status: int) -> str:
         return "Error"
 
 
+UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {  # routes whose body is data (NDJSON or Parquet)
+    415: {"model": Problem, "content": {PROBLEM: {}}, "description": "Not NDJSON or Parquet"}}
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM: {}}, "description": desc}
     for code, desc in [(400, "Bad request"), (401, "Missing or invalid API key"), (403, "Not allowed"),

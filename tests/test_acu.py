@@ -234,6 +234,30 @@ def test_service_path_chains_versions_and_passes_the_verifier(zoo_dir, tmp_path,
         spec.run(UnlearnTask("classifier", tmp_path / "v2r", tmp_path / "v3", first[:1], Unreadable()))
 
 
+def test_the_exact_update_check_passes_acu_and_fails_doing_nothing_or_the_wrong_samples(zoo_dir, tmp_path, digits):
+    from unlearn.verify.exact import acu_update_check
+
+    base = ensure("digits-acu", zoo_dir)
+    train = digits.ids_in("train")
+    forget, other = train[:40], train[40:80]
+    spec = get_method("acu")
+    spec.run(UnlearnTask("classifier", base, tmp_path / "acu", forget, Unreadable()))
+    verdict = acu_update_check(tmp_path / "acu", base, forget)
+    assert verdict.passed, verdict.reasons
+    # Doing nothing: a copy of the base, claimed to have forgotten the samples.
+    import shutil
+
+    shutil.copytree(base, tmp_path / "same")
+    nothing = acu_update_check(tmp_path / "same", base, forget)
+    assert not nothing.passed and {"update_statistics", "ledger"} <= {c.name for c in nothing.criteria if not c.passed}
+    # The wrong samples forgotten, exactly: consistent in itself, but not the update that was asked for.
+    spec.run(UnlearnTask("classifier", base, tmp_path / "wrong", other, Unreadable()))
+    wrong = acu_update_check(tmp_path / "wrong", base, forget)
+    assert not wrong.passed and not next(c for c in wrong.criteria if c.name == "update_statistics").passed
+    # A non-analytic model has no such check: verified against its reference instead.
+    assert acu_update_check(ensure("digits-mlp", zoo_dir), ensure("digits-mlp", zoo_dir), forget) is None
+
+
 def test_architecture_contract_returns_log_probabilities(zoo_dir, digits):
     predict = load(ensure("digits-acu", zoo_dir))
     X, y = digits.take(digits.ids_in("test"))

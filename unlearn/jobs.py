@@ -272,7 +272,7 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
             s, settings, plan.model, candidate_dir=out, base=plan.base, method=method,
             forget_ids=sorted(set(plan.base.excluded_ids) | set(plan.forget)), keep_ids=plan.keep, scope=plan.scope,
             report_dir=artifact_dir(root, plan.model.name, "reports", h.job_id, f"attempt-{h.attempt}{suffix}"),
-            parent_id=plan.base.id)
+            parent_id=plan.base.id, new_forget_ids=plan.forget)
     report = {**checked.report, "unlearn_seconds": round(unlearn_s, 4)}
 
     with session_scope(url) as s:

@@ -204,16 +204,29 @@ class Verification:
 
 def verify_candidate(session: Session, settings: Settings, model: Model, *, candidate_dir: Path, base: ModelVersion,
                      method: str | None, forget_ids: list[str], keep_ids: list[str], scope: Scope,
-                     report_dir: Path, parent_id: str | None = None) -> Verification:
+                     report_dir: Path, parent_id: str | None = None,
+                     new_forget_ids: list[str] | None = None) -> Verification:
     """Score `candidate_dir` as the service gates it, and write `verdict.json` into `report_dir`.
 
     `forget_ids`: every sample forgotten in the lineage so far (the candidate must behave as a model
     that never saw any of them); `keep_ids`: the training samples it still holds. `method`: the method
     that made the candidate (its declared gates apply), or None for a model as trained.
     The reference is the exact retrain on `keep_ids` from `base`, built (or read from the cache) only
-    when the family gates against one."""
+    when the family gates against one.
+
+    `new_forget_ids`: the samples this candidate forgot since `base` (a job's; None for a compliance
+    check). With them, the candidate of an exact method whose family can check the update against the
+    base's sufficient statistics (`Family.exact_update_check`: ACU) is verified that way, with no
+    reference: a burst of such jobs costs what the updates cost. The periodic compliance check still
+    compares the champion with the retrain."""
     t0 = time.perf_counter()
     fam = get_family(model.family)
+    spec = get_method(method) if method in method_names() else None
+    if new_forget_ids is not None and spec is not None and spec.exact and not spec.is_reference:
+        quick = fam.exact_update_check(candidate_dir, locate(base.artifact_path), new_forget_ids,
+                                       device=settings.device)
+        if quick is not None:
+            return _exact_update_verification(quick, method, report_dir, time.perf_counter() - t0)
     extra = criteria_for(model.family)
     overrides = gate_overrides(settings, model)
     gates = {**gates_for(model.family, method, scope), **overrides}
@@ -250,6 +263,18 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
                    "reference_policy": policy})
     (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))
     return Verification(verdict=verdict, report=report, reference=ref)
+
+
+def _exact_update_verification(verdict: Verdict, method: str, report_dir: Path, seconds: float) -> Verification:
+    report = verdict.to_dict()
+    report.update({"method": method, "gates": {c.name: c.threshold for c in verdict.criteria},
+                   "gate_overrides": {}, "verify_seconds": round(seconds, 4), "reference": None,
+                   "reference_policy": "exact_update", "exact_by_construction": False,
+                   "note": f"{method} is exact: its update was checked against the parent's sufficient statistics "
+                           "(no retrain); the periodic compliance check compares the champion with the retrain"})
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "verdict.json").write_text(json.dumps(report, indent=2, default=str))
+    return Verification(verdict=verdict, report=report, reference=None)
 
 
 __all__ = ["Verification", "gate_overrides", "gates_for", "lineage_plots", "reference_for", "reference_model",

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from api.deps import CallerDep, OperatorDep, SessionDep, SettingsDep
 from api.lookups import known_model, model_version
-from api.problems import ERROR_RESPONSES, ProblemError, domain_problem
+from api.problems import ERROR_RESPONSES, UPLOAD_RESPONSES, ProblemError, domain_problem
 from api.schemas import (
     FieldsQuery,
     ModelDetail,
@@ -103,6 +103,7 @@ _UPLOAD_FORMATS = {"application/x-ndjson": "ndjson", "application/jsonl": "ndjso
 
 
 @router.post("/{name}/records", response_model=UploadOut, operation_id="uploadModelRecords", tags=["models"],
+             responses=UPLOAD_RESPONSES,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/x-ndjson": {"schema": {"type": "string"}},
                  "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}})

@@ -16,7 +16,7 @@ from api.auth import Principal
 from api.deps import CallerDep, CoalescerDep, OperatorDep, SessionDep, SettingsDep
 from api.idempotency import create_once
 from api.lookups import visible_request
-from api.problems import ERROR_RESPONSES, ProblemError
+from api.problems import ERROR_RESPONSES, UPLOAD_RESPONSES, ProblemError
 from api.scheduler import CoalesceScheduler
 from api.schemas import AuditOut, ExtendIn, ReasonIn, RequestOut, RequestPage
 from api.views import audit_out, request_out
@@ -67,7 +67,7 @@ class _BulkBody(BulkRequestIn):
 
 
 @router.post("/bulk", status_code=202, response_model=RequestOut, operation_id="createBulkDeletionRequest",
-             tags=["requests"],
+             tags=["requests"], responses=UPLOAD_RESPONSES,
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/x-ndjson": {"schema": {"type": "string"}},
                  "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}})

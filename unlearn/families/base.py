@@ -72,6 +72,13 @@ class Family(ABC):
                thresholds: dict[str, float] | None = None, report_dir: Path | None = None) -> Verdict:
         """Score the candidate against the retrain reference. `report_dir` receives plots."""
 
+    def exact_update_check(self, candidate_dir: Path, parent_dir: Path, new_forget_ids: Sequence[str], *,
+                           device: str = "cpu") -> Verdict | None:
+        """For an exact method's candidate: a verdict from the statistics the update must have changed,
+        without a reference (e.g. ACU's closed form, `unlearn.verify.exact`); None (the default) when the
+        family has no such check for this model, and the candidate is verified against its reference."""
+        return None
+
     def reference_policy(self, model_dir: Path) -> str:
         """How candidates of the model at `model_dir` are verified: its registered policy, else "retrain"
         for a family that gates against the retrain and "none" for one that does not."""

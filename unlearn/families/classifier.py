@@ -28,6 +28,7 @@ from unlearn.families.base import Family
 from unlearn.models import ARCHS, get_arch, hf_image
 from unlearn.verify import classifier as classifier_gate
 from unlearn.verify import corrective as corrective_gate
+from unlearn.verify import exact as exact_gate
 from unlearn.verify import holdout as holdout_gate
 from unlearn.verify.verdict import Verdict
 
@@ -104,6 +105,11 @@ class ClassifierFamily(Family):
         data = get_dataset(meta["dataset"])
         X, y = data.take(list(keep_ids))
         get_arch(meta["arch"]).train(dict(meta), X, y, out_dir, device=device, progress=progress)
+
+    def exact_update_check(self, candidate_dir: Path, parent_dir: Path, new_forget_ids: Sequence[str], *,
+                           device: str = "cpu") -> Verdict | None:
+        # ACU's analytic head: checked against its parent's sufficient statistics (unlearn.verify.exact)
+        return exact_gate.acu_update_check(candidate_dir, parent_dir, list(new_forget_ids), device=device)
 
     def verify(self, candidate_dir: Path, reference_dir: Path, forget_ids: Sequence[str],
                retain_ids: Sequence[str], scope: Scope, *, device: str = "cpu",
