@@ -1,0 +1,218 @@
+"""Does each shipped method pass across training seeds and request draws, through the service's own gate?
+
+    python -m benchmarks.robustness [--methods acu,retrain,laf,ssd] [--seeds 5] [--draws 2] [--lm]
+
+For each method on its default world, the original is trained with `--seeds` seeds (the model's own
+seed: initialisation and batch order; the data set stays the same), and for each original `--draws`
+requests are drawn. Every trial runs as the service runs it: a fresh database, the model imported, the
+request submitted with the method named, the batcher's job run by `unlearn.jobs.run_job`, and the
+verdict read from the version the method produced (the same gate the service applies; a request whose
+method fails goes on down the family's chain, which is not what is counted here). No constant is tuned
+here: the methods run on their defaults.
+
+Worlds and draws (the request each method serves in the service):
+- acu: `digits-acu` (analytic head), a random subject's samples (privacy).
+- retrain: `digits-mlp`, 50 random training samples (privacy).
+- laf: `digits-cnn`, 50 random training samples, labels not given (privacy; the method `auto` picks then).
+- ssd: `digits-backdoor`, a random 25% of the poisoned samples flagged (corrective).
+- whp, npo_klr (with `--lm`): `people-lm`, a random person (privacy). Each original takes minutes to
+  train on a CPU: run with a GPU (`UNLEARN_DEVICE=cuda`) or expect an hour per method.
+
+Writes benchmarks/results/robustness.json and robustness.md (pass counts, and for failures the criterion
+that failed most often with its worst margin). Results are kept per trial in the JSON, so a run can be
+resumed (`--resume`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sqlmodel import select
+
+from unlearn import registry
+from unlearn.coalesce import coalesce
+from unlearn.data import get_dataset
+from unlearn.data.poison import flagged_subset
+from unlearn.intake import DeletionRequestIn, submit
+from unlearn.jobs import run_job
+from unlearn.settings import Settings
+from unlearn.store.db import migrate, session_scope
+from unlearn.store.models import ModelVersion, UnlearningJob
+from unlearn.zoo import CORRECTIVE_TRAIN, digits_cnn_meta, people_lm_meta, train_on_split
+
+RESULTS = Path(__file__).parent / "results"
+CACHE = Path(os.environ.get("UNLEARN_DATA_DIR", ".unlearn")) / "robustness"
+
+
+def _digits_meta(name: str, seed: int) -> dict:
+    if name == "digits-acu":
+        return {"family": "classifier", "model": name, "arch": "analytic", "seed": seed,
+                "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "num_classes": 10,
+                "backbone": "identity", "buffer_size": 1024, "gamma": 1.0}
+    if name == "digits-mlp":
+        return {"family": "classifier", "model": name, "arch": "mlp", "seed": seed,
+                "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 128, "num_classes": 10,
+                "train": {"epochs": 60, "lr": 1e-3, "batch_size": 64}}
+    if name == "digits-cnn":
+        return {**digits_cnn_meta(name, {"name": "digits", "seed": 0}), "seed": seed}
+    if name == "digits-backdoor":
+        return {**digits_cnn_meta(name, {"name": "digits-backdoor", "seed": 0}, **CORRECTIVE_TRAIN), "seed": seed}
+    raise KeyError(name)
+
+
+def _build(world: str, seed: int, device: str) -> Path:
+    folder = CACHE / f"{world}-seed{seed}"
+    if (folder / "unlearn.json").exists():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    if world == "people-lm":
+        from unlearn.families.lm import people_world
+        from unlearn.models import tiny_lm
+
+        meta = {**people_lm_meta(), "seed": seed}
+        w = people_world(meta["dataset"])
+        tiny_lm.train(w, w.trained, meta, tmp, device=device)
+    else:
+        train_on_split(_digits_meta(world, seed), tmp, device=device)
+    tmp.rename(folder)
+    return folder
+
+
+def _train_ids(data) -> list[str]:
+    return list(data.ids_in("train"))
+
+
+def _subject_scope(data, rng) -> dict:
+    subjects = sorted({data.subjects[data.index[s]] for s in _train_ids(data)})
+    return {"type": "subject", "subject": subjects[int(rng.integers(len(subjects)))]}
+
+
+def _samples_scope(data, rng, n: int = 50, labels_known: bool = True) -> dict:
+    ids = _train_ids(data)
+    return {"type": "samples", "sample_ids": [ids[i] for i in rng.choice(len(ids), n, replace=False)],
+            "labels_known": labels_known}
+
+
+# method → (world, family, kind, draw(rng) → scope)
+Draw = Callable[[np.random.Generator], dict]
+
+
+def _plans() -> dict[str, tuple[str, str, str, Draw]]:
+    digits = get_dataset({"name": "digits", "seed": 0})
+    backdoor = get_dataset({"name": "digits-backdoor", "seed": 0})
+    return {
+        "acu": ("digits-acu", "classifier", "privacy", lambda rng: _subject_scope(digits, rng)),
+        "retrain": ("digits-mlp", "classifier", "privacy", lambda rng: _samples_scope(digits, rng)),
+        "laf": ("digits-cnn", "classifier", "privacy", lambda rng: _samples_scope(digits, rng, labels_known=False)),
+        "ssd": ("digits-backdoor", "classifier", "corrective",
+                lambda rng: {"type": "samples", "sample_ids": flagged_subset(backdoor, 0.25, int(rng.integers(1 << 30)))}),
+        "whp": ("people-lm", "lm", "privacy", lambda rng: _person(rng)),
+        "npo_klr": ("people-lm", "lm", "privacy", lambda rng: _person(rng)),
+    }
+
+
+def _person(rng) -> dict:
+    from unlearn.families.lm import people_world
+
+    world = people_world(people_lm_meta()["dataset"])
+    people = sorted({r.subject for r in world.records() if r.split == "train" and r.subject})
+    return {"type": "subject", "subject": people[int(rng.integers(len(people)))]}
+
+
+def trial(method: str, world: str, family: str, kind: str, scope: dict, original: Path, device: str) -> dict:
+    """One request through the service's path; the verdict of the version `method` produced."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), device=device, subject_salt="robustness")
+        migrate(settings.resolved_database_url)
+        with session_scope(settings.resolved_database_url) as s:
+            registry.import_model(s, name=world, family=family, source_dir=original,
+                                  artifact_root=settings.resolved_artifact_root, salt=settings.subject_salt)
+        with session_scope(settings.resolved_database_url) as s:
+            submit(s, settings, "bench", DeletionRequestIn(model=world, scope=scope, kind=kind, method=method))
+        with session_scope(settings.resolved_database_url) as s:
+            (job_id,) = coalesce(s, settings, force=True)
+        t0 = time.perf_counter()
+        run_job(settings, job_id, worker="bench")
+        seconds = time.perf_counter() - t0
+        with session_scope(settings.resolved_database_url) as s:
+            job = s.get(UnlearningJob, job_id)
+            version = s.exec(select(ModelVersion).where(ModelVersion.job_id == job.id,
+                                                        ModelVersion.method == method)).first()
+            if version is None:
+                return {"passed": False, "error": job.error or "no candidate", "seconds": round(seconds, 1)}
+            metrics = version.metrics or {}
+    failing = []
+    for name, c in (metrics.get("criteria") or {}).items():
+        if c.get("threshold") is None or c.get("passed"):
+            continue
+        value, threshold = c["value"], c["threshold"]
+        margin = abs(value) - threshold if c["op"] == "within" else \
+            (value - threshold if c["op"] == "<=" else threshold - value)
+        failing.append({"criterion": name, "value": value, "threshold": threshold, "op": c["op"], "margin": margin})
+    return {"passed": metrics.get("verdict") == "pass", "failing": failing, "seconds": round(seconds, 1),
+            "reasons": metrics.get("reasons", [])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--methods", default="acu,retrain,laf,ssd")
+    ap.add_argument("--lm", action="store_true", help="add whp and npo_klr on the people world")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--draws", type=int, default=2)
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    device = os.environ.get("UNLEARN_DEVICE", "cpu")
+    methods = args.methods.split(",") + (["whp", "npo_klr"] if args.lm else [])
+    plans = _plans()
+    out_json = RESULTS / "robustness.json"
+    rows = json.loads(out_json.read_text())["trials"] if args.resume and out_json.exists() else []
+    done = {(r["method"], r["seed"], r["draw"]) for r in rows}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for method in methods:
+        world, family, kind, draw = plans[method]
+        for seed in range(args.seeds):
+            original = _build(world, seed, device)
+            for d in range(args.draws):
+                if (method, seed, d) in done:
+                    continue
+                scope = draw(np.random.default_rng(1000 * seed + d))
+                row = {"method": method, "world": world, "seed": seed, "draw": d,
+                       **trial(method, world, family, kind, scope, original, device)}
+                rows.append(row)
+                print(json.dumps({k: row[k] for k in ("method", "seed", "draw", "passed", "seconds")}), flush=True)
+                RESULTS.mkdir(exist_ok=True)
+                out_json.write_text(json.dumps({"device": device, "seeds": args.seeds, "draws": args.draws,
+                                                "trials": rows}, indent=2))
+    (RESULTS / "robustness.md").write_text(markdown(rows, device))
+    print(markdown(rows, device))
+
+
+def markdown(rows: list[dict], device: str) -> str:
+    lines = ["| method | world | passed | failing criterion (times) | worst margin |", "|---|---|---:|---|---:|"]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        fails = [f for r in mine for f in r.get("failing", [])]
+        top = Counter(f["criterion"] for f in fails).most_common(1)
+        worst = max((f["margin"] for f in fails if top and f["criterion"] == top[0][0]), default=None)
+        errors = sum(1 for r in mine if r.get("error"))
+        lines.append(f"| {method} | {mine[0]['world']} | {sum(r['passed'] for r in mine)}/{len(mine)} | "
+                     + (f"{top[0][0]} ({top[0][1]})" if top else (f"errors: {errors}" if errors else "—"))
+                     + f" | {'' if worst is None else f'{worst:.3g}'} |")
+    seeds = sorted({r["seed"] for r in rows})
+    draws = sorted({r["draw"] for r in rows})
+    lines += ["", f"Training seeds {seeds[0]}–{seeds[-1]} × {len(draws)} request draws per method, each verdict from "
+              f"the service's own gate (`unlearn.jobs.run_job`), on {device}; the margin is how far the failing "
+              "value lies past its threshold. Reproduce: `python -m benchmarks.robustness`."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
