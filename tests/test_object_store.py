@@ -287,3 +287,35 @@ def _multi_host(tmp_path, zoo_dir, s3_server, bucket, redis_server, db):
     finally:
         os.killpg(beat.pid, signal.SIGKILL)
         beat.wait()
+
+
+def test_a_team_registration_is_read_on_a_host_that_never_saw_its_folders(tmp_path, s3_server, bucket):
+    from tests.test_registration import _reg, _team  # the memo family and a team's folder
+    from unlearn import registration
+    from unlearn.data import records as rec
+
+    opts = {**CREDS, "endpoint_url": s3_server}
+    api = Settings(data_dir=tmp_path / "api", artifact_url=f"s3://{bucket}/artifacts", artifact_storage_options=opts)
+    api.install_artifact_store()
+    migrate(api.resolved_database_url)
+    paths = _team(tmp_path, n=30)
+    with session_scope(api.resolved_database_url) as s:
+        done = registration.register(s, _reg(paths, reference="precomputed", reference_dir=paths["model"]),
+                                     artifact_root=api.resolved_artifact_root, salt=api.subject_salt)
+    with session_scope(api.resolved_database_url) as s:
+        v1 = s.get(ModelVersion, done.version_id)
+        assert v1.artifact_path == "support-memo/v1"
+    on_disk = json.loads((api.resolved_artifact_root / "support-memo/v1" / artifacts.META).read_text())
+    assert on_disk["dataset"]["path"] == "@artifacts/support-memo/records"
+    assert on_disk["reference"]["dir"] == "@artifacts/support-memo/assets/reference"
+
+    worker = Settings(data_dir=tmp_path / "worker", database_url=api.resolved_database_url,
+                      artifact_url=api.artifact_url, artifact_storage_options=opts)
+    worker.install_artifact_store()  # another host: nothing of the model on its disk
+    with session_scope(worker.resolved_database_url) as s:
+        version = s.get(ModelVersion, done.version_id)
+        registry.ensure_intact(s, version, actor="worker")  # fetched, every hash checked
+    meta = read_meta(worker.resolved_artifact_root / "support-memo/v1")
+    assert meta["dataset"]["path"] == str(worker.resolved_artifact_root / "support-memo/records")
+    assert len(rec.load(meta["dataset"]["path"]).records()) == 40  # the records came along
+    assert registry.check_manifest(Path(meta["reference"]["dir"])) == []
