@@ -9,8 +9,8 @@
    `POST /v1/deletion-requests/bulk` (the largest form: Parquet is smaller). Timed from the first byte
    sent to the 202, the target is at most 30 s.
 3. The batcher makes its job(s) and a worker (`unlearn.jobs.run_job`, in this process) serves them:
-   ACU's rank-k downdate, then the verifier against the exact retrain on the `--keep` samples. Timed, with
-   the number of jobs (target: one) and the verdict.
+   ACU's downdate, then the verifier (for ACU, against the parent's sufficient statistics:
+   `unlearn.verify.exact`), then the promotion. Timed, with the number of jobs (target: one) and the verdict.
 
 Writes benchmarks/results/bulk_scope.json and bulk_scope.md. PostgreSQL at UNLEARN_TEST_PG (default: the
 local test database's server). Single-threaded torch (UNLEARN_TORCH_THREADS, default 1).
@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--buffer", type=int, default=256)
     args = ap.parse_args()
     out: dict = {"forget": args.forget, "keep": args.keep, "buffer": args.buffer, "machine": platform.machine(),
-                 "cpus": os.cpu_count(), "torch_threads": int(os.environ.get("UNLEARN_TORCH_THREADS", "1"))}
+                 "cpus": os.cpu_count(), "torch_threads": int(os.environ.get("UNLEARN_TORCH_THREADS", "1")),
+                 "load": round(os.getloadavg()[0], 1)}
     with tempfile.TemporaryDirectory() as tmp, postgres_database() as db:
         tmp = Path(tmp)
         settings = Settings(data_dir=tmp / "data", database_url=db, max_bulk_body_bytes=256 * 1024 * 1024,
@@ -123,7 +124,7 @@ def _markdown(o: dict) -> str:
         f"A synthetic analytic-head classifier trained on {o['forget'] + o['keep']:,} samples ({o['buffer']} random "
         f"features); the partner revokes {o['forget']:,} of them as one NDJSON upload "
         f"({o['upload_bytes'] / 1e6:.1f} MB) to `POST /v1/deletion-requests/bulk`. PostgreSQL, "
-        f"{o['cpus']} cores, {o['torch_threads']} torch thread(s).",
+        f"{o['cpus']} cores, {o['torch_threads']} torch thread(s); load average {o.get('load', '?')} at the start.",
         "",
         "| step | seconds |",
         "|---|---:|",
@@ -131,7 +132,7 @@ def _markdown(o: dict) -> str:
         f"| register it ({o['forget'] + o['keep']:,} records) | {o['register_s']} |",
         f"| **upload accepted (202)** (target ≤ 30 s) | **{o['accept_s']}** |",
         f"| batching into jobs: {o['jobs']} job(s) | {o['batch_s']} |",
-        f"| serving: {o['method']} downdate, verification against the exact retrain, promotion | {o['serve_s']} |",
+        f"| serving: {o['method']}, its verification, the promotion and the certificate | {o['serve_s']} |",
         f"| of which the method itself | {o['unlearn_s']} |",
         "",
         f"Outcome: request **{o['status']}**, verdict {o['verdict']}, the new version excludes "

@@ -20,6 +20,7 @@ OPEN, ANY, OPERATOR = "open", "any key", "operator"
 # Every route of the API, with who may call it. A new route without a line here fails the test.
 ACCESS = {
     ("POST", "/v1/deletion-requests"): ANY,
+    ("POST", "/v1/deletion-requests/bulk"): ANY,
     ("GET", "/v1/deletion-requests"): ANY,
     ("GET", "/v1/deletion-requests/{request_id}"): ANY,
     ("POST", "/v1/deletion-requests/{request_id}/cancel"): OPERATOR,
