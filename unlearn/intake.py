@@ -185,6 +185,11 @@ class DeletionRequestIn(BaseModel):
                                                      examples=["DSR-2026-0412"])
     due_days: int | None = Field(None, ge=1, le=90, description="deadline in days (default: settings)",
                                  examples=[30])
+    suspect_ids: list[text(min_length=1, max_length=128)] | None = Field(
+        None, description="corrective requests only: training samples suspected beyond those in `scope` (a larger "
+                          "flagged set). When unlearning the flagged samples fails its gate, the family's chain "
+                          "tries again forgetting these as well (e.g. SSD on the larger set) before retraining",
+        examples=[["digits-0311", "digits-0412"]])
 
 
 def _train_ids(session: Session, model: str, *where: Any) -> list[str]:
@@ -212,16 +217,7 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
     if not body.model:
         raise IntakeError(f"scope type {scope.type!r} needs a target 'model'")
     if scope.type == "samples":
-        ids = list(dict.fromkeys(scope.sample_ids or []))
-        if len(ids) > settings.max_scope_items:
-            raise IntakeError(f"scope has {len(ids)} samples; the limit is {settings.max_scope_items}", 413,
-                              "Scope too large")
-        known = set(_train_ids(session, body.model, col(TrainingRecord.sample_id).in_(ids)))
-        unknown = [s for s in ids if s not in known]
-        if unknown:
-            shown = ", ".join(repr(s) for s in unknown[:5]) + (" …" if len(unknown) > 5 else "")
-            raise IntakeError(f"{len(unknown)} sample id(s) are not in the training data of "
-                              f"{body.model!r}: {shown}")
+        ids = _training_ids(session, settings, body.model, scope.sample_ids or [], "scope", "sample")
         stored["sample_ids"] = ids
         return {body.model: ids}, stored
     label = scope.label
@@ -237,6 +233,29 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
         raise IntakeError(f"model {body.model!r} was trained on no sample of class {label}")
     stored["label"] = label
     return {body.model: ids}, stored
+
+
+def _suspects(session: Session, body: DeletionRequestIn, settings: Settings) -> list[str]:
+    """The request's suspected samples, checked: a corrective request on one model, training ids only."""
+    if body.kind != "corrective" or not body.model:
+        raise IntakeError("suspect_ids belong to a corrective request on one model")
+    return _training_ids(session, settings, body.model, body.suspect_ids or [], "suspect_ids", "suspect")
+
+
+def _training_ids(session: Session, settings: Settings, model: str, given: list[str], field: str,
+                  noun: str) -> list[str]:
+    """`given` without repeats, each checked to be a training sample of `model` (413 past the size limit,
+    422 naming up to five unknown ids)."""
+    ids = list(dict.fromkeys(given))
+    if len(ids) > settings.max_scope_items:
+        raise IntakeError(f"{field} has {len(ids)} samples; the limit is {settings.max_scope_items}", 413,
+                          "Scope too large")
+    known = set(_train_ids(session, model, col(TrainingRecord.sample_id).in_(ids)))
+    unknown = [s for s in ids if s not in known]
+    if unknown:
+        shown = ", ".join(repr(s) for s in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        raise IntakeError(f"{len(unknown)} {noun} id(s) are not in the training data of {model!r}: {shown}")
+    return ids
 
 
 def _check_params(session: Session, body: DeletionRequestIn, models: Iterable[str], scope: Scope) -> None:
@@ -270,6 +289,8 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
             raise IntakeError(f"method {body.method!r} reads the labels of the samples it forgets, and this "
                               "request's samples come without labels (labels_known is false)")
     targets, stored_scope = _resolve(session, body, settings)
+    if body.suspect_ids:
+        stored_scope["suspect_ids"] = _suspects(session, body, settings)
     _check_params(session, body, targets, Scope.from_dict(stored_scope, body.kind))
     received = utcnow()
     due = received + timedelta(days=body.due_days or settings.due_days)
