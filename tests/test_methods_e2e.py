@@ -102,4 +102,4 @@ def test_ssd_corrects_a_backdoor_and_is_rejected_on_interclass_confusion(service
     assert [(v["method"], v["status"]) for v in versions] == [("train", "promoted"), ("ssd", "rejected"),
                                                               ("retrain", "rejected")]
     assert [a["method"] for a in confused["attempts"]] == ["ssd", "retrain"]
-    assert "backdoor may remain" in confused["attempts"][1]["warning"]
+    assert "a backdoor they teach may remain" in confused["attempts"][1]["warning"]
