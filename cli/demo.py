@@ -151,7 +151,8 @@ def _row(settings: Settings, req: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The demo's table, one string per line: a head, a rule, one line per request."""
     head = ["request", "model", "method", "status", "secs", "verdict", "champion", "attempts"]
     lines = [[r["id"][:8], r["model"], r["method"], r["status"],
               f"{r['seconds_to_compliance']:.1f}" if r["seconds_to_compliance"] is not None else "-",
@@ -159,8 +160,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
               " → ".join(f"{a['method']} {a['verdict'] or '?'}" for a in r["attempts"]) or "-"]
              for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)]
-    for line in [head, ["-" * w for w in widths], *lines]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)))
+    return ["  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
+            for line in [head, ["-" * w for w in widths], *lines]]
 
 
 def seed_lm_reference(settings: Settings, names: list[str]) -> None:
@@ -201,7 +202,7 @@ def run_demo(settings: Settings, *, report: Path | None = None, models: str | No
         finally:
             server.should_exit = True
             thread.join(timeout=10)
-    _print_table(rows)
+    print("\n".join(table_lines(rows)))
     ok = all(r["status"] in p.expect for r, p in zip(rows, plan, strict=True))
     out = {"requests": rows, "ok": ok, "seconds": round(time.perf_counter() - t_start, 2),
            "database": settings.resolved_database_url.split("///")[0]}

@@ -312,7 +312,7 @@ def test_only_an_operator_ends_a_request_in_review_rejected_or_retries_it(sticky
     _budget(settings, None)  # the operator lifts the model's budget and retries the other, from the retrain
     retried = client.post(f"/v1/deletion-requests/{ids[1]}/decision",
                           json={"action": "retry", "reason": "budget raised", "method": "retrain"}, headers=op)
-    assert retried.status_code == 200 and retried.json()["status"] == "queued"
+    assert retried.status_code == 200 and retried.json()["status"] == "queued" and retried.json()["reason"] is None
     (job_id,) = _run_pending(settings)
     done = client.get(f"/v1/deletion-requests/{ids[1]}", headers=op).json()
     assert done["status"] == "completed" and done["targets"][0]["job_id"] == job_id

@@ -107,6 +107,8 @@ def transition(session: Session, entity: DeletionRequest | UnlearningJob, to: st
         values["updated_at"] = now
         if to in REQUEST_FINAL or to == R.NEEDS_REVIEW:  # what the operator or the submitter reads
             values["reason"] = reason if to != R.COMPLETED else None
+        elif current == R.NEEDS_REVIEW:  # back at work: why it waited is in the audit trail, no longer current
+            values["reason"] = None
         if to == R.COMPLETED:
             values["completed_at"] = now
     elif to in JOB_FINAL:
