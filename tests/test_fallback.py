@@ -189,7 +189,7 @@ def test_a_request_falls_through_a_failing_method_and_completes_on_the_next(stic
         assert verify_certificate(doc, public_key_pem(settings))
     else:  # nothing can follow: an operator decides, with the verdict; never rejected by the service
         assert request.status == "needs_review" and "forget_recall" in request.reason
-        assert "every method of the chain (sticky-miss)" in request.reason
+        assert "every method of the chain (sticky-miss)" in request.reason and "no retrain recipe" in request.reason
         assert [v.method for v in versions] == ["sticky-miss"]
         with session_scope(settings.resolved_database_url) as s:
             (target,) = s.exec(select(RequestTarget).where(RequestTarget.request_id == request.id)).all()
@@ -271,6 +271,8 @@ def test_a_passed_deadline_stops_the_chain_for_review(sticky):
     request, versions, _ = _state(settings, rid, job_id)
     assert request.status == "needs_review" and "deadline" in request.reason
     assert [v.method for v in versions] == ["sticky-miss"]
+    # still open past its due date: overdue while it waits for the operator
+    assert flags(request, utcnow(), 5) == (True, False)
 
 
 def _operator(settings) -> tuple[TestClient, dict[str, str]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from pydantic import ValidationError
+from sqlalchemy import func
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -169,7 +170,6 @@ class _Plan:
     keep: list[str]  # training samples the candidate still holds
     request_ids: list[str]
     suspects: list[str]  # samples an operator suspects beyond `forget` (corrective): a widening step drops them too
-    due_at: datetime | None  # the earliest deadline among the job's requests
     budget_s: float  # wall seconds the job's chain of methods may spend (the model's, else the settings')
 
 
@@ -195,7 +195,6 @@ def _plan(s: Session, h: JobHandle, settings: Settings) -> _Plan:
                  scope=Scope.from_dict(job.scope, job.kind), forget=forget,
                  keep=sorted(train_ids - already - set(forget)), request_ids=request_ids,
                  suspects=sorted((suspects & train_ids) - already - set(forget)),
-                 due_at=min((r.due_at for r in requests), default=None),
                  budget_s=model.cost_budget_s if model.cost_budget_s is not None else settings.chain_budget_s)
 
 
@@ -226,8 +225,8 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     # A deletion request must not be left undone by one method's miss: a candidate that fails its gate
     # is kept `rejected` with its verdict and the job goes on down the family's chain, within the cost
     # budget and the deadline. When the chain is spent, an operator decides (needs_review).
-    chain = method_steps(get_family(plan.model.family).method_chain(Path(plan.base.artifact_path), plan.scope),
-                         plan.method, has_suspects=bool(plan.suspects))
+    family, model_dir = get_family(plan.model.family), Path(plan.base.artifact_path)
+    chain = method_steps(family.method_chain(model_dir, plan.scope), plan.method, has_suspects=bool(plan.suspects))
     spent, misses = 0.0, []
     for i, step in enumerate(chain):
         if i > 0:
@@ -239,8 +238,10 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
             return outcome
         spent += wall_s
         misses.append((outcome.detail, wall_s))
-    return _hold_for_review(settings, h, plan, misses, f"every method of the chain ({', '.join(s.method for s in chain)}) "
-                            "failed its gate")
+    why = f"every method of the chain ({', '.join(s.method for s in chain)}) failed its gate"
+    if not family.can_retrain(model_dir):
+        why += f"; model {plan.model.name} has no retrain recipe"
+    return _hold_for_review(settings, h, plan, misses, why)
 
 
 def method_steps(family_chain: list[ChainStep], named: str, *, has_suspects: bool) -> list[ChainStep]:
@@ -259,22 +260,25 @@ def method_steps(family_chain: list[ChainStep], named: str, *, has_suspects: boo
     return out
 
 
-def _expected_seconds(settings: Settings, plan: _Plan, method: str, last_s: float) -> float:
+def _expected_seconds(s: Session, plan: _Plan, method: str, last_s: float) -> float:
     """What the next method will likely cost: its last recorded wall time on this model, else the time the
     previous method of this chain took (a simple estimate: the budget check only needs an order of size)."""
-    with session_scope(settings.resolved_database_url) as s:
-        infos = s.exec(select(ModelVersion.method_info).where(ModelVersion.model_name == plan.model.name,
-                                                               ModelVersion.method == method)
-                       .order_by(col(ModelVersion.created_at).desc()).limit(20)).all()
+    infos = s.exec(select(ModelVersion.method_info).where(ModelVersion.model_name == plan.model.name,
+                                                           ModelVersion.method == method)
+                   .order_by(col(ModelVersion.created_at).desc()).limit(20)).all()
     recorded = next((i["wall_seconds"] for i in infos if isinstance(i, dict) and "wall_seconds" in i), None)
     return float(recorded) if recorded is not None else last_s
 
 
 def _stop_before(settings: Settings, plan: _Plan, step: ChainStep, *, spent: float, last_s: float) -> str | None:
-    """Why the chain must stop before `step` (the deadline passed, or the budget cannot pay for it), or None."""
-    if plan.due_at is not None and _aware(plan.due_at) < utcnow():
-        return f"the deadline ({_aware(plan.due_at).isoformat()}) passed before {step.method} could start"
-    expected = _expected_seconds(settings, plan, step.method, last_s)
+    """Why the chain must stop before `step` (the deadline passed, or the budget cannot pay for it), or None.
+    The deadlines are read again: an operator may have extended one while the last method ran."""
+    with session_scope(settings.resolved_database_url) as s:
+        due = s.exec(select(func.min(DeletionRequest.due_at))
+                     .where(col(DeletionRequest.id).in_(plan.request_ids))).one()
+        expected = _expected_seconds(s, plan, step.method, last_s)
+    if due is not None and _aware(due) < utcnow():
+        return f"the deadline ({_aware(due).isoformat()}) passed before {step.method} could start"
     if spent + expected > plan.budget_s:
         return (f"cost budget: {spent:.0f} s spent + {expected:.0f} s expected for {step.method} exceeds "
                 f"the model's budget of {plan.budget_s:.0f} s")
