@@ -220,6 +220,36 @@ def test_the_steps_of_a_job_start_with_the_named_method_and_continue_after_it():
     assert [s.method for s in method_steps(lm, "npo_klr", has_suspects=False)] == ["npo_klr", "retrain"]
 
 
+def test_each_family_declares_its_chain_per_kind_of_request(tmp_path):
+    """The chains of the issue, read from the families on stand-in folders (only `unlearn.json` is read)."""
+    from unlearn.artifacts import write_meta
+    from unlearn.families import get_family
+    from unlearn.families.classifier import RETRAIN_KEEPS_BACKDOOR
+
+    def folder(name: str, **meta: Any) -> Path:
+        write_meta(tmp_path / name, meta)
+        return tmp_path / name
+
+    def chain(family: str, model_dir: Path, **scope: Any) -> list[tuple[str, bool, bool]]:
+        return [(s.method, s.widen, s.warning is not None)
+                for s in get_family(family).method_chain(model_dir, Scope(**scope))]
+
+    cnn, head = folder("cnn", arch="cnn"), folder("head", arch="analytic")
+    assert chain("classifier", head) == [("acu", False, False), ("retrain", False, False)]
+    assert chain("classifier", cnn, labels_known=False) == [("laf", False, False), ("retrain", False, False)]
+    assert chain("classifier", cnn) == [("retrain", False, False)]
+    corrective = get_family("classifier").method_chain(cnn, Scope(kind="corrective"))
+    assert [(s.method, s.widen) for s in corrective] == [("ssd", False), ("ssd", True), ("retrain", False)]
+    assert corrective[-1].warning == RETRAIN_KEEPS_BACKDOOR
+    people, records = folder("people", dataset={"name": "people"}), folder("records", dataset={"name": "records"})
+    assert [m for m, _, _ in chain("lm", people)] == ["whp", "npo_klr", "retrain"]
+    assert [m for m, _, _ in chain("lm", records)] == ["npo_klr"]  # no recipe: no retrain; whp does not apply
+    with_recipe = folder("records-recipe", dataset={"name": "records"}, train={"epochs": 1})
+    assert [m for m, _, _ in chain("lm", with_recipe)] == ["npo_klr", "retrain"]
+    assert [m for m, _, _ in chain("diffusion", people, type="concept")] == ["sfd", "retrain"]
+    assert [m for m, _, _ in chain("diffusion", people, type="subject")] == ["retrain"]
+
+
 def test_a_corrective_chain_widens_to_the_suspected_samples_then_retrains_with_a_warning(sticky):
     settings, can_retrain = sticky
     if not can_retrain:
@@ -324,3 +354,34 @@ def test_only_an_operator_ends_a_request_in_review_rejected_or_retries_it(sticky
     assert [e["data"]["method"] for e in trail if e["to_state"] == "attempt"] == ["sticky-miss", "retrain"]
     cert = client.get(f"/v1/deletion-requests/{ids[1]}/certificate", headers=op)
     assert cert.status_code == 200
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_real_worker_takes_a_class_removal_through_a_missing_method_to_the_retrain(tmp_path, zoo_dir):
+    """Redis, a prefork Celery worker and PostgreSQL: a request naming a method whose candidate is the model
+    unchanged fails its gate, and the same job completes it with the classifier's exact retrain."""
+    import signal
+
+    from tests.procs import RedisServer, postgres_database
+    from tests.test_faults import Service
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        with postgres_database() as url:
+            svc = Service(tmp_path, zoo_dir, server, database_url=url)
+            with session_scope(url) as s:
+                rid = submit(s, svc.settings, "t", DeletionRequestIn(
+                    model="digits-mlp", method="weak", scope={"type": "class", "label": 3}))[0].id
+            svc.celery.send_task("ops.coalesce", kwargs={"force": True})
+            with svc.worker("w1"):
+                assert svc.wait_final([rid], timeout=180) == ["completed"]
+            with session_scope(url) as s:
+                versions = s.exec(select(ModelVersion).order_by(ModelVersion.version)).all()
+                assert [(v.method, v.status) for v in versions] == [("train", "retired"), ("weak", "rejected"),
+                                                                    ("retrain", "promoted")]
+                assert versions[1].metrics["verdict"] == "fail" and versions[2].method_info["step"] == 1
+                (job,) = svc.jobs()
+                assert (job.stage, job.attempts, job.result_version_id) == ("done", 1, versions[2].id)
+    finally:
+        server.stop(signal.SIGKILL)
