@@ -37,10 +37,12 @@ ROUTERS = (requests, models, certificates, jobs, workers, overview, compliance, 
 async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
     """Refuse a body over `settings.max_body_bytes` (413) before it is read, by its Content-Length."""
     settings = request.app.state.settings
-    # a batch of training records is the one body that is data rather than a command
+    # a batch of training records and a bulk request's list are the bodies that are data rather than commands
     is_records = request.method == "POST" and request.url.path.startswith("/v1/models/") and \
         request.url.path.endswith("/records")
-    limit = settings.max_records_batch_bytes if is_records else settings.max_body_bytes
+    is_bulk = request.method == "POST" and request.url.path == "/v1/deletion-requests/bulk"
+    limit = settings.max_records_batch_bytes if is_records else \
+        settings.max_bulk_body_bytes if is_bulk else settings.max_body_bytes
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > limit):
         return problems.problem_response(request, 413, "Payload Too Large",
@@ -58,6 +60,7 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
                   description="Deletion requests for trained models: forget, verify, promote, audit.",
                   docs_url=None, redoc_url=None)  # api.routes.docs serves /docs from the package; no CDN
     app.state.settings = settings
+    settings.install_artifact_store()  # registrations publish their versions to the store, when there is one
     app.state.engine = get_engine(settings.resolved_database_url)
     # Counted in the broker's Redis in production: every API process shares one limit.
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute,

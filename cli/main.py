@@ -14,7 +14,9 @@ from unlearn.settings import Settings
 
 
 def _settings() -> Settings:
-    return Settings()
+    settings = Settings()
+    settings.install_artifact_store()
+    return settings
 
 
 def _version() -> str:

@@ -102,6 +102,25 @@ def test_hundred_sequential_forgets_equal_a_retrain(digits, train_ids):
     assert max(clf.residual().values()) < 1e-10
 
 
+def test_a_batch_larger_than_the_buffer_takes_the_gram_form_and_still_equals_a_retrain(digits, train_ids):
+    small = 256  # k > d: the update goes through the d×d form (a million-sample revocation's path)
+    X, y = digits.take(train_ids)
+    clf = AnalyticClassifier(64, 10, buffer_size=small, gamma=GAMMA, seed=0).fit(X, y)
+    forget = train_ids[: small + 300]
+    clf.forget(*digits.take(forget), ids=forget)
+    kept = train_ids[small + 300:]
+    ref = AnalyticClassifier(64, 10, buffer_size=small, gamma=GAMMA, seed=0).fit(*digits.take(kept))
+    assert rel_err(clf.weight, ref.weight) <= 1e-9 and rel_err(clf.R, ref.R) <= 1e-9
+    assert max(clf.residual().values()) < 1e-10
+    assert clf.held == len(kept)
+    # and a larger batch than the buffer that holds a sample never learned is refused with R unchanged
+    before = snapshot(clf)
+    bad = kept[: small + 10] + digits.ids_in("holdout")[:1]
+    with pytest.raises(NotHeldError):
+        clf.forget(*digits.take(bad), ids=bad)
+    assert all(torch.equal(a, b) for a, b in zip(before, snapshot(clf), strict=True))
+
+
 def test_learn_after_forget_matches_a_fit_on_the_resulting_set(digits, train_ids):
     clf = fitted(digits, train_ids[:600])
     forget, extra = train_ids[100:250], train_ids[600:900] + digits.ids_in("holdout")[:50]

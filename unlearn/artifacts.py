@@ -1,31 +1,124 @@
-"""Reading and writing artifact folders: safetensors for weights, JSON for everything else.
+"""Reading and writing artifact folders: safetensors for weights, JSON for everything else, a sha256
+manifest per folder, and where the folders live when several hosts share them.
 
 Weights are never unpickled: `safetensors` only. `unlearn.json` describes the folder.
+
+Where folders live. Embedded and single-host deployments keep every folder under one local artifact
+root and record absolute paths, as they always did. With an object store (`UNLEARN_ARTIFACT_URL`,
+`unlearn.objectstore`), each host keeps its own local root as a mirror of the store, so a path written
+on one host means nothing on another: folders are recorded relative to the root (`record`), in the
+database and in `unlearn.json` (as `@artifacts/<path>`), and each host reads them back under its own root
+(`locate`, `read_meta`), fetching a folder from the store the first time it is needed. The mirror is
+installed once per process (`use_mirror`), from the settings, by the process's entry point.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
 
 META = "unlearn.json"
 WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"
+ROOT_REF = "@artifacts/"  # how unlearn.json names a folder under the artifact root when a store is in use
+
+
+class Mirror(Protocol):
+    """This host's local copy of the shared object store (`unlearn.objectstore.ArtifactStore`)."""
+
+    root: Path
+
+    def fetch(self, folder: Path) -> None:
+        """Make `folder` (under `root`) present locally, from the store, verified against its manifest."""
+
+    def publish(self, folder: Path) -> None:
+        """Upload `folder` (under `root`, manifest written) to the store, its manifest last."""
+
+
+_MIRROR: Mirror | None = None
+
+
+class NoStoreConfigured(RuntimeError):
+    """A folder recorded relative to an artifact store, read by a process that has no store configured:
+    a deployment's settings are wrong (not the artifact), so nothing may be quarantined for it."""
+
+
+def use_mirror(mirror: Mirror | None) -> None:
+    """Install (or, with None, remove) this process's store mirror."""
+    global _MIRROR
+    _MIRROR = mirror
+
+
+def record(folder: Path | str) -> str:
+    """How a folder is written down (database rows, unlearn.json): relative to the artifact root when a
+    store is in use and the folder lies under the root, else its absolute path."""
+    path = Path(folder).resolve()
+    if _MIRROR is not None and path.is_relative_to(_MIRROR.root.resolve()):
+        return path.relative_to(_MIRROR.root.resolve()).as_posix()
+    return str(path)
+
+
+def locate(recorded: str | Path) -> Path:
+    """The local folder of a recorded path (`record`'s inverse), fetched from the store when this host
+    does not have it yet. Raises `NoStoreConfigured` for a relative path when no store is in use, and
+    FileNotFoundError when neither this host nor the store has the folder."""
+    text = str(recorded).removeprefix(ROOT_REF)
+    path = Path(text)
+    if not path.is_absolute():
+        if _MIRROR is None:
+            raise NoStoreConfigured(f"{recorded} is relative to an artifact store, and this process has none "
+                                    "(set UNLEARN_ARTIFACT_URL)")
+        path = _MIRROR.root / path
+    if _MIRROR is not None and not path.exists() and path.resolve().is_relative_to(_MIRROR.root.resolve()):
+        _MIRROR.fetch(path)
+    return path
+
+
+def _to_refs(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_refs(v) for v in value]
+    if isinstance(value, str) and value.startswith("/") and _MIRROR is not None:
+        rel = record(value)
+        return ROOT_REF + rel if not rel.startswith("/") else value
+    return value
+
+
+def _from_refs(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _from_refs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_refs(v) for v in value]
+    if isinstance(value, str) and value.startswith(ROOT_REF):
+        try:
+            return str(locate(value))
+        except (FileNotFoundError, NoStoreConfigured):  # whoever needs the folder says so, with its name
+            return str((_MIRROR.root if _MIRROR is not None else Path(".")) / value.removeprefix(ROOT_REF))
+    return value
 
 
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Write `unlearn.json`; with a store in use, paths under the artifact root are written relative to it."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    (folder / META).write_text(json.dumps(_to_refs(meta), indent=2, sort_keys=True))
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
+    """`unlearn.json` of `folder`, with every recorded folder path made local (`locate`).
+    Raises FileNotFoundError when the folder has none."""
     path = Path(folder) / META
     if not path.exists():
         raise FileNotFoundError(f"{folder} is not an unlearn artifact folder (no {META})")
-    return json.loads(path.read_text())
+    return _from_refs(json.loads(path.read_text()))
 
 
 def save_tensors(folder: Path, tensors: dict[str, torch.Tensor], name: str = WEIGHTS) -> None:
@@ -35,3 +128,84 @@ def save_tensors(folder: Path, tensors: dict[str, torch.Tensor], name: str = WEI
 
 def load_tensors(folder: Path, name: str = WEIGHTS, device: str = "cpu") -> dict[str, torch.Tensor]:
     return load_file(str(Path(folder) / name), device=device)
+
+
+def publish(folder: Path) -> None:
+    """Send a folder whose manifest is written to the store, when one is in use (else nothing to do)."""
+    if _MIRROR is not None:
+        _MIRROR.publish(Path(folder))
+
+
+# ---------------------------------------------------------------- manifests
+
+def sha256_file(path: Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _total(files: dict[str, str]) -> str:
+    return hashlib.sha256("\n".join(f"{k} {v}" for k, v in files.items()).encode()).hexdigest()
+
+
+def build_manifest(folder: Path) -> dict[str, Any]:
+    """sha256 of every file in the folder, and one hash over them all (the version's weights hash)."""
+    files = {str(p.relative_to(folder)): sha256_file(p)
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    return {"files": files, "sha256": _total(files)}
+
+
+def manifest_sha256(folder: Path) -> str:
+    """The one hash over the files a folder's manifest lists, recomputed from the manifest's entries (not
+    from its "sha256" field, which a replaced manifest would carry along). Raises OSError/ValueError."""
+    files = json.loads((Path(folder) / MANIFEST).read_text())["files"]
+    return _total(files)  # in the order build_manifest wrote them
+
+
+def write_manifest(folder: Path) -> str:
+    manifest = build_manifest(folder)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest["sha256"]
+
+
+# Digests of files checked before, by (path, inode, size, mtime_ns, ctime_ns): any write to a file changes
+# its mtime and ctime (and a replacement its inode), so a hit is the same bytes: the check is never
+# skipped, only the hashing. A file stamped within the last RACY_NS is hashed every time: timestamps
+# are coarse (a few ms), and a write in the same tick as the hashing would otherwise look unchanged.
+_DIGESTS: OrderedDict[tuple, str] = OrderedDict()
+_DIGESTS_MAX = 4096
+_DIGESTS_LOCK = threading.Lock()
+RACY_NS = 2_000_000_000
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def _cached_sha256(path: Path) -> str:
+    key = _stat_key(path)
+    with _DIGESTS_LOCK:
+        if key in _DIGESTS:
+            _DIGESTS.move_to_end(key)
+            return _DIGESTS[key]
+    digest = sha256_file(path)
+    # Kept only when the file was settled before the hashing began and did not change during it.
+    if max(key[3], key[4]) < time.time_ns() - RACY_NS and _stat_key(path) == key:
+        with _DIGESTS_LOCK:
+            _DIGESTS[key] = digest
+            while len(_DIGESTS) > _DIGESTS_MAX:
+                _DIGESTS.popitem(last=False)
+    return digest
+
+
+def check_manifest(folder: Path) -> list[str]:
+    """The files that no longer match the manifest: changed, missing or added (empty: intact).
+    Raises OSError or ValueError when the manifest itself is missing or unreadable."""
+    recorded = json.loads((folder / MANIFEST).read_text())["files"]
+    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
+    bad = [f for f, h in recorded.items() if f not in present or _cached_sha256(folder / f) != h]
+    return bad + sorted(present - set(recorded))

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 from sqlmodel import Session, select
 
+from unlearn.artifacts import locate
 from unlearn.contracts import Scope
 from unlearn.isolation import model_fault, model_savepoint
 from unlearn.registry import (
@@ -65,7 +65,7 @@ def run_compliance_check(session: Session, settings: Settings, model_name: str,
                 TrainingRecord.model_name == model_name, TrainingRecord.split == "train")).all())
             keep = sorted(train - set(version.excluded_ids))
             report_dir = artifact_dir(settings.resolved_artifact_root, model_name, "compliance", version.id)
-            checked = verify_candidate(session, settings, model, candidate_dir=Path(version.artifact_path),
+            checked = verify_candidate(session, settings, model, candidate_dir=locate(version.artifact_path),
                                        base=version, method=version.method, forget_ids=sorted(gone), keep_ids=keep,
                                        scope=Scope(type="samples"), report_dir=report_dir,
                                        parent_id=version.parent_id)

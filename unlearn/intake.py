@@ -23,7 +23,7 @@ from pydantic_core import PydanticCustomError
 from sqlmodel import Session, col, select
 
 from unlearn.contracts import Scope
-from unlearn.identity import hash_subject
+from unlearn.identity import hash_subject, sha256_ids
 from unlearn.methods import ParamsError, get_method, method_names
 from unlearn.registry import resolve_method
 from unlearn.settings import Settings
@@ -197,6 +197,22 @@ def _train_ids(session: Session, model: str, *where: Any) -> list[str]:
         TrainingRecord.model_name == model, TrainingRecord.split == "train", *where)).all())
 
 
+BULK_ROUTE = "POST /v1/deletion-requests/bulk"
+_IN_QUERY_MAX = 5_000  # ids checked with one IN (…) query; beyond, against the model's whole id set
+
+
+def _check_known(session: Session, model: str, ids: list[str]) -> None:
+    """Raise IntakeError unless every id is a training sample of `model` (the first few unknown named)."""
+    if len(ids) <= _IN_QUERY_MAX:
+        known = set(_train_ids(session, model, col(TrainingRecord.sample_id).in_(ids)))
+    else:  # no database takes a million bound parameters; one scan of the model's ids is cheaper anyway
+        known = set(_train_ids(session, model))
+    unknown = [s for s in ids if s not in known]
+    if unknown:
+        shown = ", ".join(repr(s) for s in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        raise IntakeError(f"{len(unknown)} sample id(s) are not in the training data of {model!r}: {shown}")
+
+
 def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> tuple[dict[str, list[str]], dict]:
     """Model name → sample ids to forget there, and the stored scope (no raw subject in it)."""
     scope = body.scope
@@ -217,7 +233,11 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
     if not body.model:
         raise IntakeError(f"scope type {scope.type!r} needs a target 'model'")
     if scope.type == "samples":
-        ids = _training_ids(session, settings, body.model, scope.sample_ids or [], "scope", "sample")
+        ids = list(dict.fromkeys(scope.sample_ids or []))
+        if len(ids) > settings.max_scope_items:
+            raise IntakeError(f"scope has {len(ids)} samples; the limit is {settings.max_scope_items} inline: send "
+                              f"larger scopes as an upload to {BULK_ROUTE}", 413, "Scope too large")
+        _check_known(session, body.model, ids)
         stored["sample_ids"] = ids
         return {body.model: ids}, stored
     label = scope.label
@@ -239,22 +259,14 @@ def _suspects(session: Session, body: DeletionRequestIn, settings: Settings) -> 
     """The request's suspected samples, checked: a corrective request on one model, training ids only."""
     if body.kind != "corrective" or not body.model:
         raise IntakeError("suspect_ids belong to a corrective request on one model")
-    return _training_ids(session, settings, body.model, body.suspect_ids or [], "suspect_ids", "suspect")
-
-
-def _training_ids(session: Session, settings: Settings, model: str, given: list[str], field: str,
-                  noun: str) -> list[str]:
-    """`given` without repeats, each checked to be a training sample of `model` (413 past the size limit,
-    422 naming up to five unknown ids)."""
-    ids = list(dict.fromkeys(given))
+    ids = list(dict.fromkeys(body.suspect_ids or []))
     if len(ids) > settings.max_scope_items:
-        raise IntakeError(f"{field} has {len(ids)} samples; the limit is {settings.max_scope_items}", 413,
+        raise IntakeError(f"suspect_ids has {len(ids)} samples; the limit is {settings.max_scope_items}", 413,
                           "Scope too large")
-    known = set(_train_ids(session, model, col(TrainingRecord.sample_id).in_(ids)))
-    unknown = [s for s in ids if s not in known]
-    if unknown:
-        shown = ", ".join(repr(s) for s in unknown[:5]) + (" …" if len(unknown) > 5 else "")
-        raise IntakeError(f"{len(unknown)} {noun} id(s) are not in the training data of {model!r}: {shown}")
+    try:
+        _check_known(session, body.model, ids)
+    except IntakeError as exc:
+        raise IntakeError(f"suspect_ids: {exc.detail}") from None
     return ids
 
 
@@ -274,8 +286,10 @@ def _check_params(session: Session, body: DeletionRequestIn, models: Iterable[st
 
 
 def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequestIn,
-           actor: str = "api") -> tuple[DeletionRequest, list[RequestTarget]]:
-    """Validate and record a request (status `received`) with one target per affected model."""
+           actor: str = "api", *, resolved: tuple[dict[str, list[str]], dict] | None = None
+           ) -> tuple[DeletionRequest, list[RequestTarget]]:
+    """Validate and record a request (status `received`) with one target per affected model.
+    `resolved`: the targets and stored scope already worked out (a bulk upload, `submit_bulk`)."""
     if body.model is not None and session.get(Model, body.model) is None:
         raise IntakeError(f"unknown model {body.model!r}", 404, "Unknown model")
     if body.method != "auto":
@@ -288,7 +302,7 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
         if not body.scope.labels_known and get_method(body.method).needs_labels:
             raise IntakeError(f"method {body.method!r} reads the labels of the samples it forgets, and this "
                               "request's samples come without labels (labels_known is false)")
-    targets, stored_scope = _resolve(session, body, settings)
+    targets, stored_scope = resolved or _resolve(session, body, settings)
     if body.suspect_ids:
         stored_scope["suspect_ids"] = _suspects(session, body, settings)
     _check_params(session, body, targets, Scope.from_dict(stored_scope, body.kind))
@@ -311,3 +325,51 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
     audit(session, actor=actor, entity_type="request", entity_id=request.id, to_state=request.status,
           data={"models": sorted(targets), "samples": sum(len(v) for v in targets.values())})
     return request, rows
+
+
+class BulkRequestIn(BaseModel):
+    """A deletion request whose scope comes as an upload (`submit_bulk`): everything but the list."""
+    model_config = ConfigDict(extra="forbid")
+
+    model: text(max_length=64) = Field(description="the target model")
+    kind: Literal["privacy", "corrective"] = Field("privacy", description="as for an inline request")
+    method: text(max_length=32) = Field("auto", description="as for an inline request")
+    external_id: text(max_length=128) | None = Field(None, description="your own reference")
+    due_days: int | None = Field(None, ge=1, le=90, description="deadline in days (default: settings)")
+
+
+def submit_bulk(session: Session, settings: Settings, tenant: str, body: BulkRequestIn, column: str,
+                values: list[str], *, actor: str = "api") -> tuple[DeletionRequest, list[RequestTarget]]:
+    """Record a request over an uploaded list: training sample ids (`column` "sample_id") or subjects
+    ("subject", each resolved to its samples in `body.model`), at most `settings.max_bulk_scope_items`.
+    Stored as a samples scope; the stored scope keeps the count and the list's sha256, not the list (the
+    targets hold the sample ids). Raises IntakeError: 413 over the limit, 422 for an id the model was
+    not trained on or a subject it holds nothing of, 404 for an unknown model."""
+    values = list(dict.fromkeys(values))
+    limit = settings.max_bulk_scope_items
+    if len(values) > limit:
+        raise IntakeError(f"the upload lists {len(values)} {column}s; the limit is {limit}", 413, "Scope too large")
+    if session.get(Model, body.model) is None:
+        raise IntakeError(f"unknown model {body.model!r}", 404, "Unknown model")
+    digest = sha256_ids(values)
+    if column == "sample_id":
+        _check_known(session, body.model, values)
+        ids = values
+    else:
+        wanted = {hash_subject(v, settings.subject_salt): n for n, v in enumerate(values)}
+        rows = session.exec(select(TrainingRecord.subject_hash, TrainingRecord.sample_id).where(
+            TrainingRecord.model_name == body.model, TrainingRecord.split == "train",
+            col(TrainingRecord.subject_hash).is_not(None))).all()
+        held = [(h, sid) for h, sid in rows if h in wanted]
+        missing = sorted(set(wanted.values()) - {wanted[h] for h, _ in held})
+        if missing:
+            shown = ", ".join(str(n + 1) for n in missing[:5]) + (" …" if len(missing) > 5 else "")
+            raise IntakeError(f"{len(missing)} subject(s) of the upload have no training data in {body.model!r} "
+                              f"(line or row {shown})")
+        ids = sorted({sid for _, sid in held})
+    stored = {"type": "samples", "labels_known": True,
+              "bulk": {"column": column, "count": len(values), "samples": len(ids), "sha256": digest}}
+    request_in = DeletionRequestIn.model_construct(
+        model=body.model, scope=ScopeIn.model_construct(type="samples", labels_known=True, subject=None),
+        kind=body.kind, method=body.method, params={}, external_id=body.external_id, due_days=body.due_days)
+    return submit(session, settings, tenant, request_in, actor, resolved=({body.model: ids}, stored))

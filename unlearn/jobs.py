@@ -23,6 +23,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
+from unlearn.artifacts import locate
 from unlearn.certificates import issue_certificates
 from unlearn.contracts import Scope
 from unlearn.families import get_family
@@ -225,7 +226,7 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     # A deletion request must not be left undone by one method's miss: a candidate that fails its gate
     # is kept `rejected` with its verdict and the job goes on down the family's chain, within the cost
     # budget and the deadline. When the chain is spent, an operator decides (needs_review).
-    family, model_dir = get_family(plan.model.family), Path(plan.base.artifact_path)
+    family, model_dir = get_family(plan.model.family), locate(plan.base.artifact_path)
     chain = method_steps(family.method_chain(model_dir, plan.scope), plan.method, has_suspects=bool(plan.suspects))
     spent, misses = 0.0, []
     for i, step in enumerate(chain):
@@ -312,7 +313,7 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, step: ChainStep, 
     root = settings.resolved_artifact_root
     lo, hi = span
     method = step.method
-    base_dir = Path(plan.base.artifact_path)
+    base_dir = locate(plan.base.artifact_path)
     suffix = "" if index == 0 else f"-{index}-{method}"
     out = artifact_dir(root, plan.model.name, "jobs", h.job_id, f"attempt-{h.attempt}{suffix}")
     shutil.rmtree(out, ignore_errors=True)
@@ -374,7 +375,7 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, step: ChainStep, 
             h.write(s)
             if not move_alias(s, job.model_name, version, expected=base.id, actor=h.worker,
                               reason=f"job {h.job_id} passed verification",
-                              fresh_manifest=Path(version.artifact_path) == out):
+                              fresh_manifest=locate(version.artifact_path) == out):
                 # The champion moved under us (a rollback, a racing job): redo on the new champion.
                 requeue_job(s, job, actor=h.worker, reason="champion moved during the job")
                 h.write(s, lease_until=None)

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from unlearn import registry
-from unlearn.artifacts import META, read_meta, write_meta
+from unlearn.artifacts import META, locate, publish, read_meta, record, write_meta
 from unlearn.data import records as rec
 from unlearn.families import family_names, get_family
 from unlearn.identity import sha256_ids, valid_model_name
@@ -252,7 +252,7 @@ def _existing(session: Session, name: str, content: str) -> Registered | None:
         return None
     first = session.exec(select(ModelVersion).where(ModelVersion.model_name == name, ModelVersion.version == 1)).first()
     try:
-        recorded = (read_meta(Path(first.artifact_path)).get("registration") or {}).get("content_sha256")
+        recorded = (read_meta(locate(first.artifact_path)).get("registration") or {}).get("content_sha256")
     except (OSError, ValueError, AttributeError):
         recorded = None
     if recorded != content:
@@ -389,13 +389,21 @@ def _insert(session: Session, reg: Registration, final: Path, meta: dict[str, An
             actor: str) -> Registered:
     v1 = final / "v1"
     sha = registry.write_manifest(v1)
+    # Into the store (when one is in use) before the rows that name them commit: the records and the
+    # assets first, the version last.
+    publish(final / RECORDS_DIR)
+    for asset in sorted((final / ASSETS_DIR).iterdir()) if (final / ASSETS_DIR).is_dir() else ():
+        if not (asset / registry.MANIFEST).exists():
+            registry.write_manifest(asset)
+        publish(asset)
+    publish(v1)
     records = rec.Records(final / RECORDS_DIR)
     try:
         session.add(Model(name=reg.name, family=reg.family, description=reg.description))
         session.flush()
         insert_training_records(session, reg.name, records.records())
         version = ModelVersion(model_name=reg.name, version=1, family=reg.family, method="train",
-                               artifact_path=str(v1), weights_sha256=sha, status=VersionStatus.PROMOTED,
+                               artifact_path=record(v1), weights_sha256=sha, status=VersionStatus.PROMOTED,
                                verdict=None, params_hash="", forget_hash=sha256_ids([]))
         session.add(version)
         session.flush()
@@ -444,11 +452,11 @@ def describe(session: Session, name: str) -> dict[str, Any]:
         raise RegistrationError(f"unknown model {name!r}")
     try:
         champ = registry.champion(session, name)
-        meta = read_meta(Path(champ.artifact_path))
+        meta = read_meta(locate(champ.artifact_path))
     except (registry.RegistryError, OSError, ValueError):
         champ, meta = None, {}
     fam = get_family(model.family)
-    policy = fam.reference_policy(Path(champ.artifact_path)) if champ is not None else None
+    policy = fam.reference_policy(locate(champ.artifact_path)) if champ is not None else None
     return {"name": name, "family": model.family, "description": model.description,
             "records": record_counts(session, name), "reference_policy": policy,
             "registered": "registration" in meta, "dataset": (meta.get("dataset") or {}).get("name"),

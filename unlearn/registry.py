@@ -16,9 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,21 @@ from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from unlearn.contracts import Scope
+from unlearn.artifacts import (  # noqa: F401  (the manifest helpers are part of the registry's interface)
+    MANIFEST,
+    build_manifest,
+    check_manifest,
+    locate,
+    manifest_sha256,
+    publish,
+    record,
+    write_manifest,
+)
+from unlearn.contracts import SampleRecord, Scope
 from unlearn.families import get_family
 from unlearn.identity import hash_subject, sha256_ids, valid_model_name
+from unlearn.objectstore import StoreIntegrityError
+from unlearn.store.bulk import insert_training_records
 from unlearn.store.models import (
     Alias,
     AuditEvent,
@@ -36,13 +46,11 @@ from unlearn.store.models import (
     Model,
     ModelVersion,
     RequestTarget,
-    TrainingRecord,
     utcnow,
 )
 from unlearn.store.states import RequestStatus, VersionStatus
 from unlearn.store.transitions import Conflict, audit, move_version
 
-MANIFEST = "manifest.json"
 CHAMPION = "champion"
 
 
@@ -65,70 +73,6 @@ class ArtifactIntegrityError(RegistryError):
     def __init__(self, message: str, *, version_id: str | None = None) -> None:
         super().__init__(message)
         self.version_id = version_id
-
-
-# ---------------------------------------------------------------- manifests
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def build_manifest(folder: Path) -> dict[str, Any]:
-    """sha256 of every file in the folder, and one hash over them all (the version's weights hash)."""
-    files = {str(p.relative_to(folder)): _sha256_file(p)
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    total = hashlib.sha256("\n".join(f"{k} {v}" for k, v in files.items()).encode()).hexdigest()
-    return {"files": files, "sha256": total}
-
-
-def write_manifest(folder: Path) -> str:
-    manifest = build_manifest(folder)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return manifest["sha256"]
-
-
-# Digests of files checked before, by (path, inode, size, mtime_ns, ctime_ns): any write to a file changes
-# its mtime and ctime (and a replacement its inode), so a hit is the same bytes: the check is never
-# skipped, only the hashing. A file stamped within the last RACY_NS is hashed every time: timestamps
-# are coarse (a few ms), and a write in the same tick as the hashing would otherwise look unchanged.
-_DIGESTS: OrderedDict[tuple, str] = OrderedDict()
-_DIGESTS_MAX = 4096
-_DIGESTS_LOCK = threading.Lock()
-RACY_NS = 2_000_000_000
-
-
-def _stat_key(path: Path) -> tuple:
-    st = path.stat()
-    return str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _cached_sha256(path: Path) -> str:
-    key = _stat_key(path)
-    with _DIGESTS_LOCK:
-        if key in _DIGESTS:
-            _DIGESTS.move_to_end(key)
-            return _DIGESTS[key]
-    digest = _sha256_file(path)
-    # Kept only when the file was settled before the hashing began and did not change during it.
-    if max(key[3], key[4]) < time.time_ns() - RACY_NS and _stat_key(path) == key:
-        with _DIGESTS_LOCK:
-            _DIGESTS[key] = digest
-            while len(_DIGESTS) > _DIGESTS_MAX:
-                _DIGESTS.popitem(last=False)
-    return digest
-
-
-def check_manifest(folder: Path) -> list[str]:
-    """The files that no longer match the manifest: changed, missing or added (empty: intact).
-    Raises OSError or ValueError when the manifest itself is missing or unreadable."""
-    recorded = json.loads((folder / MANIFEST).read_text())["files"]
-    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
-    bad = [f for f, h in recorded.items() if f not in present or _cached_sha256(folder / f) != h]
-    return bad + sorted(present - set(recorded))
 
 
 def verify_artifact(folder: Path, label: str, *, version_id: str | None = None) -> None:
@@ -175,7 +119,15 @@ def ensure_intact(session: Session, version: ModelVersion, *, actor: str) -> Non
         raise ArtifactIntegrityError(f"artifact integrity: {label} is quarantined: its files did not match "
                                      "its manifest", version_id=version.id)
     try:
-        verify_artifact(Path(version.artifact_path), label, version_id=version.id)
+        folder = locate(version.artifact_path)  # fetched from the store when this host lacks it
+        verify_artifact(folder, label, version_id=version.id)
+        if manifest_sha256(folder) != version.weights_sha256:  # the manifest itself was replaced
+            raise ArtifactIntegrityError(f"artifact integrity: the manifest of {label} is not the one it was "
+                                         "registered with", version_id=version.id)
+    except (FileNotFoundError, StoreIntegrityError) as exc:  # gone from the store, or changed there
+        exc = ArtifactIntegrityError(f"artifact integrity: {label}: {exc}", version_id=version.id)
+        quarantine(session, version, reason=str(exc), actor=actor)
+        raise exc from None
     except ArtifactIntegrityError as exc:
         quarantine(session, version, reason=str(exc), actor=actor)
         raise
@@ -215,12 +167,14 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     sha = write_manifest(dest)
+    publish(dest)  # in the store before the row that names it commits
     session.add(Model(name=name, family=family, description=description, thresholds=thresholds or {}))
     session.flush()
-    session.add_all([TrainingRecord(model_name=name, sample_id=r.sample_id, label=r.label, split=r.split,
-                                    subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
-                     for r in samples])
-    version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=str(dest),
+    insert_training_records(session, name, (  # one COPY (PostgreSQL) or executemany (SQLite), not an object a row
+        SampleRecord(sample_id=r.sample_id, label=r.label, split=r.split,
+                     subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
+        for r in samples))
+    version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=record(dest),
                            weights_sha256=sha, status=VersionStatus.PROMOTED, verdict=None, params_hash="",
                            forget_hash=sha256_ids([]))
     session.add(version)
@@ -244,7 +198,7 @@ def resolve_method(session: Session, model_name: str, method: str, scope: Scope)
     if method != "auto":
         return method
     base = champion(session, model_name)
-    return get_family(base.family).auto_method(Path(base.artifact_path), scope)
+    return get_family(base.family).auto_method(locate(base.artifact_path), scope)
 
 
 def params_hash(params: dict) -> str:
@@ -262,13 +216,14 @@ def register_version(session: Session, *, parent: ModelVersion, method: str, par
     if existing is not None:
         return existing
     sha = write_manifest(folder)
+    publish(folder)  # in the store before the row that names it commits
     next_version = (session.exec(select(func.max(ModelVersion.version))
                                  .where(ModelVersion.model_name == parent.model_name)).one() or 0) + 1
     version = ModelVersion(
         model_name=parent.model_name, version=next_version, family=parent.family, parent_id=parent.id,
         method=method, params=params, params_hash=p_hash, forget_hash=forget_hash,
         excluded_ids=sorted(set(parent.excluded_ids) | set(forget_ids)), request_ids=request_ids,
-        artifact_path=str(folder), weights_sha256=sha, verdict=verdict["verdict"], metrics=verdict,
+        artifact_path=record(folder), weights_sha256=sha, verdict=verdict["verdict"], metrics=verdict,
         method_info=method_info, status=VersionStatus.CANDIDATE, job_id=job_id)
     try:
         with session.begin_nested():

@@ -41,7 +41,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".unlearn")
     database_url: str | None = None  # default: sqlite under data_dir
-    artifact_root: Path | None = None  # default: data_dir / "artifacts"
+    artifact_root: Path | None = None  # default: data_dir / "artifacts" (with a store: this host's local copies)
+    # Where versions live for every host: an object store URL (`s3://bucket/prefix`, any fsspec URL), or a
+    # local path (the embedded default: the artifact root itself). With a store, each host keeps its own
+    # artifact root as a cache of it (unlearn.objectstore).
+    artifact_url: str | None = None
+    # fsspec options of the store (JSON): for S3 `{"endpoint_url": …, "key": …, "secret": …}`; unset,
+    # s3fs reads the AWS_* variables and ~/.aws.
+    artifact_storage_options: dict[str, object] = Field(default_factory=dict)
+    artifact_cache_bytes: int | None = Field(None, ge=0)  # most bytes of fetched versions a host keeps
     # "memory://" runs an in-process worker (embedded mode); "redis://…" is production.
     broker_url: str = "memory://"
     result_backend: str | None = None
@@ -91,7 +99,10 @@ class Settings(BaseSettings):
 
     # API
     max_body_bytes: int = Field(256 * 1024, ge=1)
-    max_scope_items: int = Field(10_000, ge=1)
+    max_scope_items: int = Field(10_000, ge=1)  # sample ids inline in a request's JSON
+    # A scope sent as an upload (POST /v1/deletion-requests/bulk): sample ids or subjects, NDJSON or Parquet.
+    max_bulk_scope_items: int = Field(1_000_000, ge=1)
+    max_bulk_body_bytes: int = Field(128 * 1024 * 1024, ge=1)
     # Folders on the service's machines that POST /v1/models may read a team's model, records, recipe base,
     # reference or judge from (a shared volume); none by default, so that an API key cannot make the service
     # copy an arbitrary folder. The CLI (`unlearn model register`) runs as its user and reads any path.
@@ -131,8 +142,30 @@ class Settings(BaseSettings):
                     "a secret before serving real requests (production refuses to start without it).", ENV_PREFIX)
 
     @property
+    def artifact_store_url(self) -> str | None:
+        """The object store's URL, or None when artifacts live on a local path (`artifact_url` unset, a
+        plain path or `file://`)."""
+        url = self.artifact_url
+        if not url or "://" not in url or url.startswith("file://"):
+            return None
+        return url
+
+    @property
     def resolved_artifact_root(self) -> Path:
+        if self.artifact_url and self.artifact_store_url is None and not self.artifact_root:
+            return Path(self.artifact_url.removeprefix("file://"))
         return Path(self.artifact_root or self.data_dir / "artifacts")
+
+    def install_artifact_store(self) -> None:
+        """Make this process read and write versions through the object store of `artifact_url` (or, with
+        none, on the local artifact root alone). Called once by each process's entry point."""
+        from unlearn.artifacts import use_mirror
+        from unlearn.objectstore import ArtifactStore
+
+        url = self.artifact_store_url
+        use_mirror(None if url is None else ArtifactStore(
+            url, self.resolved_artifact_root, storage_options=self.artifact_storage_options,
+            cache_bytes=self.artifact_cache_bytes))
 
     @property
     def resolved_signing_key_path(self) -> Path:

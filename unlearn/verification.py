@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from unlearn.artifacts import read_meta
+from unlearn.artifacts import locate, publish, read_meta, record
 from unlearn.contracts import Scope
 from unlearn.families import get_family
 from unlearn.identity import sha256_ids
@@ -70,6 +70,7 @@ def reference_model(settings: Settings, model_name: str, base: ModelVersion, kee
     `base`, which it is retrained from, does not match its manifest."""
     folder = _reference_dir(settings, model_name, keep_ids)
     warning = None
+    _fetch_cached(folder)
     if folder.exists():
         try:
             verify_artifact(folder, f"reference {folder.name} of {model_name}")
@@ -78,17 +79,35 @@ def reference_model(settings: Settings, model_name: str, base: ModelVersion, kee
             warning = f"{exc}: discarded and rebuilt"
             log.warning("%s", warning)
             _discard(folder)
-    verify_artifact(Path(base.artifact_path), version_label(base), version_id=base.id)
+    verify_artifact(locate(base.artifact_path), version_label(base), version_id=base.id)
     sweep_partial_references(folder.parent, older_than_s=settings.lease_s)
     tmp = folder.with_name(folder.name + f".tmp-{time.time_ns()}")
     try:
-        get_family(family).retrain(Path(base.artifact_path), keep_ids, tmp, device=device)
+        get_family(family).retrain(locate(base.artifact_path), keep_ids, tmp, device=device)
         write_manifest(tmp)
         if not folder.exists():
             tmp.rename(folder)
+            _share_cached(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder, warning
+
+
+def _fetch_cached(folder: Path) -> None:
+    """A reference another host computed, from the store (when one is in use and has it)."""
+    if not folder.exists():
+        try:
+            locate(record(folder))
+        except (FileNotFoundError, OSError) as exc:  # not there, or unreadable: computed here instead
+            log.debug("reference %s not taken from the store: %s", folder.name, exc)
+
+
+def _share_cached(folder: Path) -> None:
+    """Offer a reference computed here to the other hosts; only a cache, so a failure is a warning."""
+    try:
+        publish(folder)
+    except OSError as exc:
+        log.warning("could not publish reference %s: %s", folder.name, exc)
 
 
 def reference_for(settings: Settings, model: Model, base: ModelVersion, keep_ids: list[str],
@@ -102,7 +121,7 @@ def reference_for(settings: Settings, model: Model, base: ModelVersion, keep_ids
     if policy == "retrain":
         return reference_model(settings, model.name, base, keep_ids, device=settings.device, family=model.family)
     if policy == "precomputed":
-        folder = Path((read_meta(Path(base.artifact_path)).get("reference") or {}).get("dir") or "")
+        folder = Path((read_meta(locate(base.artifact_path)).get("reference") or {}).get("dir") or "")
         verify_artifact(folder, f"precomputed reference of {model.name}")
         return folder, None
     if policy in ("holdout", "none"):
@@ -130,6 +149,7 @@ def seed_reference(settings: Settings, model_name: str, keep_ids: list[str], sou
             shutil.copytree(source, tmp)
             write_manifest(tmp)  # checked before every reuse, like a version
             tmp.rename(folder)
+            _share_cached(folder)
         except OSError as exc:  # only a cache: the verifier retrains the reference when it needs it
             log.warning("could not cache reference %s of %s: %s", folder.name, model_name, exc)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -197,7 +217,7 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     extra = criteria_for(model.family)
     overrides = gate_overrides(settings, model)
     gates = {**gates_for(model.family, method, scope), **overrides}
-    policy = fam.reference_policy(Path(base.artifact_path))
+    policy = fam.reference_policy(locate(base.artifact_path))
     ref, ref_warning = reference_for(settings, model, base, keep_ids, policy)
     report_dir.mkdir(parents=True, exist_ok=True)
     verdict = fam.verify(candidate_dir, ref, forget_ids, keep_ids, scope, device=settings.device, thresholds=gates,

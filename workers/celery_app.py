@@ -56,6 +56,7 @@ def make_celery(settings: Settings) -> Celery:
         timezone="UTC",
     )
     app.conf.unlearn_settings = settings
+    settings.install_artifact_store()  # versions come from, and go to, the shared store when there is one
     for name, target in settings.extra_methods.items():  # methods from outside the package
         register_method(name, target)
     for plugin, error in load_entry_points().items():  # families, methods, architectures of installed packages

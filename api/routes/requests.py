@@ -4,9 +4,11 @@ chain of methods ended without a passing candidate) and deadline extension, and 
 No `from __future__ import annotations`: FastAPI reads the dependencies from live annotations.
 """
 
+import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
@@ -18,7 +20,8 @@ from api.problems import ERROR_RESPONSES, ProblemError
 from api.scheduler import CoalesceScheduler
 from api.schemas import AuditOut, DecisionIn, ExtendIn, ReasonIn, RequestOut, RequestPage
 from api.views import audit_out, request_out
-from unlearn.intake import DeletionRequestIn, Text, submit, text
+from unlearn.data import records as rec
+from unlearn.intake import BulkRequestIn, DeletionRequestIn, Text, submit, submit_bulk, text
 from unlearn.operations import cancel_request, decide_request, extend_due, review_request
 from unlearn.registry import request_job_ids
 from unlearn.settings import Settings
@@ -48,6 +51,57 @@ def create_request(body: DeletionRequestIn, response: Response, session: Session
 
     stored, created = create_once(session, operation="POST /v1/deletion-requests", tenant=caller.tenant,
                                   key=idempotency_key, body=body, create=create, status_code=202)
+    response.headers["Location"] = f"/v1/deletion-requests/{stored['id']}"
+    if created is None:
+        response.headers["Idempotent-Replayed"] = "true"
+        return stored
+    coalescer.poke()
+    return created
+
+
+_SCOPE_FORMATS = {"application/x-ndjson": "ndjson", "application/jsonl": "ndjson",
+                  "application/vnd.apache.parquet": "parquet", "application/x-parquet": "parquet"}
+
+
+class _BulkBody(BulkRequestIn):
+    upload_sha256: str  # what an Idempotency-Key's replay must match, besides the query
+
+
+@router.post("/bulk", status_code=202, response_model=RequestOut, operation_id="createBulkDeletionRequest",
+             tags=["requests"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/x-ndjson": {"schema": {"type": "string"}},
+                 "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}}}}})
+async def create_bulk_request(request: Request, response: Response, session: SessionDep, caller: CallerDep,
+                              settings: SettingsDep, coalescer: CoalescerDep,
+                              query: Annotated[BulkRequestIn, Query()],
+                              idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> Any:
+    """A deletion request over a long list, sent as the body: up to `UNLEARN_MAX_BULK_SCOPE_ITEMS` (a million)
+    training sample ids or subjects of one model, as NDJSON (`{"sample_id": "…"}` or `{"subject": "…"}` a
+    line) or Parquet (one column `sample_id` or `subject`). The rest of the request comes in the query.
+    Served by one job like any samples request; the stored scope keeps the list's count and sha256."""
+    kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    fmt = _SCOPE_FORMATS.get(kind)
+    if fmt is None:
+        raise ProblemError(415, "Unsupported Media Type",
+                           f"the list comes as application/x-ndjson or application/vnd.apache.parquet, not {kind!r}")
+    data = await request.body()
+    if len(data) > settings.max_bulk_body_bytes:
+        raise ProblemError(413, "Payload Too Large", f"an upload is limited to {settings.max_bulk_body_bytes} bytes")
+    try:
+        column, values = await run_in_threadpool(rec.scope_list_from_bytes, data, fmt, "upload")
+    except rec.RecordError as exc:
+        raise ProblemError(422, "Invalid scope list", str(exc)) from None
+    digest = _BulkBody(**query.model_dump(), upload_sha256=hashlib.sha256(data).hexdigest())
+
+    def create() -> RequestOut:
+        req, targets = submit_bulk(session, settings, caller.tenant, query, column, values, actor=caller.actor)
+        session.flush()
+        return request_out(session, req, settings.at_risk_days, targets)
+
+    stored, created = await run_in_threadpool(
+        create_once, session, operation="POST /v1/deletion-requests/bulk", tenant=caller.tenant,
+        key=idempotency_key, body=digest, create=create, status_code=202)
     response.headers["Location"] = f"/v1/deletion-requests/{stored['id']}"
     if created is None:
         response.headers["Idempotent-Replayed"] = "true"

@@ -368,3 +368,62 @@ def load(folder: str) -> Records:
 
 __all__ = ["COLUMNS", "FieldMap", "RecordError", "Records", "check_disjoint", "content_sha256", "load",
            "load_tabular", "normalise", "read_table", "save", "table_from_bytes"]
+
+
+SCOPE_COLUMNS = ("sample_id", "subject")
+
+
+def scope_list_from_bytes(data: bytes, fmt: str, source: str = "upload") -> tuple[str, list[str]]:
+    """The list of an uploaded deletion scope: ("sample_id" | "subject", values). `fmt` "ndjson" (one JSON
+    object a line, each with the one key `sample_id` or `subject`, the same key on every line; parsed with
+    Python's `json`) or "parquet" (a string column of either name). Values are 1 to 128 characters, with no
+    NUL or lone surrogate. Raises RecordError naming the first bad line or row. Source: pyarrow for Parquet."""
+    if fmt == "ndjson":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RecordError(f"{source}: not UTF-8 (byte {exc.start})") from None
+        column, values = None, []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise RecordError(f"{source}: line {n}: not JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or len(row) != 1 or next(iter(row)) not in SCOPE_COLUMNS:
+                raise RecordError(f"{source}: line {n}: an object with one key, sample_id or subject, is expected")
+            key, value = next(iter(row.items()))
+            if column not in (None, key):
+                raise RecordError(f"{source}: line {n}: {key} after {column}: one upload lists one kind")
+            column = key
+            values.append(_scope_value(value, f"{source}: line {n}"))
+    elif fmt == "parquet":
+        if len(data) < 12 or data[:4] != b"PAR1" or data[-4:] != b"PAR1":
+            raise RecordError(f"{source}: not a Parquet file")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except Exception as exc:  # noqa: BLE001 - any reader fault is the refusal's reason
+            raise RecordError(f"{source}: cannot read Parquet ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+        names = [c for c in SCOPE_COLUMNS if c in table.column_names]
+        if len(names) != 1:
+            raise RecordError(f"{source}: one column named sample_id or subject is expected, found "
+                              f"{', '.join(table.column_names) or 'none'}")
+        column = names[0]
+        values = [_scope_value(v, f"{source}: row {n}") for n, v in enumerate(table.column(column).to_pylist(), 1)]
+    else:
+        raise RecordError(f"{source}: unknown format {fmt!r}; ndjson or parquet")
+    if not values:
+        raise RecordError(f"{source}: the list is empty")
+    return column, values
+
+
+def _scope_value(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 128:
+        raise RecordError(f"{where}: a string of 1 to 128 characters is expected")
+    if (bad := _bad_text(value)) is not None:
+        raise RecordError(f"{where}: {bad}")
+    return value
