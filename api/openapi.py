@@ -47,6 +47,13 @@ OPERATIONS: dict[str, tuple[str, str]] = {
     "denyDeletionRequest": (
         "Deny a request under review (operator)",
         "A request in `pending_review` is rejected, with the reason in its audit trail."),
+    "decideDeletionRequest": (
+        "Decide a request that needs review (operator)",
+        "A request in `needs_review` (every method of its model's chain failed its gate, or the cost budget or "
+        "the deadline stopped the chain; each attempt's verdict is in `attempts`) waits for an operator. "
+        "`reject` ends it `rejected` with the reason: the only way a request whose work ran ends so. `retry` "
+        "queues it again for a fresh chain, optionally starting with another `method` and `params`. 409 for a "
+        "request not in `needs_review`; 422 for a method or parameters that do not fit its models."),
     "extendDeletionRequest": (
         "Extend a request's deadline (operator)",
         "Moves the due date of an open request later by `days`, with a reason. The total extension from the "

@@ -33,9 +33,39 @@ class JobOut(BaseModel):
 class TargetOut(BaseModel):
     model: str = Field(description="a model the request reaches")
     samples: int = Field(description="training samples to forget in that model")
-    status: str = Field(description="pending, queued, running, done, rejected, failed or canceled")
+    status: str = Field(description="pending, needs_review (its job's chain of methods ended without a passing "
+                                    "candidate), done, rejected, failed or canceled")
     job_id: str | None = Field(description="the job serving this target")
     version_id: str | None = Field(description="the model version that serves (or rejected) it")
+
+
+class AttemptOut(BaseModel):
+    job_id: str | None = Field(description="the job that made the candidate")
+    model: str = Field(description="the model")
+    method: str = Field(description="the method that made it")
+    version_id: str = Field(description="the model version the candidate became")
+    version: int = Field(description="its version number")
+    status: str = Field(description="the version's status: promoted (it served the request), rejected, …")
+    verdict: str | None = Field(description="pass or fail")
+    reasons: list[str] = Field(description="the verifier's reasons for a fail")
+    wall_seconds: float | None = Field(description="wall seconds the attempt cost, unlearning and verifying "
+                                                   "(null: recorded before attempts were timed)")
+    unlearn_seconds: float | None = Field(description="wall seconds of the method alone")
+    device: str | None = Field(description="the device it ran on (cpu, cuda:0, …)")
+    warning: str | None = Field(None, description="a caveat of this method's step, e.g. that a retrain without "
+                                                  "the flagged samples alone may keep a backdoor")
+
+
+class DecisionIn(BaseModel):
+    action: Literal["reject", "retry"] = Field(
+        description="reject: end the request `rejected`; retry: queue it again, for a fresh chain of methods")
+    reason: text(min_length=1, max_length=2000) = Field(description="why, written to the audit trail",
+                                                        examples=["the retrain's recipe is being rebuilt"])
+    method: text(max_length=32) | None = Field(
+        None, description="retry only: the method to run first (default: the one asked for before)",
+        examples=["retrain"])
+    params: JSONObject | None = Field(None, description="retry only: that method's parameters",
+                                      examples=[{"alpha": 10}])
 
 
 class RequestOut(BaseModel):
@@ -48,9 +78,10 @@ class RequestOut(BaseModel):
     kind: str = Field(description="privacy (a data subject's erasure) or corrective (bad or poisoned data)")
     method: str = Field(description="the unlearning method asked for (`auto`: the family's choice)")
     status: str = Field(
-        description="pending_review, received, queued, running, verifying, completed, rejected, failed or "
-                    "canceled")
-    reason: str | None = Field(description="why it was rejected, failed, canceled or reviewed")
+        description="pending_review, received, queued, running, verifying, needs_review (every method tried "
+                    "failed its gate, or the cost budget or deadline stopped the chain: an operator decides), "
+                    "completed, rejected (by an operator), failed or canceled")
+    reason: str | None = Field(description="why it waits for review, or was rejected, failed, canceled or reviewed")
     received_at: datetime = Field(description="when it was accepted (UTC)")
     due_at: datetime = Field(description="the deadline (UTC), extensions included")
     original_due_at: datetime | None = Field(
@@ -64,6 +95,9 @@ class RequestOut(BaseModel):
     jobs: list[JobOut] = Field(description="the jobs that served it")
     verdicts: dict[str, Any] = Field(
         description="model version id → the verifier's verdict, criteria and reasons")
+    attempts: list[AttemptOut] = Field(
+        default_factory=list, description="every candidate its jobs made, oldest first: a failed method's "
+                                          "candidate, then the next method's")
     links: dict[str, str] = Field(
         description="related resources: self, cancel, audit, and certificate once completed")
 

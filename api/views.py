@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from sqlmodel import Session, col, select
 
-from api.schemas import ActorOut, AuditOut, ComplianceOut, JobOut, RequestOut, TargetOut, VersionOut
+from api.schemas import (
+    ActorOut,
+    AttemptOut,
+    AuditOut,
+    ComplianceOut,
+    JobOut,
+    RequestOut,
+    TargetOut,
+    VersionOut,
+)
+from unlearn.registry import job_attempts, request_job_ids
 from unlearn.sla import flags
 from unlearn.store.models import (
     ApiKey,
@@ -49,6 +59,8 @@ def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
     overdue, at_risk = flags(r, now, at_risk_days)
     base = f"/v1/deletion-requests/{r.id}"
     links = {"self": base, "cancel": f"{base}/cancel", "audit": f"{base}/audit"}
+    if r.status == RequestStatus.NEEDS_REVIEW:
+        links["decision"] = f"{base}/decision"
     if r.status == RequestStatus.COMPLETED:
         links["certificate"] = f"{base}/certificate"
     return RequestOut(
@@ -59,7 +71,8 @@ def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
         seconds_to_compliance=(r.completed_at - r.received_at).total_seconds() if r.completed_at else None,
         targets=[TargetOut(model=t.model_name, samples=len(t.forget_ids), status=t.status, job_id=t.job_id,
                            version_id=t.version_id) for t in targets],
-        jobs=[job_out(j) for j in jobs], verdicts=verdicts, links=links)
+        jobs=[job_out(j) for j in jobs], verdicts=verdicts, links=links,
+        attempts=[AttemptOut(**a) for a in job_attempts(session, request_job_ids(session, r.id))])
 
 
 def compliance_out(c: ComplianceCheck) -> ComplianceOut:

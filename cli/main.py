@@ -201,6 +201,8 @@ def cmd_request_submit(args: argparse.Namespace) -> int:
         body["external_id"] = args.external_id
     if args.due_days is not None:
         body["due_days"] = args.due_days
+    if args.suspects:
+        body["suspect_ids"] = args.suspects.split(",")
     with _client(args) as c:
         return _print_response(c.post("/v1/deletion-requests", json=body,
                                       headers={"Idempotency-Key": args.idempotency_key or uuid.uuid4().hex}))
@@ -223,7 +225,7 @@ def cmd_request_list(args: argparse.Namespace) -> int:
 
 # A request ends completed, rejected, failed or canceled; needs_review waits on an operator, so a
 # waiting client stops there too and says so.
-_SETTLED = ("completed", "rejected", "failed", "canceled", "pending_review")
+_SETTLED = ("completed", "rejected", "failed", "canceled", "pending_review", "needs_review")
 
 
 def cmd_request_wait(args: argparse.Namespace) -> int:
@@ -243,6 +245,36 @@ def cmd_request_wait(args: argparse.Namespace) -> int:
                 print(f"unlearn: request {args.id} is still {body['status']} after {args.timeout:g} s", file=sys.stderr)
                 return 4
             time.sleep(args.interval)
+
+
+def cmd_request_decide(args: argparse.Namespace) -> int:
+    body: dict = {"action": args.decision, "reason": args.reason}
+    if args.method:
+        body["method"] = args.method
+    if args.params:
+        try:
+            body["params"] = json.loads(args.params)
+        except ValueError as exc:
+            raise SystemExit(f"unlearn: --params is not JSON: {exc}") from None
+    with _client(args) as c:
+        return _print_response(c.post(f"/v1/deletion-requests/{args.id}/decision", json=body))
+
+
+def cmd_model_budget(args: argparse.Namespace) -> int:
+    from cli.bootstrap import prepare
+    from unlearn.store.db import session_scope
+    from unlearn.store.models import Model
+
+    settings = _settings()
+    prepare(settings)
+    with session_scope(settings.resolved_database_url) as s:
+        model = s.get(Model, args.name)
+        if model is None:
+            raise SystemExit(f"unlearn: no model {args.name!r}")
+        model.cost_budget_s = args.seconds
+    shown = f"{args.seconds:g} s" if args.seconds is not None else f"the settings' {settings.chain_budget_s:g} s"
+    print(f"{args.name}: a job's chain of methods may spend {shown}")
+    return 0
 
 
 def cmd_request_certificate(args: argparse.Namespace) -> int:
@@ -360,6 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     mr.add_argument("--reason", default="operator rollback", help="kept in the audit trail")
     mr.set_defaults(func=cmd_model_rollback)
 
+    mb = m.add_parser("budget", help="the wall seconds a job's chain of methods may spend on a model (operator)")
+    mb.add_argument("name", help="the model")
+    mb.add_argument("seconds", type=float, nargs="?", default=None,
+                    help="seconds (omit to fall back to UNLEARN_CHAIN_BUDGET_S)")
+    mb.set_defaults(func=cmd_model_budget)
+
     v = sub.add_parser("verify-certificate", help="check a deletion certificate's signature offline")
     v.add_argument("file", help="the certificate JSON (as GET /v1/deletion-requests/ID/certificate returns it)")
     src = v.add_mutually_exclusive_group()
@@ -372,15 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
                 ("status", cmd_request_status, "show one request"),
                 ("list", cmd_request_list, "list requests (yours, or all for an operator key)"),
                 ("wait", cmd_request_wait, "wait until a request settles; exit 0 when it completed"),
-                ("certificate", cmd_request_certificate, "print a completed request's signed deletion certificate"))
+                ("certificate", cmd_request_certificate, "print a completed request's signed deletion certificate"),
+                ("decide", cmd_request_decide, "an operator's decision on a request in needs_review: reject or retry"))
     for name, fn, what in commands:
         rp = r.add_parser(name, help=what, description=what)
         rp.add_argument("--url", default=os.environ.get("UNLEARN_URL", "http://127.0.0.1:8000"),
                         help="the service (default: $UNLEARN_URL or http://127.0.0.1:8000)")
         rp.add_argument("--api-key", help="the API key (default: $UNLEARN_API_KEY)")
         rp.set_defaults(func=fn)
-        if name in ("status", "wait", "certificate"):
+        if name in ("status", "wait", "certificate", "decide"):
             rp.add_argument("id", help="the request id")
+        if name == "decide":
+            rp.add_argument("decision", choices=["reject", "retry"], help="end it rejected, or queue it again")
+            rp.add_argument("--reason", required=True, help="why, kept in the audit trail")
+            rp.add_argument("--method", help="retry: the method to run first")
+            rp.add_argument("--params", help="retry: that method's parameters, as a JSON object")
         if name == "wait":
             rp.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait at most (default 3600)")
             rp.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
@@ -402,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
         rp.add_argument("--kind", default="privacy", choices=["privacy", "corrective"],
                         help="privacy (a person's erasure) or corrective (wrong or poisoned data)")
         rp.add_argument("--method", default="auto", help="the unlearning method (default: the family's choice)")
+        rp.add_argument("--suspects", help="corrective: comma-separated sample ids suspected beyond the flagged ones")
         rp.add_argument("--external-id", help="your case number, shown with the request")
         rp.add_argument("--due-days", type=int, help="the deadline in days (default: the service's)")
         rp.add_argument("--idempotency-key", help="re-sending with the same key submits once (default: random)")

@@ -63,6 +63,9 @@ def test_serve_and_the_request_client(env, tmp_path):
         (tmp_path / "cert.json").write_text(cert)
         checked = _unlearn(client, "verify-certificate", str(tmp_path / "cert.json"), "--url", client["UNLEARN_URL"])
         assert checked.stdout.startswith(f"certificate valid: request {rid} (digits-mlp)")
+        # a decision is for a request in needs_review only: a completed one answers 409, and a submitter's key 403
+        decided = _unlearn(client, "request", "decide", rid, "reject", "--reason", "x", check=False)
+        assert decided.returncode == 1 and decided.stderr.startswith("unlearn: 403")
         gone = _unlearn(client, "request", "wait", "no-such-id", check=False)
         assert gone.returncode == 1 and gone.stderr.startswith("unlearn: 404")
         bad = _unlearn(client, "request", "submit", "--model", "nope", "--type", "class", "--label", "1", check=False)
@@ -111,3 +114,22 @@ def test_cli_rollback_refuses_a_tainted_version(env, zoo_dir):
         s.add(RequestTarget(request_id=req.id, model_name="digits-mlp", forget_ids=["digits-0000"], status="done"))
     proc = _unlearn(env, "model", "rollback", "digits-mlp", v1.id, check=False)
     assert proc.returncode == 1 and "tainted" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_cli_sets_and_clears_a_models_cost_budget(env, zoo_dir):
+    from tests.conftest import register
+    from unlearn.settings import Settings
+    from unlearn.store.db import migrate, session_scope
+    from unlearn.store.models import Model
+
+    settings = Settings(data_dir=env["UNLEARN_DATA_DIR"])
+    migrate(settings.resolved_database_url)
+    register(settings, zoo_dir)
+    assert "may spend 90 s" in _unlearn(env, "model", "budget", "digits-mlp", "90").stdout
+    with session_scope(settings.resolved_database_url) as s:
+        assert s.get(Model, "digits-mlp").cost_budget_s == 90.0
+    assert "the settings' 7200 s" in _unlearn(env, "model", "budget", "digits-mlp").stdout
+    with session_scope(settings.resolved_database_url) as s:
+        assert s.get(Model, "digits-mlp").cost_budget_s is None
+    missing = _unlearn(env, "model", "budget", "nope", "5", check=False)
+    assert missing.returncode == 1 and "no model 'nope'" in missing.stderr

@@ -46,7 +46,7 @@ def _wait(client, rid, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(f"/v1/deletion-requests/{rid}").json()
-        if body["status"] in ("completed", "rejected", "failed"):
+        if body["status"] in ("completed", "needs_review", "rejected", "failed"):
             return body
         time.sleep(0.3)
     raise TimeoutError(body["status"])
@@ -97,9 +97,12 @@ def test_ssd_corrects_a_backdoor_and_is_rejected_on_interclass_confusion(service
     swap = flagged_subset(get_dataset({"name": "digits-swap", "seed": 0}), 0.25)
     confused = _wait(service, _submit(service, {"model": "digits-swap", "kind": "corrective",
                                                 "scope": {"type": "samples", "sample_ids": swap}}))
-    assert confused["status"] == "rejected" and "verifier" in confused["reason"]
+    assert confused["status"] == "needs_review" and "verifier" in confused["reason"]
     versions = service.get("/v1/models/digits-swap/versions").json()
-    # SSD's candidate fails, the auto request goes on to the retrain without the flagged quarter, which keeps
-    # the confusion the other three quarters taught: both failures are kept, neither is served
+    # SSD's candidate fails, the chain goes on (no suspected samples to widen to) to the retrain without the
+    # flagged quarter, which keeps the confusion the other three quarters taught: both failures are kept,
+    # neither is served, and the request waits for an operator
     assert [(v["method"], v["status"]) for v in versions] == [("train", "promoted"), ("ssd", "rejected"),
                                                               ("retrain", "rejected")]
+    assert [a["method"] for a in confused["attempts"]] == ["ssd", "retrain"]
+    assert "a backdoor they teach may remain" in confused["attempts"][1]["warning"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -117,6 +118,8 @@ def test_upgrading_a_filled_0001_database_keeps_every_row(empty_database):
         assert request.pop("original_due_at") == request["due_at"]
     for key in after["apikey"]:  # keys created before 0003 have no label
         assert key.pop("label") is None
+    for model in after["model"]:  # models registered before 0004 have no budget of their own
+        assert model.pop("cost_budget_s") is None
     assert after == before
     with session_scope(url) as s:  # and the service reads them: the extended request's cap starts at its due date
         extended = s.get(DeletionRequest, "s" * 32)
@@ -151,6 +154,7 @@ def test_upgrading_a_filled_0002_database_keeps_every_row_and_leaves_keys_unlabe
     after, indexes_after = _snapshot(url)
     assert indexes_after == indexes_before
     assert [key.pop("label") for key in after["apikey"]] == [None, None]
+    assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
     assert after == before
     with session_scope(url) as s:  # and the service reads them, and a key can be labelled now
         from unlearn.store.models import ApiKey
@@ -161,6 +165,67 @@ def test_upgrading_a_filled_0002_database_keeps_every_row_and_leaves_keys_unlabe
         s.add(key)
     with session_scope(url) as s:
         assert s.get(ApiKey, "a" * 32).label == "Jane Roe, privacy desk"
+
+
+def _rows_0003() -> dict[str, list[dict]]:
+    """Every table of revision 0003 filled: 0002's rows, the keys labelled, and requests in every open and
+    final status a chain of methods leaves (a rejected candidate among the versions)."""
+    rows = _rows_0002()
+    for key in rows["apikey"]:
+        key["label"] = f"holder of {key['id'][:4]}"
+    base = rows["deletionrequest"][0]
+    for i, status in enumerate(("running", "verifying", "rejected", "failed")):
+        rows["deletionrequest"].append({**base, "id": f"{i}" * 32, "status": status, "completed_at": None,
+                                        "reason": "verifier (ssd): forget_acc" if status == "rejected" else None})
+    rows["modelversion"].append({**rows["modelversion"][1], "id": "x" * 32, "version": 3, "method": "ssd",
+                                 "params_hash": "4" * 64, "status": "rejected", "verdict": "fail",
+                                 "method_info": {"seconds": 0.5}})
+    return rows
+
+
+def test_upgrading_a_filled_0003_database_keeps_every_row_and_gives_models_no_budget_of_their_own(empty_database):
+    url = empty_database
+    migrate(url, "0003")
+    engine = get_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    rows = _rows_0003()
+    assert set(rows) == set(meta.tables) - {"alembic_version"}
+    with engine.begin() as conn:
+        for name, table_rows in rows.items():
+            conn.execute(meta.tables[name].insert(), table_rows)
+    before, indexes_before = _snapshot(url)
+
+    migrate(url)
+
+    after, indexes_after = _snapshot(url)
+    assert indexes_after == indexes_before
+    assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
+    assert after == before
+    with session_scope(url) as s:  # the service reads them, a model takes a budget, a request may wait for review
+        from unlearn.store.models import Model
+
+        s.get(Model, "digits-mlp").cost_budget_s = 120.0
+        s.get(DeletionRequest, "0" * 32).status = "needs_review"
+    with session_scope(url) as s:
+        assert s.get(Model, "digits-mlp").cost_budget_s == 120.0
+        assert s.get(DeletionRequest, "0" * 32).status == "needs_review"
+    # a request waiting for review has no status the previous revision knows: the downgrade refuses
+    with pytest.raises(RuntimeError, match="needs_review"):
+        migrate_down(url, "0003")
+
+
+def migrate_down(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from unlearn.store.db import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with get_engine(url).connect() as conn, conn.begin():
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
 
 
 def test_the_migrations_build_the_schema_the_models_declare(empty_database):

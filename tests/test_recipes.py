@@ -153,10 +153,16 @@ def test_the_registered_criterion_can_reject_what_the_family_would_pass(toy_serv
         from unlearn.store.models import Model
 
         s.get(Model, "toy").thresholds = {"forget_recall_max": 1.0}
-    request, version = _serve(toy_service, {"model": "toy", "method": "toy-forget", "params": {"leave": 1},
-                                            "scope": {"type": "samples", "sample_ids": ["toy-001", "toy-002"]}})
-    assert request.status == "rejected" and "memory_size_gap" in request.reason
-    assert version.metrics["criteria"]["forget_recall"]["passed"]
+    request, _ = _serve(toy_service, {"model": "toy", "method": "toy-forget", "params": {"leave": 1},
+                                      "scope": {"type": "samples", "sample_ids": ["toy-001", "toy-002"]}})
+    with session_scope(toy_service.resolved_database_url) as s:
+        missed, retrained = s.exec(select(ModelVersion).where(ModelVersion.model_name == "toy", ModelVersion.version > 1)
+                                   .order_by(ModelVersion.version)).all()
+    assert (missed.method, missed.status) == ("toy-forget", "rejected")
+    assert "memory_size_gap" in " ".join(missed.metrics["reasons"])
+    assert missed.metrics["criteria"]["forget_recall"]["passed"]
+    # the family's chain goes on to the exact retrain, which the registered criterion passes
+    assert request.status == "completed" and (retrained.method, retrained.status) == ("retrain", "promoted")
 
 
 def test_the_toy_methods_parameters_are_checked_at_intake(toy_service):

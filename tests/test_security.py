@@ -39,6 +39,7 @@ ACCESS = {
     ("POST", "/v1/deletion-requests/{request_id}/approve"): OPERATOR,
     ("POST", "/v1/deletion-requests/{request_id}/deny"): OPERATOR,
     ("POST", "/v1/deletion-requests/{request_id}/extend"): OPERATOR,
+    ("POST", "/v1/deletion-requests/{request_id}/decision"): OPERATOR,
     ("GET", "/v1/jobs"): OPERATOR,
     ("POST", "/v1/jobs/{job_id}/retry"): OPERATOR,
     ("GET", "/v1/workers"): OPERATOR,

@@ -68,7 +68,7 @@ def test_teacher_fails_the_forget_gate(teacher):
 
 
 @pytest.mark.slow
-def test_concept_requests_through_the_api_promote_sfd_and_reject_a_cut_short_run(settings, zoo_dir, teacher):
+def test_concept_requests_through_the_api_promote_sfd_and_hold_a_cut_short_run_for_review(settings, zoo_dir, teacher):
     """End to end: API → coalescer → Celery worker (in process) → SFD → verifier → promotion."""
     import time
     import uuid
@@ -79,12 +79,14 @@ def test_concept_requests_through_the_api_promote_sfd_and_reject_a_cut_short_run
     from api.auth import create_api_key
     from tests.conftest import register
     from unlearn.store.db import session_scope
-    from unlearn.store.models import ModelVersion
+    from unlearn.store.models import Model, ModelVersion
     from workers.embedded import coalesce_sender, embedded_worker
 
     register(settings, zoo_dir, "digits-diffusion")
     with session_scope(settings.resolved_database_url) as s:
         key = create_api_key(s, "acme", "operator")
+        # a budget that lets one distillation run and no retrain after it (the teacher's retrain takes minutes)
+        s.get(Model, "digits-diffusion").cost_budget_s = 1.0
     with embedded_worker(settings) as app:
         client = TestClient(create_app(settings, schedule_coalesce=coalesce_sender(app)))
         client.headers["X-API-Key"] = key
@@ -95,14 +97,15 @@ def test_concept_requests_through_the_api_promote_sfd_and_reject_a_cut_short_run
             assert rid.status_code == 202, rid.text
             for _ in range(1800):
                 got = client.get(f"/v1/deletion-requests/{rid.json()['id']}").json()
-                if got["status"] in ("completed", "rejected", "failed"):
+                if got["status"] in ("completed", "needs_review", "rejected", "failed"):
                     return got
                 time.sleep(0.5)
             raise TimeoutError(got["status"])
 
         short = run("digit-5", {"steps": 3})  # cut short: barely distilled, must not be promoted
         done = run(f"digit-{FORGET}", {"steps": 400})  # enough for 0 -> 1 (benchmarks/results/sfd.md)
-    assert short["status"] == "rejected" and "forget_rate" in short["reason"]
+    # the chain's next step, the teacher's retrain, does not fit the model's budget: an operator decides
+    assert short["status"] == "needs_review" and "forget_rate" in short["reason"] and "cost budget" in short["reason"]
     assert done["status"] == "completed", done["reason"]
     assert done["jobs"][0]["method"] == "sfd"
     verdict_ = next(iter(done["verdicts"].values()))

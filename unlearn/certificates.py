@@ -35,6 +35,7 @@ from sqlmodel import Session, col, select
 import unlearn
 from unlearn.identity import sha256_ids
 from unlearn.methods import get_method, method_names
+from unlearn.registry import job_attempts, request_job_ids
 from unlearn.settings import Settings
 from unlearn.store.models import (
     AuditEvent,
@@ -242,7 +243,13 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
             "gate_overrides": metrics.get("gate_overrides", None if criteria else {}),
         },
         "tainted_versions_retired": _tainted_versions(session, target.model_name, forget, until),
+        # every candidate the job's chain of methods made before this one passed (or this one alone):
+        # method, version, verdict and reasons, wall seconds and device
+        "attempts": [a for a in job_attempts(session, request_job_ids(session, request.id))
+                     if a["model"] == target.model_name],
     }
+    if metrics.get("warning"):  # a caveat of the method's step, e.g. a retrain that may keep a backdoor
+        entry["warning"] = metrics["warning"]
     return entry
 
 

@@ -90,16 +90,14 @@ def _batch_model(session: Session, settings: Settings, model_name: str,
         method = resolve_method(session, model_name, request.method, scope)
         label = scope.label if scope.type in ("class", "concept") else None
         key = (request.kind, method, json.dumps(request.params, sort_keys=True),
-               scope.type if label is not None else "samples", label,
-               # the family's fallback serves `auto` alone: parameters an operator set are for one method
-               request.method == "auto" and not request.params)
+               scope.type if label is not None else "samples", label)
         groups.setdefault(key, []).append((target, request))
     job_ids = []
-    for (kind, method, params, _, _, auto), batch in groups.items():
+    for (kind, method, params, _, _), batch in groups.items():
         for start in range(0, len(batch), settings.max_batch_requests):
             chunk = batch[start:start + settings.max_batch_requests]
             job = UnlearningJob(model_name=model_name, method=method, params=json.loads(params), kind=kind,
-                                scope={**job_scope([scope_of(r) for _, r in chunk]), "auto": auto}, queue="gpu",
+                                scope=job_scope([scope_of(r) for _, r in chunk]), queue="gpu",
                                 max_attempts=settings.max_attempts, enqueued_at=utcnow())
             session.add(job)
             session.flush()

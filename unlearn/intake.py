@@ -185,6 +185,11 @@ class DeletionRequestIn(BaseModel):
                                                      examples=["DSR-2026-0412"])
     due_days: int | None = Field(None, ge=1, le=90, description="deadline in days (default: settings)",
                                  examples=[30])
+    suspect_ids: list[text(min_length=1, max_length=128)] | None = Field(
+        None, description="corrective requests only: training samples suspected beyond those in `scope` (a larger "
+                          "flagged set). When unlearning the flagged samples fails its gate, the family's chain "
+                          "tries again forgetting these as well (e.g. SSD on the larger set) before retraining",
+        examples=[["digits-0311", "digits-0412"]])
 
 
 def _train_ids(session: Session, model: str, *where: Any) -> list[str]:
@@ -250,6 +255,21 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
     return {body.model: ids}, stored
 
 
+def _suspects(session: Session, body: DeletionRequestIn, settings: Settings) -> list[str]:
+    """The request's suspected samples, checked: a corrective request on one model, training ids only."""
+    if body.kind != "corrective" or not body.model:
+        raise IntakeError("suspect_ids belong to a corrective request on one model")
+    ids = list(dict.fromkeys(body.suspect_ids or []))
+    if len(ids) > settings.max_scope_items:
+        raise IntakeError(f"suspect_ids has {len(ids)} samples; the limit is {settings.max_scope_items}", 413,
+                          "Scope too large")
+    try:
+        _check_known(session, body.model, ids)
+    except IntakeError as exc:
+        raise IntakeError(f"suspect_ids: {exc.detail}") from None
+    return ids
+
+
 def _check_params(session: Session, body: DeletionRequestIn, models: Iterable[str], scope: Scope) -> None:
     """Validate the request's `params` against every method that will run: the explicit one, or for `auto`
     the one each target model's family resolves to (as the coalescer will). An unknown or out-of-range key
@@ -283,6 +303,8 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
             raise IntakeError(f"method {body.method!r} reads the labels of the samples it forgets, and this "
                               "request's samples come without labels (labels_known is false)")
     targets, stored_scope = resolved or _resolve(session, body, settings)
+    if body.suspect_ids:
+        stored_scope["suspect_ids"] = _suspects(session, body, settings)
     _check_params(session, body, targets, Scope.from_dict(stored_scope, body.kind))
     received = utcnow()
     due = received + timedelta(days=body.due_days or settings.due_days)

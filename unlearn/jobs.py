@@ -1,4 +1,4 @@
-"""Running one unlearning job: claim → unlearn → verify → register → promote or reject.
+"""Running one unlearning job: claim → (unlearn → verify → register)+ → promote, or hold for an operator.
 
 The runner is the pipeline only. Who owns the job is `unlearn.lease`'s business, how a candidate is
 judged is `unlearn.verification`'s, and what a request's status is follows from its targets
@@ -14,17 +14,20 @@ import shutil
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from pydantic import ValidationError
+from sqlalchemy import func
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from unlearn.artifacts import locate
 from unlearn.certificates import issue_certificates
 from unlearn.contracts import Scope
 from unlearn.families import get_family
+from unlearn.families.base import ChainStep
 from unlearn.lease import JobHandle, LeaseLost, claim, expired_jobs, lease_wait
 from unlearn.methods import MethodError, UnlearnTask, get_method
 from unlearn.plugins import UnknownComponent
@@ -65,7 +68,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Outcome:
-    status: str  # done | rejected | retry | failed | busy | skipped
+    status: str  # done | needs_review | retry | failed | busy | skipped (next: within a chain)
     detail: str = ""
     retry_in: float = 0.0
     version_id: str | None = None
@@ -167,10 +170,11 @@ class _Plan:
     forget: list[str]  # samples this job removes
     keep: list[str]  # training samples the candidate still holds
     request_ids: list[str]
-    fallback: bool  # every request asked for `auto`: the family's next methods may serve it
+    suspects: list[str]  # samples an operator suspects beyond `forget` (corrective): a widening step drops them too
+    budget_s: float  # wall seconds the job's chain of methods may spend (the model's, else the settings')
 
 
-def _plan(s: Session, h: JobHandle) -> _Plan:
+def _plan(s: Session, h: JobHandle, settings: Settings) -> _Plan:
     job = s.get(UnlearningJob, h.job_id)
     base = champion(s, job.model_name)
     ensure_intact(s, base, actor=h.worker)  # before any work: a corrupt base fails the job at once
@@ -181,13 +185,18 @@ def _plan(s: Session, h: JobHandle) -> _Plan:
     # A reopened request (a compliance regression) is forgotten again even though the champion
     # already excludes its samples: the exact method re-derives the model without them.
     forget = sorted(asked if job.params.get("reopened") else asked - already)
-    train_ids = s.exec(select(TrainingRecord.sample_id).where(
-        TrainingRecord.model_name == job.model_name, TrainingRecord.split == "train")).all()
-    sync_requests(s, {t.request_id for t in targets}, actor=h.worker)  # → running
-    return _Plan(model=s.get(Model, job.model_name), base=base, method=job.method, params=dict(job.params),
+    train_ids = set(s.exec(select(TrainingRecord.sample_id).where(
+        TrainingRecord.model_name == job.model_name, TrainingRecord.split == "train")).all())
+    request_ids = sorted({t.request_id for t in targets})
+    requests = [s.get(DeletionRequest, rid) for rid in request_ids]
+    suspects = {sid for r in requests for sid in (r.scope.get("suspect_ids") or [])}
+    model = s.get(Model, job.model_name)
+    sync_requests(s, set(request_ids), actor=h.worker)  # → running
+    return _Plan(model=model, base=base, method=job.method, params=dict(job.params),
                  scope=Scope.from_dict(job.scope, job.kind), forget=forget,
-                 keep=sorted(set(train_ids) - already - set(forget)), request_ids=sorted({t.request_id for t in targets}),
-                 fallback=bool(job.scope.get("auto")))
+                 keep=sorted(train_ids - already - set(forget)), request_ids=request_ids,
+                 suspects=sorted((suspects & train_ids) - already - set(forget)),
+                 budget_s=model.cost_budget_s if model.cost_budget_s is not None else settings.chain_budget_s)
 
 
 def _clear_earlier_attempts(url: str, out: Path, h: JobHandle) -> None:
@@ -205,7 +214,7 @@ def _clear_earlier_attempts(url: str, out: Path, h: JobHandle) -> None:
 def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
     url = settings.resolved_database_url
     with session_scope(url) as s:
-        plan = _plan(s, h)
+        plan = _plan(s, h, settings)
         if not plan.forget:  # everything asked for is already gone from the champion
             job = s.get(UnlearningJob, h.job_id)
             transition(s, job, JobStage.DONE, actor=h.worker, reason="nothing left to forget")
@@ -214,34 +223,101 @@ def _run_claimed(settings: Settings, h: JobHandle) -> Outcome:
             issue_certificates(s, settings, completed)
             return Outcome("done", "already forgotten", version_id=plan.base.id)
 
-    # An `auto` request that the first method cannot serve (its candidate fails the gate) goes on to the
-    # family's next method for it (the exact retrain where the model has a recipe), so that a deletion
-    # request is not left undone by one method's miss; a method an operator named is tried alone.
-    chain = [plan.method]
-    if plan.fallback:
-        chain += get_family(plan.model.family).fallback_methods(locate(plan.base.artifact_path), plan.scope, chain)
-    outcome = Outcome("failed", "no method ran")
-    for i, method in enumerate(chain):
-        outcome = _try_method(settings, h, plan, method, last=i == len(chain) - 1,
-                              span=(i / len(chain), (i + 1) / len(chain)))
+    # A deletion request must not be left undone by one method's miss: a candidate that fails its gate
+    # is kept `rejected` with its verdict and the job goes on down the family's chain, within the cost
+    # budget and the deadline. When the chain is spent, an operator decides (needs_review).
+    family, model_dir = get_family(plan.model.family), locate(plan.base.artifact_path)
+    chain = method_steps(family.method_chain(model_dir, plan.scope), plan.method, has_suspects=bool(plan.suspects))
+    spent, misses = 0.0, []
+    for i, step in enumerate(chain):
+        if i > 0:
+            stop = _stop_before(settings, plan, step, spent=spent, last_s=misses[-1][1])
+            if stop:
+                return _hold_for_review(settings, h, plan, misses, stop)
+        outcome, wall_s = _try_method(settings, h, plan, step, index=i, span=(i / len(chain), (i + 1) / len(chain)))
         if outcome.status != "next":
             return outcome
-    return outcome
+        spent += wall_s
+        misses.append((outcome.detail, wall_s))
+    why = f"every method of the chain ({', '.join(s.method for s in chain)}) failed its gate"
+    if not family.can_retrain(model_dir):
+        why += f"; model {plan.model.name} has no retrain recipe"
+    return _hold_for_review(settings, h, plan, misses, why)
 
 
-def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, last: bool,
-                span: tuple[float, float]) -> Outcome:
-    """One candidate of the job: unlearn with `method`, verify, register; promote it when it passes.
-    A failing candidate is kept as `rejected` with its verdict; unless this is the `last` method of the
-    job's chain, the outcome is "next" and the job goes on to the next method."""
+def method_steps(family_chain: list[ChainStep], named: str, *, has_suspects: bool) -> list[ChainStep]:
+    """The steps one job tries: `named` first (the method the request named, or `auto`'s choice), then
+    the family's chain after that method's place in it, or the whole chain where it is not in it. A step
+    that widens the forget set is dropped when no samples are suspected, and so is a repeat of a method
+    already in the list on the same set."""
+    steps = [s for s in family_chain if has_suspects or not s.widen]
+    at = next((i for i, s in enumerate(steps) if s.method == named and not s.widen), None)
+    rest = steps[at + 1:] if at is not None else steps
+    first = steps[at] if at is not None else ChainStep(named)
+    out = [first]
+    for step in rest:
+        if all((step.method, step.widen) != (o.method, o.widen) for o in out):
+            out.append(step)
+    return out
+
+
+def _expected_seconds(s: Session, plan: _Plan, method: str, last_s: float) -> float:
+    """What the next method will likely cost: its last recorded wall time on this model, else the time the
+    previous method of this chain took (a simple estimate: the budget check only needs an order of size)."""
+    infos = s.exec(select(ModelVersion.method_info).where(ModelVersion.model_name == plan.model.name,
+                                                           ModelVersion.method == method)
+                   .order_by(col(ModelVersion.created_at).desc()).limit(20)).all()
+    recorded = next((i["wall_seconds"] for i in infos if isinstance(i, dict) and "wall_seconds" in i), None)
+    return float(recorded) if recorded is not None else last_s
+
+
+def _stop_before(settings: Settings, plan: _Plan, step: ChainStep, *, spent: float, last_s: float) -> str | None:
+    """Why the chain must stop before `step` (the deadline passed, or the budget cannot pay for it), or None.
+    The deadlines are read again: an operator may have extended one while the last method ran."""
+    with session_scope(settings.resolved_database_url) as s:
+        due = s.exec(select(func.min(DeletionRequest.due_at))
+                     .where(col(DeletionRequest.id).in_(plan.request_ids))).one()
+        expected = _expected_seconds(s, plan, step.method, last_s)
+    if due is not None and _aware(due) < utcnow():
+        return f"the deadline ({_aware(due).isoformat()}) passed before {step.method} could start"
+    if spent + expected > plan.budget_s:
+        return (f"cost budget: {spent:.0f} s spent + {expected:.0f} s expected for {step.method} exceeds "
+                f"the model's budget of {plan.budget_s:.0f} s")
+    return None
+
+
+def _aware(t: datetime) -> datetime:
+    return t if t.tzinfo else t.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+
+
+def _hold_for_review(settings: Settings, h: JobHandle, plan: _Plan, misses: list[tuple[str, float]],
+                     why: str) -> Outcome:
+    """End the job without a passing candidate: its targets and requests wait for an operator's decision
+    (`needs_review`), every attempt's verdict kept with its version, the overdue clock still running."""
+    reason = f"needs an operator's review: {why}; " + " | ".join(detail for detail, _ in misses)
+    with session_scope(settings.resolved_database_url) as s:
+        job = s.get(UnlearningJob, h.job_id)
+        _settle(s, _targets(s, h.job_id), TargetStatus.NEEDS_REVIEW, actor=h.worker, reason=reason[:2000])
+        transition(s, job, JobStage.DONE, actor=h.worker, reason=reason[:500],
+                   data={"needs_review": why[:500], "attempts": len(misses)})
+        h.write(s, progress=1.0, message="needs_review")
+    return Outcome("needs_review", reason)
+
+
+def _try_method(settings: Settings, h: JobHandle, plan: _Plan, step: ChainStep, *, index: int,
+                span: tuple[float, float]) -> tuple[Outcome, float]:
+    """One candidate of the job: unlearn with the step's method, verify, register; promote it when it passes.
+    A failing candidate is kept as `rejected` with its verdict, and the outcome is "next": the caller goes
+    on down the chain. Returns the outcome and the attempt's wall seconds (unlearning and verifying)."""
     url = settings.resolved_database_url
     root = settings.resolved_artifact_root
     lo, hi = span
+    method = step.method
     base_dir = locate(plan.base.artifact_path)
-    suffix = "" if method == plan.method else f"-{method}"
+    suffix = "" if index == 0 else f"-{index}-{method}"
     out = artifact_dir(root, plan.model.name, "jobs", h.job_id, f"attempt-{h.attempt}{suffix}")
     shutil.rmtree(out, ignore_errors=True)
-    if not suffix:
+    if index == 0:
         _clear_earlier_attempts(url, out, h)
     else:
         with session_scope(url) as s:  # back from verifying the last method's candidate
@@ -250,16 +326,18 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
             h.write(s, message=method)
             sync_requests(s, {t.request_id for t in _targets(s, h.job_id)}, actor=h.worker)  # → running
     out.mkdir(parents=True)
+    forget = sorted({*plan.forget, *plan.suspects}) if step.widen else plan.forget
+    keep = sorted(set(plan.keep) - set(plan.suspects)) if step.widen else plan.keep
     spec = get_method(method)
-    params = plan.params if method == plan.method else {}  # a fallback method runs on its own defaults
+    params = plan.params if index == 0 else {}  # the operator's parameters are for the method they named
     t0 = time.perf_counter()
     info = spec.run(UnlearnTask(
-        family=plan.model.family, base_dir=base_dir, out_dir=out, forget_ids=plan.forget, retain_ids=plan.keep,
+        family=plan.model.family, base_dir=base_dir, out_dir=out, forget_ids=forget, retain_ids=keep,
         scope=plan.scope, params=params, device=settings.device,
         progress=lambda f, m: h.progress(f, m, stage_span=(lo, lo + 0.6 * (hi - lo)))))
     unlearn_s = time.perf_counter() - t0
     if spec.is_reference:  # the candidate is the family's retrain itself: verify against it, do not train twice
-        seed_reference(settings, plan.model.name, plan.keep, out)
+        seed_reference(settings, plan.model.name, keep, out)
 
     with session_scope(url) as s:
         job = s.get(UnlearningJob, h.job_id)
@@ -270,19 +348,28 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
     with session_scope(url) as s:
         checked = verify_candidate(
             s, settings, plan.model, candidate_dir=out, base=plan.base, method=method,
-            forget_ids=sorted(set(plan.base.excluded_ids) | set(plan.forget)), keep_ids=plan.keep, scope=plan.scope,
+            forget_ids=sorted(set(plan.base.excluded_ids) | set(forget)), keep_ids=keep, scope=plan.scope,
             report_dir=artifact_dir(root, plan.model.name, "reports", h.job_id, f"attempt-{h.attempt}{suffix}"),
-            parent_id=plan.base.id, new_forget_ids=plan.forget)
-    report = {**checked.report, "unlearn_seconds": round(unlearn_s, 4)}
+            parent_id=plan.base.id, new_forget_ids=forget)
+    wall_s = time.perf_counter() - t0
+    report = {**checked.report, "unlearn_seconds": round(unlearn_s, 4),
+              **({"warning": step.warning} if step.warning else {})}
+    attempt = {"step": index, "seconds": round(unlearn_s, 4), "wall_seconds": round(wall_s, 4),
+               "device": settings.device, **({"widened_by": len(forget) - len(plan.forget)} if step.widen else {}),
+               **({"warning": step.warning} if step.warning else {})}
 
     with session_scope(url) as s:
         job = s.get(UnlearningJob, h.job_id)
         h.write(s, progress=hi - 0.05 * (hi - lo), message="registering")
         base = s.get(ModelVersion, job.base_version_id)
         version = register_version(s, parent=base, method=method, params=params, folder=out,
-                                   forget_ids=plan.forget, request_ids=plan.request_ids, job_id=h.job_id,
-                                   method_info={**info, "seconds": round(unlearn_s, 4)}, verdict=report)
+                                   forget_ids=forget, request_ids=plan.request_ids, job_id=h.job_id,
+                                   method_info={**info, **attempt}, verdict=report)
         targets = _targets(s, h.job_id)
+        audit(s, actor=h.worker, entity_type="job", entity_id=h.job_id, to_state="attempt",
+              reason=f"{method}: {'pass' if checked.verdict.passed else 'fail'}",
+              data={"method": method, "version_id": version.id, "verdict": "pass" if checked.verdict.passed else "fail",
+                    "reasons": list(checked.verdict.reasons)[:10], **attempt})
         if checked.verdict.passed:
             transition(s, job, JobStage.PROMOTING, actor=h.worker)
             h.write(s)
@@ -292,7 +379,7 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
                 # The champion moved under us (a rollback, a racing job): redo on the new champion.
                 requeue_job(s, job, actor=h.worker, reason="champion moved during the job")
                 h.write(s, lease_until=None)
-                return Outcome("retry", "champion moved", retry_in=1.0)
+                return Outcome("retry", "champion moved", retry_in=1.0), wall_s
             move_version(s, version, VersionStatus.PROMOTED, frm=[VersionStatus.CANDIDATE])
             if base.status == VersionStatus.PROMOTED:
                 move_version(s, base, VersionStatus.RETIRED, frm=[VersionStatus.PROMOTED])
@@ -302,20 +389,16 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, method: str, *, l
             taint_stale_versions(s, job.model_name, actor=h.worker)
             s.flush()
             issue_certificates(s, settings, completed)
-            outcome = Outcome("done", "promoted", version_id=version.id)
-        else:
-            move_version(s, version, VersionStatus.REJECTED, frm=[VersionStatus.CANDIDATE])
-            reason = f"verifier ({method}): " + "; ".join(checked.verdict.reasons)
-            if not last:
-                audit(s, actor=h.worker, entity_type="job", entity_id=h.job_id, to_state="next_method",
-                      reason=reason[:500], data={"rejected_version": version.id, "method": method})
-                h.write(s, message=f"{method} rejected; trying the next method")
-                return Outcome("next", reason, version_id=version.id)
-            _settle(s, targets, TargetStatus.REJECTED, actor=h.worker, version_id=version.id, reason=reason)
-            outcome = Outcome("rejected", reason, version_id=version.id)
-        transition(s, job, JobStage.DONE, actor=h.worker, reason=outcome.detail[:500])
-        h.write(s, progress=1.0, message=outcome.status, result_version_id=version.id)
-        return outcome
+            transition(s, job, JobStage.DONE, actor=h.worker, reason="promoted")
+            h.write(s, progress=1.0, message="done", result_version_id=version.id)
+            return Outcome("done", "promoted", version_id=version.id), wall_s
+        move_version(s, version, VersionStatus.REJECTED, frm=[VersionStatus.CANDIDATE])
+        reason = f"verifier ({method}): " + "; ".join(checked.verdict.reasons)
+        move_targets(s, targets, TargetStatus.PENDING, frm=[TargetStatus.PENDING], version_id=version.id)
+        audit(s, actor=h.worker, entity_type="job", entity_id=h.job_id, to_state="next_method",
+              reason=reason[:500], data={"rejected_version": version.id, "method": method})
+        h.write(s, message=f"{method} rejected; trying the next method", result_version_id=version.id)
+        return Outcome("next", reason, version_id=version.id), wall_s
 
 
 __all__ = ["Outcome", "claim", "expired_jobs", "run_job"]

@@ -1,16 +1,20 @@
-"""Operator and housekeeping actions on requests and jobs: cancel, retry, reconcile."""
+"""Operator and housekeeping actions on requests and jobs: cancel, review, decide, retry, reconcile."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from unlearn.coalesce import coalesce
+from unlearn.contracts import Scope
 from unlearn.lease import expired_jobs
+from unlearn.methods import ParamsError, get_method, method_names
+from unlearn.registry import resolve_method
 from unlearn.settings import Settings
-from unlearn.store.models import DeletionRequest, RequestTarget, UnlearningJob, utcnow
+from unlearn.store.models import DeletionRequest, Model, RequestTarget, UnlearningJob, utcnow
 from unlearn.store.states import REQUEST_CANCELABLE, JobStage, RequestStatus, TargetStatus
 from unlearn.store.transitions import IllegalTransition, audit, move_targets, sync_requests, transition
 
@@ -79,6 +83,59 @@ def extend_due(session: Session, request: DeletionRequest, *, days: int, max_ext
     audit(session, actor=actor, entity_type="request", entity_id=request.id, from_state=request.status,
           to_state=request.status, reason=f"due date extended by {days} days: {reason}",
           data={"due_at_before": old.isoformat(), "due_at": request.due_at.isoformat()})
+
+
+def decide_request(session: Session, request: DeletionRequest, *, action: str, actor: str, reason: str,
+                   method: str | None = None, params: dict[str, Any] | None = None) -> None:
+    """An operator's decision on a request whose chain of methods ended without a passing candidate
+    (`needs_review`): "reject" ends it `rejected` with the operator's reason (the only way a request
+    whose work ran ends so); "retry" makes its waiting targets pending again, with `method` and `params`
+    when given (else as asked before), and the coalescer gives them a fresh job (a fresh chain).
+
+    Raises `IllegalTransition` when the request is not in needs_review, `Conflict` when another decision
+    on it won the race, `ValueError` for a blank reason, an unknown action, or a method or parameters that
+    do not fit its models."""
+    if not reason.strip():
+        raise ValueError("a decision needs a reason")
+    if action not in ("reject", "retry"):
+        raise ValueError(f"unknown action {action!r}: reject or retry")
+    if request.status != RequestStatus.NEEDS_REVIEW:
+        raise IllegalTransition(f"request {request.id} is {request.status}, not needs_review")
+    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id)).all()
+    waiting = [t for t in targets if t.status == TargetStatus.NEEDS_REVIEW]
+    if action == "reject":
+        transition(session, request, RequestStatus.REJECTED, actor=actor, reason=f"rejected by an operator: {reason}")
+        move_targets(session, waiting, TargetStatus.REJECTED, frm=[TargetStatus.NEEDS_REVIEW])
+        return
+    if method is not None or params is not None:
+        _check_method(session, request, {t.model_name for t in waiting}, method or request.method,
+                      request.params if params is None else params)
+        request.method = method or request.method
+        request.params = request.params if params is None else params
+        session.add(request)
+    earlier = sorted({t.job_id for t in waiting if t.job_id})  # still the request's, in its trail and certificate
+    move_targets(session, waiting, TargetStatus.PENDING, frm=[TargetStatus.NEEDS_REVIEW], job_id=None, version_id=None)
+    sync_requests(session, {request.id}, actor=actor, reason=f"operator retry: {reason}", reopen=True,
+                  data={"method": request.method, "params": request.params, "jobs": earlier})
+
+
+def _check_method(session: Session, request: DeletionRequest, models: set[str], method: str,
+                  params: dict[str, Any]) -> None:
+    """ValueError unless `method` (or `auto`'s choice) applies to every model here and takes `params`."""
+    if method != "auto" and method not in method_names():
+        raise ValueError(f"unknown method {method!r}; known: auto, {', '.join(method_names())}")
+    scope = Scope.from_dict(request.scope, request.kind)
+    for name in sorted(models):
+        chosen = resolve_method(session, name, method, scope)
+        family = session.get(Model, name).family
+        if not get_method(chosen).applies_to(family):
+            raise ValueError(f"method {chosen!r} does not apply to {family} model {name!r}")
+        if not scope.labels_known and get_method(chosen).needs_labels:
+            raise ValueError(f"method {chosen!r} reads labels, and this request's samples come without them")
+        try:
+            get_method(chosen).parse_params(params)
+        except ParamsError as exc:
+            raise ValueError(f"{exc}; method {chosen!r}") from None
 
 
 def retry_job(session: Session, job: UnlearningJob, *, actor: str) -> None:

@@ -18,10 +18,11 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from unlearn.artifacts import (  # noqa: F401  (the manifest helpers are part of the registry's interface)
     MANIFEST,
@@ -40,6 +41,7 @@ from unlearn.objectstore import StoreIntegrityError
 from unlearn.store.bulk import insert_training_records
 from unlearn.store.models import (
     Alias,
+    AuditEvent,
     DeletionRequest,
     Model,
     ModelVersion,
@@ -233,6 +235,39 @@ def register_version(session: Session, *, parent: ModelVersion, method: str, par
     audit(session, actor="worker", entity_type="version", entity_id=version.id, to_state=VersionStatus.CANDIDATE,
           data={"model": parent.model_name, "version": next_version, "verdict": verdict["verdict"]})
     return version
+
+
+def request_job_ids(session: Session, request_id: str) -> list[str]:
+    """Every job that worked on the request: its targets' present jobs, and earlier ones an operator's retry
+    replaced (the coalescer names a job in the request's audit event when it queues the request, `job`;
+    an operator's retry names the jobs it leaves behind, `jobs`)."""
+    ids = set(session.exec(select(RequestTarget.job_id).where(RequestTarget.request_id == request_id,
+                                                              col(RequestTarget.job_id).is_not(None))).all())
+    for data in session.exec(select(AuditEvent.data).where(AuditEvent.entity_type == "request",
+                                                           AuditEvent.entity_id == request_id)).all():
+        if isinstance(data, dict):
+            named = [data.get("job"), *(data.get("jobs") or [])]
+            ids.update(j for j in named if isinstance(j, str))
+    return sorted(ids)
+
+
+def job_attempts(session: Session, job_ids: list[str]) -> list[dict[str, Any]]:
+    """Every candidate these jobs made, oldest first, as the audit trail, the dashboard and the certificate
+    show it: method, the version it became (promoted or rejected), its verdict and reasons, the wall seconds
+    it cost (unlearning and verifying; `unlearn_seconds`: the method alone), the device, and any warning
+    its step carries. Versions registered before attempts were recorded have no wall time (None)."""
+    if not job_ids:
+        return []
+    rows = session.exec(select(ModelVersion).where(col(ModelVersion.job_id).in_(job_ids))
+                        .order_by(col(ModelVersion.created_at), col(ModelVersion.version))).all()
+    return [{"job_id": v.job_id, "model": v.model_name, "method": v.method, "version_id": v.id, "version": v.version,
+             "status": v.status, "verdict": (v.metrics or {}).get("verdict") or v.verdict,
+             "reasons": list((v.metrics or {}).get("reasons") or []),
+             "wall_seconds": (v.method_info or {}).get("wall_seconds"),
+             "unlearn_seconds": (v.method_info or {}).get("seconds"),
+             "device": (v.method_info or {}).get("device"),
+             **({"warning": v.method_info["warning"]} if (v.method_info or {}).get("warning") else {})}
+            for v in rows]
 
 
 def completed_forget_ids(session: Session, model_name: str) -> set[str]:

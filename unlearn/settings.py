@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     max_batch_requests: int = Field(1000, ge=1)
     max_attempts: int = Field(3, ge=1)
     lease_s: float = Field(900.0, gt=0)  # a claimed job belongs to its worker this long
+    # Wall seconds a job's chain of methods may spend before an operator must decide (a model's own
+    # `cost_budget_s` overrides it): the next method starts only if the time spent plus its expected
+    # cost fits. Two hours: the people LM's exact retrain (460 s on a 2-core CPU) fits after whp and NPO.
+    chain_budget_s: float = Field(7200.0, gt=0)
     reconcile_interval_s: float = Field(30.0, gt=0)
     requeue_after_s: float = Field(600.0, gt=0)  # a queued job not started this long after its enqueue is sent again
     compliance_interval_s: float = Field(3600.0, gt=0)

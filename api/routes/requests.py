@@ -1,5 +1,5 @@
-"""Deletion requests: submit (idempotently), list, read, cancel, an operator's review and deadline
-extension, and the audit trail.
+"""Deletion requests: submit (idempotently), list, read, cancel, an operator's review, decision (after a
+chain of methods ended without a passing candidate) and deadline extension, and the audit trail.
 
 No `from __future__ import annotations`: FastAPI reads the dependencies from live annotations.
 """
@@ -18,11 +18,12 @@ from api.idempotency import create_once
 from api.lookups import visible_request
 from api.problems import ERROR_RESPONSES, UPLOAD_RESPONSES, ProblemError
 from api.scheduler import CoalesceScheduler
-from api.schemas import AuditOut, ExtendIn, ReasonIn, RequestOut, RequestPage
+from api.schemas import AuditOut, DecisionIn, ExtendIn, ReasonIn, RequestOut, RequestPage
 from api.views import audit_out, request_out
 from unlearn.data import records as rec
 from unlearn.intake import BulkRequestIn, DeletionRequestIn, Text, submit, submit_bulk, text
-from unlearn.operations import cancel_request, extend_due, review_request
+from unlearn.operations import cancel_request, decide_request, extend_due, review_request
+from unlearn.registry import request_job_ids
 from unlearn.settings import Settings
 from unlearn.sla import at_risk_clause, overdue_clause
 from unlearn.store.models import AuditEvent, DeletionRequest, RequestTarget, utcnow
@@ -159,7 +160,7 @@ def audit_trail(session: Session, request_id: str) -> list[AuditEvent]:
     """The request's own events, its certificate's, and those of the jobs and versions that served it,
     oldest first."""
     targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == request_id)).all()
-    job_ids = {t.job_id for t in targets if t.job_id}
+    job_ids = set(request_job_ids(session, request_id))  # an operator's retry leaves earlier jobs behind
     version_ids = {t.version_id for t in targets if t.version_id}
     clauses = [(AuditEvent.entity_type.in_(("request", "certificate"))) & (AuditEvent.entity_id == request_id)]
     if job_ids:
@@ -198,6 +199,26 @@ def approve(request_id: Text, body: ReasonIn, session: SessionDep, caller: Opera
 def deny(request_id: Text, body: ReasonIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
          coalescer: CoalescerDep) -> RequestOut:
     return _review(request_id, session, caller, False, body.reason, settings, coalescer)
+
+
+@router.post("/{request_id}/decision", response_model=RequestOut, operation_id="decideDeletionRequest",
+             tags=["operator"])
+def decide(request_id: Text, body: DecisionIn, session: SessionDep, caller: OperatorDep, settings: SettingsDep,
+           coalescer: CoalescerDep) -> RequestOut:
+    r = visible_request(session, caller, request_id)
+    if body.action == "reject" and (body.method is not None or body.params is not None):
+        raise ProblemError(422, "Invalid request", "method and params go with a retry, not a reject")
+    try:
+        decide_request(session, r, action=body.action, actor=caller.actor, reason=body.reason, method=body.method,
+                       params=body.params)
+    except IllegalTransition:  # the request's state, not the body: the error map answers 409
+        raise
+    except ValueError as exc:  # a method or parameters that do not fit the request's models
+        raise ProblemError(422, "Invalid request", str(exc)) from None
+    session.commit()
+    if body.action == "retry":
+        coalescer.poke()
+    return request_out(session, r, settings.at_risk_days)
 
 
 @router.post("/{request_id}/extend", response_model=RequestOut, operation_id="extendDeletionRequest",

@@ -4,9 +4,9 @@
 "use strict";
 
 const POLL_MS = 2000;
-const STATUSES = ["pending_review", "received", "queued", "running", "verifying", "completed", "rejected",
-                  "failed", "canceled"];
-const OPEN = new Set(["pending_review", "received", "queued", "running", "verifying"]);
+const STATUSES = ["pending_review", "received", "queued", "running", "verifying", "needs_review", "completed",
+                  "rejected", "failed", "canceled"];
+const OPEN = new Set(["pending_review", "received", "queued", "running", "verifying", "needs_review"]);
 const CANCELABLE = new Set(["pending_review", "received", "queued"]);
 
 const state = { view: "requests", detail: null, report: null, rendered: {}, timer: null, busy: false };
@@ -181,6 +181,18 @@ function requestActions(r) {
       (a) => api("POST", `/v1/deletion-requests/${rid}/deny`, { reason: a.reason }), "Request denied.") },
       "Deny"));
   }
+  if (r.status === "needs_review") {  // every method of the chain failed, or its budget or deadline stopped it
+    out.push(h("button", { type: "button", dataset: { key: `retry-${rid}` }, onclick: () => act(
+      { title: "Retry request", text: `Queue request ${short(rid)} again for a fresh chain of methods?`,
+        reason: "required", confirmLabel: "Retry" },
+      (a) => api("POST", `/v1/deletion-requests/${rid}/decision`, { action: "retry", reason: a.reason }),
+      "Request queued again.") }, "Retry"));
+    out.push(h("button", { type: "button", class: "danger", dataset: { key: `reject-${rid}` }, onclick: () => act(
+      { title: "Reject request", text: `Reject request ${short(rid)}? Its data stays in the model.`,
+        reason: "required", confirmLabel: "Reject" },
+      (a) => api("POST", `/v1/deletion-requests/${rid}/decision`, { action: "reject", reason: a.reason }),
+      "Request rejected.") }, "Reject"));
+  }
   if (CANCELABLE.has(r.status)) {
     out.push(h("button", { type: "button", class: "danger", dataset: { key: `cancel-${rid}` }, onclick: () => act(
       { title: "Cancel request", text: `Cancel request ${short(rid)}? This cannot be undone.`,
@@ -332,6 +344,16 @@ async function loadDetail() {
     }
     return out;
   });
+  // Every candidate the request's jobs made: a method that failed its gate, then the next one of the chain.
+  const attempts = r.attempts || [];
+  $("#attempts-wrap").hidden = !attempts.length;
+  renderInto($("#attempts-table tbody"), "attempts", attempts, () => attempts.map((a) => h("tr", {},
+    h("td", {}, `${a.model} v${a.version}`),
+    h("td", {}, a.method),
+    h("td", {}, a.verdict ? badge(a.verdict, a.verdict === "pass" ? "pass" : "fail") : "–"),
+    h("td", { class: "num" }, a.wall_seconds != null ? fmtDuration(a.wall_seconds) : "–"),
+    h("td", {}, a.device || "–"),
+    h("td", {}, [...(a.reasons || []), ...(a.warning ? [`warning: ${a.warning}`] : [])].join("; ")))));
   renderInto($("#audit-table tbody"), "audit", trail, () => trail.map((e) => h("tr", {},
     h("td", {}, fmtTime(e.at)),
     h("td", {}, `${e.entity_type} ${e.entity_type === "request" ? "" : short(e.entity_id)}`),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,20 @@ from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
 
 if TYPE_CHECKING:
     from unlearn.verify.verdict import Verdict
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """One method of a family's chain (`Family.method_chain`).
+
+    `widen`: the step forgets, besides the request's samples, the ones an operator suspects
+    (a corrective request's `suspect_ids`); a step that widens is skipped when there are none.
+    `warning`: a caveat that goes with a candidate of this step into its verdict and the certificate
+    (e.g. that retraining without the flagged samples alone may keep a backdoor)."""
+
+    method: str
+    widen: bool = False
+    warning: str | None = None
 
 
 class Family(ABC):
@@ -101,11 +116,17 @@ class Family(ABC):
         """Whether `retrain` can rebuild the model at `model_dir` (a team's model needs a recipe)."""
         return True
 
-    def fallback_methods(self, model_dir: Path, scope: Scope, tried: Sequence[str]) -> list[str]:
-        """The methods to try, in order, when the candidates of the methods `tried` for an `auto` request
-        failed the gate: by default the exact retrain, where the model can be retrained and it was not
-        tried. Nothing follows it: when the retrain too fails, the request is rejected with every verdict."""
-        return ["retrain"] if "retrain" not in tried and self.can_retrain(model_dir) else []
+    def method_chain(self, model_dir: Path, scope: Scope) -> list[ChainStep]:
+        """The methods a request of `scope` on the model at `model_dir` tries, in order: the job goes on to
+        the next when a candidate fails its gate, and completes with the first that passes. The first step
+        is `auto_method`'s choice; by default the exact retrain follows, where the model can be retrained.
+        A method an operator named runs first and the job continues after that method's place here (or
+        from the start, when the chain does not name it). When the chain is spent, the request waits for an
+        operator (`needs_review`) with every verdict. Each step: a method name, whether it forgets the
+        operator's suspected samples too (`ChainStep.widen`) and a warning that goes with its candidate."""
+        first = self.auto_method(model_dir, scope)
+        retrain = [ChainStep("retrain")] if first != "retrain" and self.can_retrain(model_dir) else []
+        return [ChainStep(first), *retrain]
 
     # A team's own model (`unlearn.registration`): the registry stages a copy of the team's folder and
     # of its records, then calls these three in order on the copy; a ValueError refuses the
@@ -125,4 +146,4 @@ class Family(ABC):
         raise ValueError(f"the {self.name} family does not register a team's own models")
 
 
-__all__ = ["Family", "Progress", "SampleRecord", "Scope", "no_progress"]
+__all__ = ["ChainStep", "Family", "Progress", "SampleRecord", "Scope", "no_progress"]

@@ -24,7 +24,7 @@ import torch
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
 from unlearn.data import TabularDataset, get_dataset
-from unlearn.families.base import Family
+from unlearn.families.base import ChainStep, Family
 from unlearn.models import ARCHS, get_arch, hf_image
 from unlearn.verify import classifier as classifier_gate
 from unlearn.verify import corrective as corrective_gate
@@ -71,6 +71,11 @@ def arch_of(model_dir: Path) -> str:
                      f"one of {', '.join(sorted(ARCHS))})")
 
 
+# What a corrective request's retrain step says in its verdict and certificate.
+RETRAIN_KEEPS_BACKDOOR = ("retrained without the flagged samples only: poisoned samples nobody flagged stay in the "
+                          "training data, so a backdoor they teach may remain")
+
+
 class ClassifierFamily(Family):
     name = "classifier"
     criteria = ("forget_acc", "forget_acc_gap", "test_acc", "retain_acc", "privleak",  # privacy requests
@@ -97,6 +102,22 @@ class ClassifierFamily(Family):
         if not scope.labels_known:
             return "laf"
         return "retrain"
+
+    def method_chain(self, model_dir: Path, scope: Scope) -> list[ChainStep]:
+        """acu where the head is analytic (exact), else the fast method `auto_method` picks; then the exact
+        retrain where the model has a recipe. A corrective request goes SSD on the flagged samples → SSD on
+        the operator's larger suspected set (when the request names one) → the retrain without the samples,
+        with the warning that dropping the flagged samples alone may keep a backdoor that unflagged poisoned
+        samples also taught (Goel et al. 2024, "Corrective machine unlearning": a retrain on a partially
+        cleaned set keeps the manipulation)."""
+        first = self.auto_method(model_dir, scope)
+        steps = [ChainStep(first)]
+        if scope.kind == "corrective" and first == "ssd":
+            steps.append(ChainStep("ssd", widen=True))
+        if first != "retrain" and self.can_retrain(model_dir):
+            warning = RETRAIN_KEEPS_BACKDOOR if scope.kind == "corrective" else None
+            steps.append(ChainStep("retrain", warning=warning))
+        return steps
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
                 device: str = "cpu", progress: Progress = no_progress) -> None:

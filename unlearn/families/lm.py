@@ -30,7 +30,7 @@ from unlearn.contracts import Progress, SampleRecord, Scope, no_progress
 from unlearn.data import people
 from unlearn.data.people import PeopleWorld, Person, qa_text
 from unlearn.families import lm_records
-from unlearn.families.base import Family
+from unlearn.families.base import ChainStep, Family
 from unlearn.models import tiny_lm
 from unlearn.verify import holdout, muse
 from unlearn.verify.verdict import Criterion, Verdict, criterion, not_applicable
@@ -345,6 +345,12 @@ class LMFamily(Family):
         # NPO baselines forget the retained people along with the forgotten ones, or barely forget
         # (benchmarks/results/muse.md for the verdicts by seed, defaults_notes.md)
         return "whp"
+
+    def method_chain(self, model_dir: Path, scope: Scope) -> list[ChainStep]:
+        """whp → npo_klr → the exact retrain on the people world; a records model (no entity spans, where
+        whp refuses) starts at npo_klr, and retrains only with its recipe."""
+        steps = [ChainStep(m) for m in dict.fromkeys((self.auto_method(model_dir, scope), "npo_klr"))]
+        return steps + ([ChainStep("retrain")] if self.can_retrain(model_dir) else [])
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
                 device: str = "cpu", progress: Progress = no_progress) -> None:

@@ -41,6 +41,8 @@ class Model(SQLModel, table=True):
     family: str = Field(max_length=32)
     description: str = ""
     thresholds: dict = json_column()  # verifier gates for this model, over the settings' defaults
+    # Wall seconds one job's chain of methods may spend on this model (None: the settings' chain_budget_s).
+    cost_budget_s: float | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -15,6 +15,9 @@ class RequestStatus(StrEnum):
     QUEUED = "queued"  # in a job that has not started
     RUNNING = "running"  # its job is unlearning
     VERIFYING = "verifying"  # its job is verifying or promoting the candidate
+    # Every method of the family's chain failed its gate, or the cost budget or deadline stopped the chain:
+    # an operator decides (retry, or reject). Open: the overdue clock keeps running.
+    NEEDS_REVIEW = "needs_review"
     COMPLETED = "completed"
     REJECTED = "rejected"
     FAILED = "failed"
@@ -23,6 +26,7 @@ class RequestStatus(StrEnum):
 
 class TargetStatus(StrEnum):
     PENDING = "pending"
+    NEEDS_REVIEW = "needs_review"  # its job's chain ended without a passing candidate: an operator decides
     DONE = "done"
     REJECTED = "rejected"
     FAILED = "failed"

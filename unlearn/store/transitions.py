@@ -44,12 +44,16 @@ R, J = RequestStatus, JobStage
 # operator retry). pending_review: held for an operator; approve → received, deny → rejected.
 # A request with targets on several models follows the furthest of their jobs, so among queued, running
 # and verifying it may move either way (one model's job finishes while another's starts).
+# needs_review: a job's chain of methods ended without a passing candidate; an operator's decision
+# moves it on (retry → queued, reject → rejected), and the request's other models may still move it
+# among the working states meanwhile. Only an operator rejects a request whose work ran.
 REQUEST_TRANSITIONS: dict[str, set[str]] = {
     R.PENDING_REVIEW: {R.RECEIVED, R.REJECTED, R.CANCELED},
     R.RECEIVED: {R.QUEUED, R.CANCELED, R.FAILED, R.COMPLETED},
-    R.QUEUED: {R.RUNNING, R.VERIFYING, R.CANCELED, R.FAILED, R.COMPLETED, R.REJECTED},
-    R.RUNNING: {R.VERIFYING, R.QUEUED, R.FAILED, R.COMPLETED, R.REJECTED},
-    R.VERIFYING: {R.COMPLETED, R.REJECTED, R.QUEUED, R.RUNNING, R.FAILED},
+    R.QUEUED: {R.RUNNING, R.VERIFYING, R.CANCELED, R.FAILED, R.COMPLETED, R.REJECTED, R.NEEDS_REVIEW},
+    R.RUNNING: {R.VERIFYING, R.QUEUED, R.FAILED, R.COMPLETED, R.REJECTED, R.NEEDS_REVIEW},
+    R.VERIFYING: {R.COMPLETED, R.REJECTED, R.QUEUED, R.RUNNING, R.FAILED, R.NEEDS_REVIEW},
+    R.NEEDS_REVIEW: {R.REJECTED, R.QUEUED, R.RUNNING, R.VERIFYING, R.FAILED, R.COMPLETED},
     R.COMPLETED: {R.QUEUED},
     # An operator retry of a failed job, or of a rejected one, while the request's other jobs go on.
     R.REJECTED: {R.QUEUED, R.RUNNING, R.VERIFYING},
@@ -101,8 +105,10 @@ def transition(session: Session, entity: DeletionRequest | UnlearningJob, to: st
     values: dict[str, Any] = {attr: str(to)}
     if kind == "request":
         values["updated_at"] = now
-        if to in REQUEST_FINAL:
+        if to in REQUEST_FINAL or to == R.NEEDS_REVIEW:  # what the operator or the submitter reads
             values["reason"] = reason if to != R.COMPLETED else None
+        elif current == R.NEEDS_REVIEW:  # back at work: why it waited is in the audit trail, no longer current
+            values["reason"] = None
         if to == R.COMPLETED:
             values["completed_at"] = now
     elif to in JOB_FINAL:
@@ -185,7 +191,8 @@ def derived_status(current: str, targets: Iterable[tuple[str, str | None]]) -> s
     """The status a request's targets add up to. `targets`: (target status, its job's stage or None).
 
     Operator-held states (pending_review, canceled) stay. Any failed target fails the request, any
-    rejected one rejects it, all done (or canceled) completes it. Otherwise the furthest job decides;
+    rejected one rejects it, any waiting for an operator's decision (its chain of methods spent) holds it
+    in needs_review, all done (or canceled) completes it. Otherwise the furthest job decides;
     a target waiting for a job leaves a new request `received` and a reopened one `queued`."""
     targets = list(targets)
     if current in (R.PENDING_REVIEW, R.CANCELED) or not targets:
@@ -195,6 +202,8 @@ def derived_status(current: str, targets: Iterable[tuple[str, str | None]]) -> s
         return R.FAILED
     if TargetStatus.REJECTED in statuses:
         return R.REJECTED
+    if TargetStatus.NEEDS_REVIEW in statuses:
+        return R.NEEDS_REVIEW
     if statuses <= {TargetStatus.DONE, TargetStatus.CANCELED}:
         return R.COMPLETED
     stages = {stage for t, stage in targets if t == TargetStatus.PENDING}

@@ -1,0 +1,65 @@
+"""The demo's requests on the models it names, with each request's attempts: where a method's candidate
+failed its gate and the job went on down the family's chain.
+
+    python -m benchmarks.demo_fallback [--models digits-mlp]
+
+Runs `unlearn demo` on a fresh data directory (the zoo cached under .unlearn/zoo, or $UNLEARN_TEST_ZOO) and
+renders its report.
+Writes benchmarks/results/demo_fallback.json (the demo's report) and demo_fallback.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from cli.demo import run_demo, table_lines
+from unlearn.settings import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# The zoo cache the tests share (UNLEARN_TEST_ZOO), else the checkout's own.
+ZOO = Path(os.environ.get("UNLEARN_TEST_ZOO", Path(__file__).resolve().parents[1] / ".unlearn" / "zoo"))
+
+
+def render(report: dict, models: str) -> str:
+    """The Markdown result: how it was run, the demo's table, and every attempt of the requests that fell through."""
+    rows = report["requests"]
+    fell = [r for r in rows if len(r["attempts"]) > 1]
+    lines = [f"`unlearn demo --models {models}`: {len(rows)} requests, {report['seconds']:.0f} s for the whole run "
+             f"({report['torch_threads']} torch thread(s), {report['machine']}); "
+             f"{sum(r['status'] == 'completed' for r in rows)} completed, "
+             f"{sum(r['status'] == 'needs_review' for r in rows)} wait for review, "
+             f"{sum(r['status'] == 'rejected' for r in rows)} rejected.", "", "```", *table_lines(rows), "```", ""]
+    for r in fell:
+        steps = "; ".join(f"{a['method']} {a['verdict']} in {a['wall_seconds']:.1f} s on {a['device']}"
+                          for a in r["attempts"])
+        lines.append(f"- request {r['id'][:8]} ({r['model']}, {r['status']}): {steps}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="digits-mlp", help="comma-separated demo models (default: digits-mlp)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        (data / "zoo").symlink_to(ZOO)  # the cached zoo, as the tests and `make demo` share it
+        out = data / "report.json"
+        code = run_demo(Settings(data_dir=data), report=out, models=args.models)
+        report = json.loads(out.read_text())
+    report.update(exit_code=code, torch_threads=torch.get_num_threads(),
+                  machine=f"{platform.machine()}, {os.cpu_count()} cores")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "demo_fallback.json").write_text(json.dumps(report, indent=2, default=str))
+    (RESULTS / "demo_fallback.md").write_text(render(report, args.models))
+    print(render(report, args.models))
+
+
+if __name__ == "__main__":
+    main()
