@@ -14,13 +14,10 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
-
-import torch
-
-from cli.demo import run_demo, table_lines
-from unlearn.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The zoo cache the tests share (UNLEARN_TEST_ZOO), else the checkout's own.
@@ -35,7 +32,7 @@ def render(report: dict, models: str) -> str:
              f"({report['torch_threads']} torch thread(s), {report['machine']}); "
              f"{sum(r['status'] == 'completed' for r in rows)} completed, "
              f"{sum(r['status'] == 'needs_review' for r in rows)} wait for review, "
-             f"{sum(r['status'] == 'rejected' for r in rows)} rejected.", "", "```", *table_lines(rows), "```", ""]
+             f"{sum(r['status'] == 'rejected' for r in rows)} rejected.", "", "```", *report["table"], "```", ""]
     for r in fell:
         steps = "; ".join(f"{a['method']} {a['verdict']} in {a['wall_seconds']:.1f} s on {a['device']}"
                           for a in r["attempts"])
@@ -51,9 +48,11 @@ def main() -> None:
         data = Path(tmp)
         (data / "zoo").symlink_to(ZOO)  # the cached zoo, as the tests and `make demo` share it
         out = data / "report.json"
-        code = run_demo(Settings(data_dir=data), report=out, models=args.models)
+        threads = os.environ.get("UNLEARN_TORCH_THREADS", "1")
+        code = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--report", str(out), "--models", args.models],
+                              env={**os.environ, "UNLEARN_DATA_DIR": str(data), "UNLEARN_TORCH_THREADS": threads}).returncode
         report = json.loads(out.read_text())
-    report.update(exit_code=code, torch_threads=torch.get_num_threads(),
+    report.update(exit_code=code, torch_threads=int(threads),
                   machine=f"{platform.machine()}, {os.cpu_count()} cores")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "demo_fallback.json").write_text(json.dumps(report, indent=2, default=str))

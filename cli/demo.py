@@ -205,7 +205,7 @@ def run_demo(settings: Settings, *, report: Path | None = None, models: str | No
     print("\n".join(table_lines(rows)))
     ok = all(r["status"] in p.expect for r, p in zip(rows, plan, strict=True))
     out = {"requests": rows, "ok": ok, "seconds": round(time.perf_counter() - t_start, 2),
-           "database": settings.resolved_database_url.split("///")[0]}
+           "database": settings.resolved_database_url.split("///")[0], "table": table_lines(rows)}
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(out, indent=2, default=str))
