@@ -85,7 +85,7 @@ def test_the_unchanged_original_fails_fifty_samples_and_another_seeds_retrain_pa
     fam = get_family("classifier")
     train = dataset_of(model).ids_in("train")
     forget = sorted(np.random.default_rng(3).choice(train, 50, replace=False).tolist())
-    scope = Scope(type="samples", sample_ids=forget)
+    scope = Scope(type="samples")
     fam.retrain(model, _keep(model, forget), tmp_path / "ref")
     original = _verify(model, model, tmp_path / "ref", forget, scope, None)
     row = next(c for c in original.criteria if c.name == "ulira")
@@ -104,7 +104,7 @@ def test_a_subject_deletion_fails_the_original_and_an_exact_retrain_certifies_it
     model = ensure("digits-mlp", zoo_dir)
     data = dataset_of(model)
     forget = [s for s in data.ids_in("train") if data.subjects[data.index[s]] == "subject-0001"]
-    scope = Scope(type="subject", subject="subject-0001")
+    scope = Scope(type="subject")
     get_family("classifier").retrain(model, _keep(model, forget), tmp_path / "ref")
     original = _verify(model, model, tmp_path / "ref", forget, scope, None)
     assert not original.passed  # by the likelihood ratio, or because nothing could tell it from a retrain

@@ -208,8 +208,8 @@ def exactness_rule(verdict: Verdict, method: str | None) -> dict[str, Any] | Non
     exact = method in method_names() and get_method(method).exact
     verdict.criteria.append(Criterion(
         name="exact_method", value=1.0 if exact else 0.0, threshold=1.0, op=">=", passed=bool(exact),
-        detail=(f"{found['statement']} (separation {found['separation']:.2f} < {found['min_separation']:g} retrain "
-                f"standard deviations): certified by the exactness of method {method!r}" if exact else
+        detail=(f"{found['statement']} (separation {found['separation']:.2f} < {found['min_separation']:g} seed-to-seed "
+                f"spreads): certified by the exactness of method {method!r}" if exact else
                 f"{found['statement']}: the verifier cannot tell method {method!r}'s forgetting from doing nothing, "
                 "and only an exact method (retrain, acu) certifies such a request")))
     return {**found, "method": method, "certified_by": f"exactness of method {method!r}" if exact else None}

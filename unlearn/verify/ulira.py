@@ -25,10 +25,13 @@ statistic is the mean of Λ_i, with a bootstrap 95% interval over the forget sam
 displacement from the retrains that the candidate still carries (1: the original, 0: a retrain), reported
 beside it. The candidate fails when the whole interval lies above 0.
 
-A test can only tell forgetting from doing nothing where the original itself differs from the retrains:
-its separation d = sqrt(mean Δ²) / σ (the original's RMS distance from the retrains' mean, in retrain
-standard deviations) must reach `ulira_min_separation`. Below it the forget set was never memorised
-beyond what retrains with other seeds vary by, the verdict says so ("indistinguishable from the retrain
+A test can only tell forgetting from doing nothing where the original itself differs from the retrains
+by more than retrains with other seeds differ from one another. Each retrain k is scored as a candidate
+against the mean of the others (leave one out): its share m_k of the original's displacement is 0 give
+or take the seed-to-seed spread, which includes any shift common to all samples of one model (the
+samples of one model are not independent draws). The original's separation is 1 / RMS(m_k): how many
+such spreads its own share (1) lies from a retrain's (0). Below `ulira_min_separation` the forget set was
+never memorised beyond the seed-to-seed spread, the verdict says so ("indistinguishable from the retrain
 before unlearning"), and the criterion does not gate; the service then lets only an exact method certify
 the request (`unlearn.verification`).
 """
@@ -46,8 +49,8 @@ from unlearn.verify.verdict import Criterion
 GATE_DEFAULTS = {
     # retrains in the "forgot" hypothesis: the service's reference plus this many minus one with other seeds
     "ulira_references": 4.0,
-    # the original's RMS distance from the retrains' mean, in retrain standard deviations, below which the
-    # request is indistinguishable: two standard deviations is where a single Gaussian draw falls ~5% of the time
+    # the original's distance from the retrains, in seed-to-seed spreads of the memorisation share, below
+    # which the request is indistinguishable: two spreads is where a Gaussian draw falls ~5% of the time
     "ulira_min_separation": 2.0,
 }
 INDISTINGUISHABLE = "indistinguishable from the retrain before unlearning"
@@ -72,7 +75,7 @@ class ULiRAResult:
     llr: float  # mean Λ over the forget samples (nats per sample)
     ci: tuple[float, float]  # bootstrap 95% interval of `llr`
     remembered_share: float  # m: 1 = the original, 0 = the retrains' mean
-    separation: float  # d of the original
+    separation: float  # 1 / RMS of the retrains' leave-one-out shares: the original's distance in their spreads
     sigma: float  # pooled retrain standard deviation of φ
     references: int  # retrains in the "forgot" hypothesis
     n: int  # forget samples
@@ -87,6 +90,14 @@ class ULiRAResult:
     def passed(self) -> bool:
         """Not shown to be closer to the original than to the retrains; always True when indistinguishable."""
         return (not self.distinguishable) or self.ci[0] <= 0.0
+
+
+def remembered_share(phi: np.ndarray, phi_original: np.ndarray, phi_forgot: np.ndarray) -> float:
+    """m = Σ Δ_i (φ_i − φ̄_i) / Σ Δ_i², Δ = φ_original − φ̄ (all (n,)): the least-squares share of the
+    original's displacement from `phi_forgot` that `phi` carries. NaN where the original equals it."""
+    delta = phi_original - phi_forgot
+    dd = float((delta**2).sum())
+    return float((delta * (phi - phi_forgot)).sum() / dd) if dd > 0 else float("nan")
 
 
 def ulira(phi_candidate: np.ndarray, phi_original: np.ndarray, phi_references: np.ndarray, *,
@@ -116,9 +127,10 @@ def ulira(phi_candidate: np.ndarray, phi_original: np.ndarray, phi_references: n
         ci = (float(boot.confidence_interval.low), float(boot.confidence_interval.high))
     else:  # one sample, or all alike: the bootstrap has nothing to resample
         ci = (llr, llr)
-    dd = float((delta**2).sum())
-    share = float((delta * (c - mean)).sum() / dd) if dd > 0 else float("nan")
-    separation = float(np.sqrt(dd / n) / sigma)
+    share = remembered_share(c, o, mean)
+    loo = np.array([remembered_share(refs[j], o, np.delete(refs, j, axis=0).mean(axis=0)) for j in range(k)])
+    spread = float(np.sqrt(np.mean(loo**2)))
+    separation = 1.0 / spread if spread > 0 else float("inf")
     return ULiRAResult(llr=llr, ci=ci, remembered_share=share, separation=separation, sigma=sigma, references=k,
                        n=n, min_separation=float(min_separation), per_sample=per_sample)
 
@@ -129,7 +141,7 @@ def ulira_criterion(result: ULiRAResult) -> Criterion:
     stats_text = (f"mean log-likelihood ratio {result.llr:.3g} (95% CI {result.ci[0]:.3g} to {result.ci[1]:.3g}) "
                   f"over {result.n} forget samples; the candidate keeps {result.remembered_share:.2f} of the "
                   f"original's memorisation; {result.references} retrains; original's separation "
-                  f"{result.separation:.2f} retrain standard deviations")
+                  f"{result.separation:.2f} seed-to-seed spreads from a retrain's")
     if not result.distinguishable:
         return Criterion(name="ulira", value=result.llr, threshold=None, op="<=", passed=True, reference=0.0,
                          ci=result.ci, detail=f"{INDISTINGUISHABLE}: {stats_text}; the membership test has no "
@@ -150,5 +162,5 @@ def ulira_info(result: ULiRAResult) -> dict[str, object]:
     return info
 
 
-__all__ = ["GATE_DEFAULTS", "INDISTINGUISHABLE", "ULiRAResult", "logit_confidence", "ulira", "ulira_criterion",
+__all__ = ["GATE_DEFAULTS", "INDISTINGUISHABLE", "ULiRAResult", "logit_confidence", "remembered_share", "ulira", "ulira_criterion",
            "ulira_info"]
