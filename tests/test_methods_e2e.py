@@ -84,7 +84,7 @@ def test_laf_serves_a_request_without_labels(service):
     subject = _subject(6)
     samples = [s for s in data.ids_in("train") if data.subjects[data.index[s]] == subject]
     body = _wait(service, _submit(service, {"model": "digits-cnn", "scope": {
-        "type": "samples", "sample_ids": samples, "labels_known": False}}))
+        "type": "samples", "sample_ids": samples, "labels_known": False}}), timeout=900)  # six CNN trainings
     assert body["jobs"][0]["method"] == "laf"  # auto: no labels, no analytic head
     assert body["status"] == "completed", body["reason"]
     served = _verdict(body)
