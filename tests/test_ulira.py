@@ -115,3 +115,16 @@ def test_a_subject_deletion_fails_the_original_and_an_exact_retrain_certifies_it
         assert retrain.passed and retrain.info["indistinguishable"]["statement"] == INDISTINGUISHABLE
     else:
         assert not rows["ulira"].passed
+
+
+def test_the_exactness_rule_certifies_only_exact_methods_where_nothing_could_be_told_apart():
+    from unlearn.verify import Verdict, criterion
+
+    found = {"statement": INDISTINGUISHABLE, "separation": 1.2, "min_separation": 2.0, "references": 4}
+    for method, certified in (("retrain", True), ("acu", True), ("laf", False), ("ssd", False), (None, False)):
+        verdict = Verdict(criteria=[criterion("forget_acc", 1.0, "<=", 1.05)], info={"indistinguishable": found})
+        statement = exactness_rule(verdict, method)
+        assert verdict.passed is certified and verdict.criteria[-1].name == "exact_method"
+        assert statement["certified_by"] == (f"exactness of method {method!r}" if certified else None)
+    distinguishable = Verdict(criteria=[criterion("forget_acc", 1.0, "<=", 1.05)], info={})
+    assert exactness_rule(distinguishable, "laf") is None and len(distinguishable.criteria) == 1

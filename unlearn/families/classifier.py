@@ -171,8 +171,11 @@ class ClassifierFamily(Family):
             original_dir = original_of(candidate_dir)
         except ValueError as exc:
             return not_applicable("ulira", str(exc)), {}
-        retrains = [reference_dir, *(self.seeded_retrain(reference_dir, retain_ids, k, device=device)
-                                     for k in range(1, count))]
+        try:
+            retrains = [reference_dir, *(self.seeded_retrain(reference_dir, retain_ids, k, device=device)
+                                         for k in range(1, count))]
+        except OSError as exc:  # e.g. a precomputed reference in a folder the service may not write beside
+            return not_applicable("ulira", f"the retrains with other seeds cannot be cached: {exc}"), {}
         X, y = data.X[forget], data.y[forget]
 
         def phi(folder: Path, model: Any = None) -> np.ndarray:

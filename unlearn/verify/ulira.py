@@ -56,6 +56,8 @@ GATE_DEFAULTS = {
 INDISTINGUISHABLE = "indistinguishable from the retrain before unlearning"
 # keeps Λ finite where the retrains agree to the last bit (a deterministic closed-form head); in logit units
 SIGMA_FLOOR = 1e-6
+# retrains whose shares agree to 1e-9 put the original a billion spreads away: distinguishable, and finite
+SPREAD_FLOOR = 1e-9
 
 
 def logit_confidence(logp: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -94,10 +96,11 @@ class ULiRAResult:
 
 def remembered_share(phi: np.ndarray, phi_original: np.ndarray, phi_forgot: np.ndarray) -> float:
     """m = Σ Δ_i (φ_i − φ̄_i) / Σ Δ_i², Δ = φ_original − φ̄ (all (n,)): the least-squares share of the
-    original's displacement from `phi_forgot` that `phi` carries. NaN where the original equals it."""
+    original's displacement from `phi_forgot` that `phi` carries; 0 where the original equals `phi_forgot`
+    (there is nothing to carry, and JSON columns refuse NaN)."""
     delta = phi_original - phi_forgot
     dd = float((delta**2).sum())
-    return float((delta * (phi - phi_forgot)).sum() / dd) if dd > 0 else float("nan")
+    return float((delta * (phi - phi_forgot)).sum() / dd) if dd > 0 else 0.0
 
 
 def ulira(phi_candidate: np.ndarray, phi_original: np.ndarray, phi_references: np.ndarray, *,
@@ -130,7 +133,7 @@ def ulira(phi_candidate: np.ndarray, phi_original: np.ndarray, phi_references: n
     share = remembered_share(c, o, mean)
     loo = np.array([remembered_share(refs[j], o, np.delete(refs, j, axis=0).mean(axis=0)) for j in range(k)])
     spread = float(np.sqrt(np.mean(loo**2)))
-    separation = 1.0 / spread if spread > 0 else float("inf")
+    separation = 1.0 / max(spread, SPREAD_FLOOR)  # finite: verdicts are stored as JSON
     return ULiRAResult(llr=llr, ci=ci, remembered_share=share, separation=separation, sigma=sigma, references=k,
                        n=n, min_separation=float(min_separation), per_sample=per_sample)
 
