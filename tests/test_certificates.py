@@ -40,9 +40,9 @@ def completed(tmp_path_factory, zoo_dir):
     """One subject forgotten from digits-acu, end to end (shared by this file's tests), by a method whose
     candidate is checked for real, so that the certificate carries a real table: ACU's update against its
     parent's sufficient statistics (`auto` picks `retrain` on digits-mlp, which is exact by construction: see
-    the test of that below). The method
-    is exact: a subject of a few samples is indistinguishable from the retrain before unlearning, and an
-    approximate method's candidate would not be certified (tests/test_ulira.py)."""
+    the test of that below). The method is exact: a subject of a few samples is indistinguishable from the
+    retrain before unlearning, and an approximate method's candidate would not be certified
+    (tests/test_ulira.py)."""
     settings = Settings(data_dir=tmp_path_factory.mktemp("cert") / "data", batch_window_s=0.0, lease_s=30.0)
     migrate(settings.resolved_database_url)
     register(settings, zoo_dir, MODEL)
