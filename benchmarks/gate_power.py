@@ -10,7 +10,7 @@ them (`ClassifierFamily.verify`, then `unlearn.verification.exactness_rule`):
   the `retrain` method (exact). False rejection = the share refused.
 Intervals are Clopper-Pearson 95%. One torch thread; everything else on the machine shares the cores.
 
-    python -m benchmarks.gate_power [--models digits-mlp] [--draws 4] [--retrains 1]
+    python -m benchmarks.gate_power [--models digits-mlp] [--draws 4] [--retrains 1] [--markdown-only]
 """
 
 from __future__ import annotations
@@ -112,18 +112,21 @@ def markdown(result: dict) -> str:
         f"separation gate {s['ulira_min_separation']}; {s['torch_threads']} torch thread, {s['seconds']:.0f} s._",
         "",
         "| model | scope | indistinguishable | power: do nothing refused | of which by U-LiRA "
-        "| false rejection: other-seed retrains refused |",
-        "|---|---|---|---|---|---|",
+        "| false rejection: other-seed retrains refused | why they were refused |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         dn, ro = r["do_nothing"], r["retrain_other_seed"]
         lines.append(f"| {r['model']} | {r['scope']} | {r['indistinguishable']}/{r['draws']} "
                      f"(median separation {r['separation_median']:.2f}) "
                      f"| {dn['refused']}/{dn['n']} ({dn['ci'][0]:.2f}–{dn['ci'][1]:.2f}) | {dn['refused_by_ulira']} "
-                     f"| {ro['refused']}/{ro['n']} ({ro['ci'][0]:.2f}–{ro['ci'][1]:.2f}) |")
+                     f"| {ro['refused']}/{ro['n']} ({ro['ci'][0]:.2f}–{ro['ci'][1]:.2f}) "
+                     f"| {'; '.join(ro['reasons']) or '–'} |")
     lines += ["", "Power counts a refusal for either reason: the likelihood ratio (distinguishable requests) or, "
               "where the original was indistinguishable from the retrains, the rule that only an exact method "
-              "certifies such a request. Intervals: Clopper-Pearson 95%."]
+              "certifies such a request. Intervals: Clopper-Pearson 95%. The last column lists the failing "
+              "criteria of the refused exact retrains (U-LiRA's row is `ulira`; the others are the gates kept "
+              "beside it)."]
     return "\n".join(lines) + "\n"
 
 
@@ -133,7 +136,11 @@ def main() -> None:
     ap.add_argument("--scopes", default=",".join(SCOPES))
     ap.add_argument("--draws", type=int, default=4)
     ap.add_argument("--retrains", type=int, default=1)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite gate_power.md from the stored JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        (RESULTS / "gate_power.md").write_text(markdown(json.loads((RESULTS / "gate_power.json").read_text())))
+        return
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows = []
