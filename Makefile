@@ -40,6 +40,8 @@ bench: install
 	$(PY) -m benchmarks.corrective
 	$(PY) -m benchmarks.muse
 	$(PY) -m benchmarks.muse_gate_noise
+	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power
+	$(PY) -m benchmarks.update_readme
 
 clean:
 	rm -rf .unlearn .pytest_cache

@@ -54,3 +54,40 @@ def test_a_champion_that_no_longer_meets_the_gate_is_a_regression(api):
         check = run_compliance_check(s, settings, "digits-mlp")
         assert not check.passed and check.regression
         assert any("test_acc" in r for r in check.report["verdict"]["reasons"])
+
+
+def test_the_verifier_itself_catches_a_champion_that_still_remembers(api, tmp_path):
+    """No stub and no bookkeeping gap: the champion's records say it excludes every forgotten sample, but
+    its weights are the original's. Only the membership test (U-LiRA) can see that it still remembers."""
+    import shutil
+
+    import numpy as np
+
+    from unlearn import registry
+    from unlearn.data import get_dataset
+
+    settings = api.settings
+    train = get_dataset({"name": "digits", "seed": 0}).ids_in("train")
+    forget = sorted(np.random.default_rng(3).choice(train, 50, replace=False).tolist())
+    post_request(api, {"model": "digits-mlp", "scope": {"type": "samples", "sample_ids": forget}, "method": "retrain"})
+    assert _serve(settings) == ["done"]
+    url = settings.resolved_database_url
+    with session_scope(url) as s:
+        champ = s.get(ModelVersion, s.get(Alias, ("digits-mlp", "champion")).version_id)
+        original = s.exec(select(ModelVersion).where(ModelVersion.version == 1)).one()
+        assert run_compliance_check(s, settings, "digits-mlp").passed  # the exact retrain passes
+        folder = tmp_path / "remembers"
+        shutil.copytree(original.artifact_path, folder, ignore=shutil.ignore_patterns(registry.MANIFEST))
+        # registered as if a retrain had made it from the champion: it "excludes" the 50 samples
+        fake = registry.register_version(s, parent=champ, method="retrain", params={"copy": "original"},
+                                         folder=folder, forget_ids=[], request_ids=[], job_id="job-fake",
+                                         method_info={}, verdict={"verdict": "pass"})
+        assert set(forget) <= set(fake.excluded_ids)
+        s.execute(update(Alias).values(version_id=fake.id))
+    with session_scope(url) as s:
+        check = run_compliance_check(s, settings, "digits-mlp", trigger="operator")
+        assert check.report["missing_from_champion"] == []  # the bookkeeping sees nothing wrong
+        assert not check.passed and check.regression
+        ulira = check.report["verdict"]["criteria"]["ulira"]
+        assert ulira["threshold"] == 0.0 and not ulira["passed"] and ulira["ci"][0] > 0
+        assert any(r.startswith("ulira=") for r in check.report["verdict"]["reasons"])

@@ -67,7 +67,7 @@ def _corrective(zoo_dir, tmp_path, name, share):
     fam.retrain(model, keep, tmp_path / "ref")
     facts = get_method("ssd").run(UnlearnTask("classifier", model, tmp_path / "ssd", flagged, keep, scope))
     verdict = fam.verify(tmp_path / "ssd", tmp_path / "ref", flagged, keep, scope)
-    return facts, verdict
+    return {**facts, "out_dir": tmp_path / "ssd"}, verdict
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +84,22 @@ def test_ssd_removes_the_backdoor_with_a_quarter_flagged(backdoor_quarter):
     assert verdict.passed, verdict.reasons  # clean accuracy within 2 points of the original too
     # Corrective unlearning's point: retraining without the flagged quarter keeps the backdoor.
     assert verdict.info["retrain_without_flagged"]["effect"] > 0.5
+
+
+def test_ssd_dampens_a_few_weights_and_leaves_the_rest_bit_equal(zoo_dir, backdoor_quarter, tmp_path_factory):
+    """Against its stand-ins: returning the input unchanged dampens nothing; a retrain from scratch moves
+    every weight, and either way. SSD only shrinks the weights it selects (paper Eq. 3–4), same sign."""
+    from unlearn.artifacts import load_tensors
+
+    facts, _ = backdoor_quarter
+    before = load_tensors(ensure("digits-backdoor", zoo_dir))
+    after = load_tensors(facts["out_dir"])
+    moved = sum(int((before[k] != after[k]).sum()) for k in before)
+    total = sum(before[k].numel() for k in before)
+    assert 0 < moved < total / 2, (moved, total)
+    for k in before:
+        assert bool((after[k].abs() <= before[k].abs()).all()), k
+        assert bool((torch.sign(after[k]) * torch.sign(before[k]) >= 0).all()), k
 
 
 @pytest.mark.parametrize("draw", [1, 2])

@@ -235,6 +235,11 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
             "reference_policy": metrics.get("reference_policy"),
             "exact_by_construction": by_construction,
             **({"note": metrics.get("note")} if by_construction else {}),
+            # where the forget set was never memorised beyond retrains' seed-to-seed spread, the membership
+            # test had no power: the statement, its statistic, and what certified the request (the method's
+            # exactness, or nothing)
+            **({"indistinguishable_before_unlearning": metrics["indistinguishable"]}
+               if metrics.get("indistinguishable") else {}),
             "criteria": evidence,  # each: value, op, threshold, passed, retrain reference
             "thresholds": {name: {"op": c.get("op"), "threshold": c.get("threshold")} for name, c in evidence.items()},
             "reasons": metrics.get("reasons", []),

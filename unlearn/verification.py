@@ -33,7 +33,7 @@ from unlearn.registry import (
 )
 from unlearn.settings import Settings
 from unlearn.store.models import Model, ModelVersion
-from unlearn.verify import Evidence, Verdict, criteria_for
+from unlearn.verify import Criterion, Evidence, Verdict, criteria_for
 from unlearn.verify.muse import history_plots
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,28 @@ def lineage_plots(session: Session, parent_id: str | None, family: str, report: 
         return {}
 
 
+# ---------------------------------------------------------------- indistinguishable requests
+
+def exactness_rule(verdict: Verdict, method: str | None) -> dict[str, Any] | None:
+    """Where the family's membership test found the forget set indistinguishable from the retrain before
+    unlearning (`verdict.info["indistinguishable"]`, e.g. `unlearn.verify.ulira`), no verifier can tell an
+    approximate method's forgetting from doing nothing, so its passing verdict is no evidence: the request is
+    certified by the method's exactness alone. Appends the gated row "exact_method" (passes only for a method
+    registered with `exact=True`: retrain, acu) and returns the statement for the report and the
+    certificate; returns None (and changes nothing) where the request was distinguishable."""
+    found = verdict.info.get("indistinguishable")
+    if not found:
+        return None
+    exact = method in method_names() and get_method(method).exact
+    verdict.criteria.append(Criterion(
+        name="exact_method", value=1.0 if exact else 0.0, threshold=1.0, op=">=", passed=bool(exact),
+        detail=(f"{found['statement']} (separation {found['separation']:.2f} < {found['min_separation']:g} seed-to-seed "
+                f"spreads): certified by the exactness of method {method!r}" if exact else
+                f"{found['statement']}: the verifier cannot tell method {method!r}'s forgetting from doing nothing, "
+                "and only an exact method (retrain, acu) certifies such a request")))
+    return {**found, "method": method, "certified_by": f"exactness of method {method!r}" if exact else None}
+
+
 # ---------------------------------------------------------------- the policy
 
 @dataclass
@@ -244,7 +266,10 @@ def verify_candidate(session: Session, settings: Settings, model: Model, *, cand
     evidence = Evidence(family=model.family, candidate_dir=candidate_dir, reference_dir=ref, forget_ids=forget_ids,
                         retain_ids=keep_ids, scope=scope, thresholds=gates, device=settings.device)
     verdict.criteria.extend(spec.check(evidence) for spec in extra)
+    indistinguishable = exactness_rule(verdict, method)
     report = verdict.to_dict()
+    if indistinguishable:
+        report["indistinguishable"] = indistinguishable
     report["plots"].update(lineage_plots(session, parent_id, model.family, report, len(forget_ids), report_dir))
     if undeclared:
         report["undeclared_criteria"] = undeclared
@@ -277,5 +302,5 @@ def _exact_update_verification(verdict: Verdict, method: str, report_dir: Path, 
     return Verification(verdict=verdict, report=report, reference=None)
 
 
-__all__ = ["Verification", "gate_overrides", "gates_for", "lineage_plots", "reference_for", "reference_model",
+__all__ = ["Verification", "exactness_rule", "gate_overrides", "gates_for", "lineage_plots", "reference_for", "reference_model",
            "seed_reference", "verify_candidate"]

@@ -14,6 +14,7 @@ holdout gate against the registered original, `unlearn.verify.classifier.verify_
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,19 @@ from unlearn.verify import classifier as classifier_gate
 from unlearn.verify import corrective as corrective_gate
 from unlearn.verify import exact as exact_gate
 from unlearn.verify import holdout as holdout_gate
-from unlearn.verify.verdict import Verdict
+from unlearn.verify import ulira as ulira_gate
+from unlearn.verify.verdict import Verdict, not_applicable
 
 # unlearn.json keys a registration writes itself: a registered project artifact keeps every other key
 REGISTRY_KEYS = ("family", "model", "dataset", "reference", "method", "parent_dir", "original_dir")
 # The analytic head fitted at registration (`prepare`): a buffer well below the ~10³ training records of
 # a small team, away from the d ≈ N interpolation peak, and γ = 1 (research note acu_laf.md, "Pitfalls").
 ANALYTIC_HEAD = {"buffer_size": 512, "gamma": 1.0, "seed": 0}
+# Architectures whose retrain costs seconds on a CPU, so the membership test (U-LiRA) can afford retrains
+# with other seeds; a team's Hugging Face network would cost a fine-tuning run each.
+CHEAP_RETRAIN_ARCHS = ("mlp", "cnn", "analytic")
+# Other seeds of the U-LiRA retrains: far from the seeds a benchmark draws its own retrains from (1, 2, …).
+ULIRA_SEED_OFFSET = 1000
 
 
 def dataset_of(model_dir: Path) -> TabularDataset:
@@ -78,11 +85,11 @@ RETRAIN_KEEPS_BACKDOOR = ("retrained without the flagged samples only: poisoned 
 
 class ClassifierFamily(Family):
     name = "classifier"
-    criteria = ("forget_acc", "forget_acc_gap", "test_acc", "retain_acc", "privleak",  # privacy requests
+    criteria = ("forget_acc", "forget_acc_gap", "test_acc", "retain_acc", "privleak", "ulira",  # privacy requests
                 "attack_success", "interclass_confusion", "clean_acc", "affected_class_acc",  # corrective requests
                 "holdout_mia_auc", "holdout_forget_acc", "holdout_acc")  # reference policy "holdout"
     gate_defaults = {**classifier_gate.DEFAULT_THRESHOLDS, **corrective_gate.DEFAULT_THRESHOLDS,
-                     **holdout_gate.GATE_DEFAULTS}
+                     **holdout_gate.GATE_DEFAULTS, **ulira_gate.GATE_DEFAULTS}
     lineage_criteria = ("test_acc", "retain_acc", "forget_acc")
     reference_policies = ("retrain", "precomputed", "holdout")
 
@@ -158,9 +165,68 @@ class ClassifierFamily(Family):
             # Class removal: non-members of the same class, and utility on the other classes.
             holdout = holdout[data.y[holdout] == scope.label]
             test = test[data.y[test] != scope.label]
-        return classifier_gate.verify_classifier(arch.load(candidate_dir, device), ref_arch.load(reference_dir, device),
-                                 data.X, data.y, forget=forget, retain=retain, holdout=holdout, test=test,
-                                 thresholds=thresholds)
+        candidate = arch.load(candidate_dir, device)
+        verdict = classifier_gate.verify_classifier(candidate, ref_arch.load(reference_dir, device),
+                                                    data.X, data.y, forget=forget, retain=retain, holdout=holdout,
+                                                    test=test, thresholds=thresholds)
+        row, info = self._ulira(candidate, candidate_dir, reference_dir, data, forget, retain_ids,
+                                device=device, thresholds=thresholds)
+        verdict.criteria.append(row)
+        verdict.info.update(info)
+        return verdict
+
+    def _ulira(self, candidate: Any, candidate_dir: Path, reference_dir: Path, data: TabularDataset,
+               forget: np.ndarray, retain_ids: Sequence[str], *, device: str,
+               thresholds: dict[str, float]) -> tuple[Any, dict[str, Any]]:
+        """The membership test with power (`unlearn.verify.ulira`): the candidate's logit-scaled confidence on
+        the forget rows against the lineage's original ("still remembers") and `thresholds["ulira_references"]`
+        retrains ("forgot"): the reference plus retrains on `retain_ids` with other seeds, cached beside it.
+        Returns the verdict row and its info keys; the row is "not applicable" (with the reason) where the
+        original is unknown or the architecture's retrains are too dear to repeat."""
+        arch = read_meta(reference_dir)["arch"]
+        count = int(thresholds["ulira_references"])
+        if arch not in CHEAP_RETRAIN_ARCHS or count < 2:
+            return not_applicable("ulira", f"needs at least two retrains; {arch!r} models get "
+                                           f"{1 if arch not in CHEAP_RETRAIN_ARCHS else count}"), {}
+        try:
+            original_dir = original_of(candidate_dir)
+        except ValueError as exc:
+            return not_applicable("ulira", str(exc)), {}
+        try:
+            retrains = [reference_dir, *(self.seeded_retrain(reference_dir, retain_ids, k, device=device)
+                                         for k in range(1, count))]
+        except OSError as exc:  # e.g. a precomputed reference in a folder the service may not write beside
+            return not_applicable("ulira", f"the retrains with other seeds cannot be cached: {exc}"), {}
+        X, y = data.X[forget], data.y[forget]
+
+        def phi(folder: Path, model: Any = None) -> np.ndarray:
+            if model is None:
+                model = get_arch(read_meta(folder)["arch"]).load(folder, device)
+            return ulira_gate.logit_confidence(model(X), y)
+
+        result = ulira_gate.ulira(phi(candidate_dir, candidate), phi(original_dir), np.stack([phi(r) for r in retrains]),
+                                  min_separation=thresholds["ulira_min_separation"])
+        return ulira_gate.ulira_criterion(result), ulira_gate.ulira_info(result)
+
+    def seeded_retrain(self, reference_dir: Path, keep_ids: Sequence[str], k: int, *, device: str = "cpu") -> Path:
+        """The `k`-th retrain of `reference_dir`'s recipe on `keep_ids` with another seed (the reference's
+        + `ULIRA_SEED_OFFSET` + k), cached in `<reference_dir>.seeds/` and written whole (temporary folder,
+        then one rename) so that a reader never sees half of one."""
+        meta = read_meta(reference_dir)
+        seed = int(meta.get("seed", 0)) + ULIRA_SEED_OFFSET + k
+        folder = Path(f"{reference_dir}.seeds") / f"seed-{seed}"
+        if (folder / "unlearn.json").is_file():
+            return folder
+        tmp = folder.with_name(f"{folder.name}.tmp-{time.time_ns()}")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            X, y = get_dataset(meta["dataset"]).take(list(keep_ids))
+            get_arch(meta["arch"]).train({**meta, "seed": seed}, X, y, tmp, device=device)
+            if not folder.exists():
+                tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
 
     def _verify_holdout(self, candidate_dir: Path, data: TabularDataset, forget_ids: Sequence[str], scope: Scope, *,
                         device: str, thresholds: dict[str, float]) -> Verdict:

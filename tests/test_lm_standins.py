@@ -1,0 +1,63 @@
+"""Every LM method against its two stand-ins, on the tiny people LM, within a bounded number of steps (one epoch):
+"return the input unchanged" moves no weight and leaves the forget set's likelihood where it was; "retrain
+from scratch" lands as far from the target in parameter space as the retrain reference does. A method's
+candidate after `STEPS` has moved, stays within a tenth of the retrain's distance, and has changed
+the forget set's negative log-likelihood."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unlearn.artifacts import load_tensors
+from unlearn.families.lm import HFLanguageModel, person_texts, world_of
+from unlearn.methods import UnlearnTask, get_method
+from unlearn.zoo import ensure
+
+pytestmark = pytest.mark.slow
+LM_METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr", "whp"]
+# one epoch (at least ten optimiser steps), checks every ten: a bound on the work, not a tuned budget
+STEPS = {"max_epochs": 1, "min_steps": 10, "check_every": 10}
+
+
+def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return float(torch.sqrt(sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a)))
+
+
+def _nll(folder: Path, texts: list[str]) -> float:
+    """Mean negative log-likelihood per token (nats)."""
+    return float(-np.concatenate(HFLanguageModel.load(folder).token_logprobs(texts)).mean())
+
+
+@pytest.fixture(scope="module")
+def people(zoo_dir):
+    target = ensure("people-lm", zoo_dir)
+    reference = ensure("people-lm-retrain", zoo_dir)
+    world = world_of(target)
+    forget_texts = person_texts(world, list(world.forget))
+    return {"target": target, "world": world, "forget_texts": forget_texts,
+            "weights": load_tensors(target), "retrain_distance": _distance(load_tensors(reference),
+                                                                           load_tensors(target)),
+            "forget_nll": _nll(target, forget_texts)}
+
+
+# Measured: within one epoch (34 steps of its biography and QA packs) whp keeps its starting checkpoint,
+# as its loop does when no checkpoint meets its utility bar and AUC target, so at this budget it is the
+# "unchanged" stand-in. Strict: the day it moves within the budget, this marker must go.
+WHP_KEEPS_THE_START = pytest.mark.xfail(strict=True, reason="whp returns its input after one epoch")
+
+
+@pytest.mark.parametrize("method", [pytest.param(m, marks=WHP_KEEPS_THE_START) if m == "whp" else m
+                                    for m in LM_METHODS])
+def test_an_lm_method_is_neither_the_input_nor_a_retrain(method, people, tmp_path):
+    world = people["world"]
+    facts = get_method(method).run(UnlearnTask("lm", people["target"], tmp_path / "cand", list(world.forget),
+                                               list(world.retain), params=STEPS))
+    assert facts["epochs_run"] <= STEPS["max_epochs"]  # one pass over the forget texts (whp's hold QA packs too)
+    moved = _distance(load_tensors(tmp_path / "cand"), people["weights"])
+    assert moved > 0, "the candidate is the input, unchanged"
+    assert moved < 0.1 * people["retrain_distance"], (moved, people["retrain_distance"])
+    assert _nll(tmp_path / "cand", people["forget_texts"]) != pytest.approx(people["forget_nll"], abs=1e-3)
