@@ -1,0 +1,234 @@
+"""Calibrate the MUSE gate on exact retrains: bars from the spread between retrains, checked leave-one-out.
+
+An exact retrain (from scratch on the retained people) has forgotten exactly; it differs from the
+verifier's reference only in its seed (weight initialisation and batch order). The gate must accept it,
+so its bars have to cover what one seed does against another, and that is not what one reference's
+bootstrap interval measures: a bootstrap over the reference's items holds its weights fixed, so an
+exact retrain with another seed falls outside it about as often as not (benchmarks/results/
+muse_gate_noise.md: one in four exact retrains failed). Here the bars come from the retrains' null
+distribution instead:
+
+- models: the zoo's reference (`people-lm-retrain`, seed 0) and K retrains with seeds 1..K, all on the
+  default world's retained people, plus the untouched target (`people-lm`);
+- each model is scored once as the verifier scores a candidate (`lm.muse_data`, `muse.score_model`);
+- for every ordered pair (a, b) of distinct retrains, with b in the reference's place, the statistics
+  the gate reads: C1 gap mean VerbMem(a) − mean VerbMem(b), C2 gap likewise for KnowMem on forget,
+  |PrivLeak(a against b)| pooled and per document kind (biographies, question–answer texts), and the
+  C4 ratio KnowMem on retain(a) / KnowMem on retain(b);
+- each bar is the extreme of its statistic over those pairs: the largest gap between two models that
+  both forgot exactly. The gate asks a candidate to be no further from the reference than that. C4's
+  bar is a policy (keep 90% of the reference's utility), lowered to the pairs' smallest ratio only if
+  exact retrains fell below it;
+- leave-one-out check: for each retrain i in 1..K the bars are derived again without model i, and
+  retrain i is judged against the reference (seed 0) with those bars by `muse.gate`, as a candidate is.
+  The pass rate over i is what a new exact retrain can expect; the target is judged with every bar set.
+
+The bars the service uses (`muse.DEFAULT_THRESHOLDS`) are the ones derived from all K + 1 retrains,
+rounded outwards to three decimals (`defaults` in the JSON). Writes benchmarks/results/
+gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minutes each on one core).
+
+    python -m benchmarks.gate_calibration --seeds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import itertools
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.muse import RESULTS, write_results
+from unlearn.artifacts import read_meta
+from unlearn.families.lm import HFLanguageModel, muse_data, retrain_from_meta, world_of
+from unlearn.verify import muse
+from unlearn.zoo import ensure
+
+KINDS = ("bio", "qa")
+UTILITY_POLICY = 0.9  # C4: keep at least this fraction of the reference's utility
+# statistic -> (threshold key, how the bar is taken over the null pairs)
+BARS = {"verbmem_gap": ("verbmem_margin", max), "knowmem_gap": ("knowmem_margin", max),
+        "privleak": ("privleak_tol", max), "privleak_bio": ("privleak_tol_bio", max),
+        "privleak_qa": ("privleak_tol_qa", max), "utility_ratio": ("utility_frac", min)}
+CRITERIA = ["verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain"]
+
+
+def retrain(target: Path, seed: int, work: Path) -> Path:
+    """The exact retrain with `seed` (cached): the target's recipe and tokenizer, the retained people."""
+    out = work / f"retrain-seed-{seed}"
+    if not (out / "unlearn.json").exists():
+        tmp = work / f".building-{seed}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        retrain_from_meta({**read_meta(target), "seed": seed}, world_of(target).retain, tmp, tokenizer_dir=target)
+        tmp.rename(out)
+    return out
+
+
+def _scoring_key(model_dir: Path, data: muse.MuseData) -> str:
+    """Changes whenever the model's weights, what it is scored on, or how ROUGE tokenizes change (a stale
+    cache is scored again)."""
+    fields = {k: v for k, v in vars(data).items() if k != "qa_prompt"}
+    weights = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in sorted(Path(model_dir).glob("*.safetensors"))]
+    blob = (json.dumps([fields, weights], sort_keys=True) + inspect.getsource(muse.ScriptTokenizer)
+            + str(muse.K_FRACTION))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def scores(model_dir: Path, data: muse.MuseData, work: Path, name: str) -> muse.MuseScores:
+    """`model_dir`'s per-item scores as the verifier computes them, cached under `work`."""
+    path = work / f"scores-{name}-{_scoring_key(model_dir, data)}.json"
+    if not path.exists():
+        s = muse.score_model(HFLanguageModel.load(model_dir), data)
+        path.write_text(json.dumps({k: getattr(s, k).tolist() for k in
+                                    ("verbmem", "knowmem_forget", "knowmem_retain", "mink_forget", "mink_holdout")}))
+    d = json.loads(path.read_text())
+    return muse.MuseScores(*(np.array(d[k]) for k in ("verbmem", "knowmem_forget", "knowmem_retain",
+                                                      "mink_forget", "mink_holdout")),
+                           kinds_forget=np.array(data.privleak_forget_kinds, dtype=str),
+                           kinds_holdout=np.array(data.privleak_holdout_kinds, dtype=str))
+
+
+def stats(a: muse.MuseScores, b: muse.MuseScores) -> dict[str, float]:
+    """The gate's statistics for candidate `a` against reference `b` (module docstring)."""
+    out = {"verbmem_gap": float(a.verbmem.mean() - b.verbmem.mean()),
+           "knowmem_gap": float(a.knowmem_forget.mean() - b.knowmem_forget.mean()),
+           "privleak": abs(muse.privleak(muse.privleak_auc(*a.mink()), muse.privleak_auc(*b.mink()))),
+           "utility_ratio": float(a.knowmem_retain.mean() / b.knowmem_retain.mean())}
+    for kind in KINDS:
+        out[f"privleak_{kind}"] = abs(muse.privleak(muse.privleak_auc(*a.mink(kind)), muse.privleak_auc(*b.mink(kind))))
+    return out
+
+
+def bars(models: dict[str, muse.MuseScores]) -> dict[str, float]:
+    """Thresholds from the extremes of `stats` over every ordered pair of distinct models in `models`."""
+    pairs = [stats(models[a], models[b]) for a, b in itertools.permutations(models, 2)]
+    th = {key: pick(p[stat] for p in pairs) for stat, (key, pick) in BARS.items()}
+    th["utility_frac"] = min(UTILITY_POLICY, th["utility_frac"])
+    return th
+
+
+def rounded(th: dict[str, float]) -> dict[str, float]:
+    """Bars rounded outwards to three decimals (margins and tolerances up, the utility fraction down)."""
+    return {k: (math.floor(v * 1000) / 1000 if k == "utility_frac" else math.ceil(v * 1000) / 1000)
+            for k, v in th.items()}
+
+
+def judged(cand: muse.MuseScores, ref: muse.MuseScores, th: dict[str, float]) -> dict[str, Any]:
+    v = muse.gate(cand, ref, {**th, "n_boot": 200, "n_boot_privleak": 50})
+    return {"passed": v.passed, "failed": [c.name for c in v.criteria if not c.passed],
+            "criteria": {c.name: {"value": c.value, "threshold": c.threshold, "passed": c.passed}
+                         for c in v.criteria}}
+
+
+def calibrate(models: dict[str, muse.MuseScores], target: muse.MuseScores) -> dict[str, Any]:
+    """Bars from all retrains, the leave-one-out verdict of each retrain other than the reference, and
+    the target's verdicts (with the full bars and with each leave-one-out set)."""
+    ref = models["seed-0"]
+    full = bars(models)
+    loo = []
+    for name in models:
+        if name == "seed-0":
+            continue
+        th = bars({k: v for k, v in models.items() if k != name})
+        loo.append({"model": name, "bars": th, "stats": stats(models[name], ref), **judged(models[name], ref, th)})
+    null = {stat: [stats(models[a], models[b])[stat] for a, b in itertools.permutations(models, 2)] for stat in BARS}
+    return {"bars": full, "defaults": rounded(full), "null": null, "leave_one_out": loo,
+            "target": {"stats": stats(target, ref), **judged(target, ref, rounded(full)),
+                       "fails_every_loo_set": all(not judged(target, ref, r["bars"])["passed"] for r in loo)},
+            "within_muse_band": sum(r["stats"]["privleak"] <= 0.05 for r in loo),
+            "reference": {"auc": muse.privleak_auc(*ref.mink()),
+                          **{f"auc_{k}": muse.privleak_auc(*ref.mink(k)) for k in KINDS}}}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.4))
+    for ax, (stat, (key, _)) in zip(axes.flat, BARS.items(), strict=True):
+        ax.hist(report["null"][stat], bins=20, color="tab:blue", alpha=0.6, label="retrain vs retrain (null)")
+        for r in report["leave_one_out"]:
+            ax.axvline(r["stats"][stat], color="tab:green" if r["passed"] else "tab:red", linewidth=1, alpha=0.8)
+        ax.axvline(report["defaults"][key], color="black", linestyle="--", label=f"bar {report['defaults'][key]:.3f}")
+        ax.set_title(f"{stat}; target {report['target']['stats'][stat]:+.3f}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("MUSE gate bars from exact retrains (vertical lines: each retrain vs the reference, "
+                 "green = passes with leave-one-out bars)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    loo, tgt, d = report["leave_one_out"], report["target"], report["defaults"]
+    passed = sum(r["passed"] for r in loo)
+    ref = report["reference"]
+    lines = [
+        "## Gate calibration: bars from the spread between exact retrains",
+        "",
+        f"{len(loo) + 1} exact retrains of the people world's tiny GPT-2 (seeds 0–{len(loo)}, seed 0 the "
+        f"verifier's reference, PrivLeak AUC {ref['auc']:.3f} pooled, {ref['auc_bio']:.3f} on biographies, "
+        f"{ref['auc_qa']:.3f} on question–answer texts) and the untouched target, scored as the verifier "
+        "scores a candidate (C3 on raw documents, BOS only; ROUGE-L with `ScriptTokenizer`). Each bar is the "
+        "largest gap between two retrains over every ordered pair (the gate's null distribution); "
+        "each retrain is judged against the reference with bars derived *without* it (leave-one-out).",
+        "",
+        "| criterion | bar (all retrains) | retrains vs reference: [min, max] | target |",
+        "|---|---|---|---|",
+    ]
+    names = {"verbmem_gap": "C1 VerbMem − reference's ≤", "knowmem_gap": "C2 KnowMem forget − reference's ≤",
+             "privleak": "C3 \\|PrivLeak\\| pooled ≤", "privleak_bio": "C3 \\|PrivLeak\\| biographies ≤",
+             "privleak_qa": "C3 \\|PrivLeak\\| question–answer ≤", "utility_ratio": "C4 KnowMem retain / reference's ≥"}
+    for stat, (key, _) in BARS.items():
+        vals = [r["stats"][stat] for r in loo]
+        lines.append(f"| {names[stat]} | {d[key]:.3f} | [{min(vals):.3f}, {max(vals):.3f}] "
+                     f"| {tgt['stats'][stat]:.3f} |")
+    lines += ["", "| model (against seed 0) | C1 gap | C2 gap | \\|C3\\| pooled | \\|C3\\| bio | \\|C3\\| QA | C4 ratio "
+              "| leave-one-out verdict |", "|---|---|---|---|---|---|---|---|"]
+    for r in loo + [{"model": "target (no unlearning)", **tgt}]:
+        s = r["stats"]
+        verdict = "pass" if r["passed"] else "fail: " + ", ".join(r["failed"])
+        lines.append(f"| {r['model']} | {s['verbmem_gap']:+.3f} | {s['knowmem_gap']:+.3f} | {s['privleak']:.3f} "
+                     f"| {s['privleak_bio']:.3f} | {s['privleak_qa']:.3f} | {s['utility_ratio']:.3f} | {verdict} |")
+    lines += ["", f"Exact retrains passing with leave-one-out bars: **{passed} of {len(loo)} "
+              f"({passed / len(loo):.0%})**. The target fails with the service's bars "
+              f"({', '.join(tgt['failed'])}) and with every leave-one-out set: "
+              f"**{'yes' if tgt['fails_every_loo_set'] else 'no'}**. For comparison, MUSE's ±5% PrivLeak band "
+              f"holds {report['within_muse_band']} of {len(loo)} exact retrains on the pooled documents.",
+              "", "![gate calibration](gate_calibration.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10, help="retrain with seeds 1..N (at least 8)")
+    ap.add_argument("--zoo", default=".unlearn/zoo")
+    ap.add_argument("--work", default=".unlearn/gate_calibration", help="cache of retrains and their scores")
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    target, reference = ensure("people-lm", Path(args.zoo)), ensure("people-lm-retrain", Path(args.zoo))
+    world = world_of(target)
+    data = muse_data(world, world.forget, world.retain)
+    dirs = {"seed-0": reference, **{f"seed-{k}": retrain(target, k, work) for k in range(1, args.seeds + 1)}}
+    models = {name: scores(d, data, work, name) for name, d in dirs.items()}
+    report = {"seeds": args.seeds, "world": world.spec(), **calibrate(models, scores(target, data, work, "target"))}
+    out = Path(args.out)
+    plot(report, out / "gate_calibration.png")
+    write_results(out, "gate_calibration", report, markdown(report))
+
+
+if __name__ == "__main__":
+    main()
