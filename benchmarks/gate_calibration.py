@@ -42,7 +42,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from benchmarks.muse import RESULTS, write_results
@@ -85,14 +84,8 @@ def scores(model_dir: Path, data: muse.MuseData, work: Path, name: str) -> muse.
     """`model_dir`'s per-item scores as the verifier computes them, cached under `work`."""
     path = work / f"scores-{name}-{_scoring_key(model_dir, data)}.json"
     if not path.exists():
-        s = muse.score_model(HFLanguageModel.load(model_dir), data)
-        path.write_text(json.dumps({k: getattr(s, k).tolist() for k in
-                                    ("verbmem", "knowmem_forget", "knowmem_retain", "mink_forget", "mink_holdout")}))
-    d = json.loads(path.read_text())
-    return muse.MuseScores(*(np.array(d[k]) for k in ("verbmem", "knowmem_forget", "knowmem_retain",
-                                                      "mink_forget", "mink_holdout")),
-                           kinds_forget=np.array(data.privleak_forget_kinds, dtype=str),
-                           kinds_holdout=np.array(data.privleak_holdout_kinds, dtype=str))
+        path.write_text(json.dumps(muse.score_model(HFLanguageModel.load(model_dir), data).to_dict()))
+    return muse.MuseScores.from_dict(json.loads(path.read_text()))
 
 
 def stats(a: muse.MuseScores, b: muse.MuseScores) -> dict[str, float]:

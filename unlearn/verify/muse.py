@@ -205,6 +205,17 @@ class MuseScores:
             return self.mink_forget, self.mink_holdout
         return self.mink_forget[self.kinds_forget == kind], self.mink_holdout[self.kinds_holdout == kind]
 
+    ARRAYS = ("verbmem", "knowmem_forget", "knowmem_retain", "mink_forget", "mink_holdout", "kinds_forget",
+              "kinds_holdout")
+
+    def to_dict(self) -> dict[str, list]:
+        """The per-item scores as JSON-ready lists (examples left out), for `from_dict`."""
+        return {k: getattr(self, k).tolist() for k in self.ARRAYS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list]) -> MuseScores:
+        return cls(**{k: np.array(d[k], dtype=str if k.startswith("kinds") else np.float64) for k in cls.ARRAYS})
+
     def summary(self) -> dict[str, float]:
         def mean(x: np.ndarray) -> float | None:  # None: the part was not scored (no such texts)
             return float(x.mean()) if len(x) else None
