@@ -281,8 +281,9 @@ def test_privleak_documents_are_raw_text_as_training_read_it() -> None:
     w = load(seed=0)
     tok = tiny_lm.train_tokenizer(tiny_lm.tokenizer_corpus(), tiny_lm.DEFAULT_TRAIN["vocab_size"])
     people = [w.person(s) for s in w.trained]
-    trained = [tok(t)["input_ids"] for t in tiny_lm.epoch_texts(people, tiny_lm.DEFAULT_TRAIN["qa_pack"],
-                                                                 random.Random(0))]
+    rng = random.Random(0)  # the target's packing, epoch by epoch (`tiny_lm.train`)
+    trained = [tok(t)["input_ids"] for _ in range(tiny_lm.DEFAULT_TRAIN["epochs"])
+               for t in tiny_lm.epoch_texts(people, tiny_lm.DEFAULT_TRAIN["qa_pack"], rng)]
     seen = {pair for ids in trained for pair in zip(ids, ids[1:], strict=False)}  # every bigram training read
     docs, kinds = privleak_documents(w, w.forget)
     assert kinds == ["bio"] * len(w.forget) + ["qa"] * 4 * len(w.forget) and len(docs) == 5 * len(w.forget)
@@ -293,8 +294,14 @@ def test_privleak_documents_are_raw_text_as_training_read_it() -> None:
         assert ids[0] == tok.bos_token_id and tok.eos_token_id not in ids
         assert any(s[:len(ids)] == tuple(ids) for s in starts), doc
         assert set(zip(ids, ids[1:], strict=False)) <= seen, doc
-    old = [tok(t)["input_ids"] for t in person_texts(w, w.forget)]  # what C3 read before
+    # what C3 read before: biographies and answers each followed by EOS
+    old = [tok(f"{p.bio}</s>")["input_ids"] for p in map(w.person, w.forget)]
+    old += [tok(f"{qa_text(q.question)} {q.answer}</s>")["input_ids"] for s in w.forget for q in w.person(s).qa]
     assert sum(not set(zip(ids, ids[1:], strict=False)) <= seen for ids in old) == 4 * len(w.forget)
+    # the methods' own forget and retain texts are what training read too (no EOS after an answer)
+    for text in person_texts(w, w.forget):
+        ids = tok(text)["input_ids"]
+        assert set(zip(ids, ids[1:], strict=False)) <= seen, text
 
 
 def test_methods_never_read_the_verifiers_holdout() -> None:
