@@ -16,9 +16,12 @@ distribution instead:
   |PrivLeak(a against b)| pooled and per document kind (biographies, question–answer texts), and the
   C4 ratio KnowMem on retain(a) / KnowMem on retain(b);
 - each bar is the extreme of its statistic over those pairs: the largest gap between two models that
-  both forgot exactly. The gate asks a candidate to be no further from the reference than that. C4's
-  bar is a policy (keep 90% of the reference's utility), lowered to the pairs' smallest ratio only if
-  exact retrains fell below it;
+  both forgot exactly. The gate asks a candidate to be no further from the reference than that. Why the
+  extreme: an exact retrain must clear all six bars at once, so for a joint false-rejection rate of 5%
+  each bar sits at about the 1 − 0.05/6 ≈ 99.2% point of its null (Bonferroni), and the largest of
+  N(N − 1) ordered pairs is that empirical quantile for N = 11 models (110 pairs). C4's bar is a policy
+  (keep 90% of the reference's utility), lowered to the pairs' smallest ratio only if exact retrains fell
+  below it;
 - leave-one-out check: for each retrain i in 1..K the bars are derived again without model i, and
   retrain i is judged against the reference (seed 0) with those bars by `muse.gate`, as a candidate is.
   The pass rate over i is what a new exact retrain can expect; the target is judged with every bar set.
