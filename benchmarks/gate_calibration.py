@@ -18,8 +18,9 @@ distribution instead:
 - each bar is the extreme of its statistic over those pairs: the largest gap between two models that
   both forgot exactly. The gate asks a candidate to be no further from the reference than that. Why the
   extreme: an exact retrain must clear all six bars at once, so for a joint false-rejection rate of 5%
-  each bar sits at about the 1 − 0.05/6 ≈ 99.2% point of its null (Bonferroni), and the largest of
-  N(N − 1) ordered pairs is that empirical quantile for N = 11 models (110 pairs). C4's bar is a policy
+  each bar sits near the 1 − 0.05/6 ≈ 99.2% point of its null (Bonferroni), and the largest of N(N − 1)
+  ordered pairs is about the 1 − 1/(N(N − 1)) empirical quantile: 98.6% for N = 9 models, 99.1% for
+  N = 11 (pairs share models, so these are rough). C4's bar is a policy
   (keep 90% of the reference's utility), lowered to the pairs' smallest ratio only if exact retrains fell
   below it;
 - leave-one-out check: for each retrain i in 1..K the bars are derived again without model i, and
@@ -171,7 +172,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "## Gate calibration: bars from the spread between exact retrains",
         "",
-        f"{len(loo) + 1} exact retrains of the people world's tiny GPT-2 (seeds 0–{len(loo)}, seed 0 the "
+        f"{len(loo) + 1} exact retrains of the people world's tiny GPT-2 (seeds 0, "
+        f"{', '.join(str(k) for k in report['seeds'])}; seed 0 the "
         f"verifier's reference, PrivLeak AUC {ref['auc']:.3f} pooled, {ref['auc_bio']:.3f} on biographies, "
         f"{ref['auc_qa']:.3f} on question–answer texts) and the untouched target, scored as the verifier "
         "scores a candidate (C3 on raw documents, BOS only; ROUGE-L with `ScriptTokenizer`). Each bar is the "
@@ -211,6 +213,8 @@ def main() -> None:
     ap.add_argument("--work", default=".unlearn/gate_calibration", help="cache of retrains and their scores")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--cached-only", action="store_true", help="only the seeds among 1..N already retrained "
+                    "under --work (retrains trained side by side by other processes)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work)
@@ -218,9 +222,11 @@ def main() -> None:
     target, reference = ensure("people-lm", Path(args.zoo)), ensure("people-lm-retrain", Path(args.zoo))
     world = world_of(target)
     data = muse_data(world, world.forget, world.retain)
-    dirs = {"seed-0": reference, **{f"seed-{k}": retrain(target, k, work) for k in range(1, args.seeds + 1)}}
+    seeds = [k for k in range(1, args.seeds + 1)
+             if not args.cached_only or (work / f"retrain-seed-{k}" / "unlearn.json").exists()]
+    dirs = {"seed-0": reference, **{f"seed-{k}": retrain(target, k, work) for k in seeds}}
     models = {name: scores(d, data, work, name) for name, d in dirs.items()}
-    report = {"seeds": args.seeds, "world": world.spec(), **calibrate(models, scores(target, data, work, "target"))}
+    report = {"seeds": seeds, "world": world.spec(), **calibrate(models, scores(target, data, work, "target"))}
     out = Path(args.out)
     plot(report, out / "gate_calibration.png")
     write_results(out, "gate_calibration", report, markdown(report))

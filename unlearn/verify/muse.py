@@ -47,9 +47,11 @@ VERBMEM_NEW_TOKENS = 128
 KNOWMEM_NEW_TOKENS = 32
 KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
 
-# The bars below are the largest gaps between exact retrains of the default people world (seeds 0–10,
-# every ordered pair), from benchmarks/results/gate_calibration.json; tests/test_muse.py checks that
-# they are that file's. MUSE's own ±5% PrivLeak band assumes hundreds of documents per set.
+# The bars below are the largest gaps between exact retrains of the default people world (every ordered
+# pair of retrains with different seeds), from benchmarks/results/gate_calibration.json;
+# tests/test_muse.py checks that they are that file's. They are this world's noise (15 forgotten people,
+# 150 holdout people): a model with other data sets its own through the request's or model's thresholds.
+# MUSE's own ±5% PrivLeak band assumes hundreds of documents per set.
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "verbmem_margin": 0.0,  # C1: candidate mean ≤ reference mean + this
     "knowmem_margin": 0.0,  # C2: the same for KnowMem on forget
