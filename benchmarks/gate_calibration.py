@@ -11,21 +11,27 @@ distribution instead:
 - models: the zoo's reference (`people-lm-retrain`, seed 0) and K retrains with seeds 1..K, all on the
   default world's retained people, plus the untouched target (`people-lm`);
 - each model is scored once as the verifier scores a candidate (`lm.muse_data`, `muse.score_model`);
-- for every ordered pair (a, b) of distinct retrains, with b in the reference's place, the statistics
-  the gate reads: C1 gap mean VerbMem(a) − mean VerbMem(b), C2 gap likewise for KnowMem on forget,
-  |PrivLeak(a against b)| pooled and per document kind (biographies, question–answer texts), and the
-  C4 ratio KnowMem on retain(a) / KnowMem on retain(b);
-- each bar is the extreme of its statistic over those pairs: the largest gap between two models that
-  both forgot exactly. The gate asks a candidate to be no further from the reference than that. Why the
-  extreme: an exact retrain must clear all six bars at once, so for a joint false-rejection rate of 5%
-  each bar sits near the 1 − 0.05/6 ≈ 99.2% point of its null (Bonferroni), and the largest of N(N − 1)
-  ordered pairs is about the 1 − 1/(N(N − 1)) empirical quantile: 98.6% for N = 9 models, 99.1% for
-  N = 11 (pairs share models, so these are rough). C4's bar is a policy
-  (keep 90% of the reference's utility), lowered to the pairs' smallest ratio only if exact retrains fell
-  below it;
-- leave-one-out check: for each retrain i in 1..K the bars are derived again without model i, and
-  retrain i is judged against the reference (seed 0) with those bars by `muse.gate`, as a candidate is.
-  The pass rate over i is what a new exact retrain can expect; the target is judged with every bar set.
+- the null distribution: each gated quantity (mean VerbMem, mean KnowMem on forget, the Min-40% AUC
+  pooled and per document kind) varies from seed to seed; over the N retrains it has mean μ and
+  standard deviation s. A new exact retrain's value then lies, with probability 1 − α, below the
+  Student-t prediction bound μ + t(1 − α, N − 1) · s · √(1 + 1/N) (and above μ − …): the interval for
+  one more draw from the same normal distribution, with μ and s estimated from N draws;
+- the bars are those prediction bounds expressed as the gate reads them, against the reference's own
+  value v_ref: C1, C2 margin = bound − v_ref (too much memory is the failure, one-sided); C3 tolerance
+  = the farther of the two bounds from AUC_ref, divided by AUC_ref (PrivLeak's normalisation;
+  two-sided: an AUC too high leaks as surely as one too low). α: an exact retrain must clear the five
+  noise bars at once, so each gets 5%/5 (Bonferroni; split over both sides for C3), which bounds the
+  share of exact retrains the gate rejects at 5%. C4's bar is a policy (keep 90% of the reference's
+  utility), lowered to the same kind of lower bound only if exact retrains could fall below it;
+- why not the extreme over pairs of retrains (the largest gap between two of them): with ten or so
+  retrains that is only about their 1/N tail per bar, five bars at once; the script measures its
+  leave-one-out pass rate beside this one's (`pair_extremes`; the pairs' statistics are drawn, as
+  histograms, in the plot). Why not one reference's bootstrap: it holds the weights fixed and misses
+  the seed, the largest part of the spread;
+- leave-one-out check: for each retrain i other than the reference the bars are derived again without
+  model i, and retrain i is judged against the reference (seed 0) with those bars by `muse.gate`, as a
+  candidate is. The pass rate over i is what a new exact retrain can expect; the target is judged with
+  every bar set.
 
 The bars the service uses (`muse.DEFAULT_THRESHOLDS`) are the ones derived from all K + 1 retrains,
 rounded outwards to three decimals (`defaults` in the JSON). Writes benchmarks/results/
@@ -46,7 +52,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.stats import t as student_t
 
 from benchmarks.muse import RESULTS, write_results
 from unlearn.artifacts import read_meta
@@ -56,11 +64,11 @@ from unlearn.zoo import ensure
 
 KINDS = ("bio", "qa")
 UTILITY_POLICY = 0.9  # C4: keep at least this fraction of the reference's utility
-# statistic -> (threshold key, how the bar is taken over the null pairs)
-BARS = {"verbmem_gap": ("verbmem_margin", max), "knowmem_gap": ("knowmem_margin", max),
-        "privleak": ("privleak_tol", max), "privleak_bio": ("privleak_tol_bio", max),
-        "privleak_qa": ("privleak_tol_qa", max), "utility_ratio": ("utility_frac", min)}
-CRITERIA = ["verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain"]
+ALPHA = 0.05  # the share of exact retrains the gate may reject, over its five noise bars together
+NOISE_BARS = 5  # C1, C2, C3 pooled, C3 per kind (two kinds)
+# pair statistic -> the threshold it is compared with (the plot and the tables)
+BARS = {"verbmem_gap": "verbmem_margin", "knowmem_gap": "knowmem_margin", "privleak": "privleak_tol",
+        "privleak_bio": "privleak_tol_bio", "privleak_qa": "privleak_tol_qa", "utility_ratio": "utility_frac"}
 
 
 def retrain(target: Path, seed: int, work: Path) -> Path:
@@ -103,10 +111,42 @@ def stats(a: muse.MuseScores, b: muse.MuseScores) -> dict[str, float]:
     return out
 
 
-def bars(models: dict[str, muse.MuseScores]) -> dict[str, float]:
-    """Thresholds from the extremes of `stats` over every ordered pair of distinct models in `models`."""
+def values(m: muse.MuseScores) -> dict[str, float]:
+    """The per-model quantities the gate compares with the reference's."""
+    return {"verbmem": float(m.verbmem.mean()), "knowmem_forget": float(m.knowmem_forget.mean()),
+            "knowmem_retain": float(m.knowmem_retain.mean()), "auc": muse.privleak_auc(*m.mink()),
+            **{f"auc_{k}": muse.privleak_auc(*m.mink(k)) for k in KINDS}}
+
+
+def bars(models: dict[str, muse.MuseScores], reference: str = "seed-0") -> dict[str, float]:
+    """Thresholds from the Student-t prediction bounds of the retrains in `models` (module docstring),
+    relative to `reference`'s values."""
+    vals = [values(m) for m in models.values()]
+    ref, n = values(models[reference]), len(vals)
+    one_sided = student_t.ppf(1 - ALPHA / NOISE_BARS, n - 1) * np.sqrt(1 + 1 / n)
+    two_sided = student_t.ppf(1 - ALPHA / NOISE_BARS / 2, n - 1) * np.sqrt(1 + 1 / n)
+
+    def spread(key: str) -> tuple[float, float]:
+        x = np.array([v[key] for v in vals])
+        return float(x.mean()), float(x.std(ddof=1))
+
+    th = {}
+    for key, name in (("verbmem", "verbmem_margin"), ("knowmem_forget", "knowmem_margin")):
+        mu, sd = spread(key)
+        th[name] = mu + one_sided * sd - ref[key]
+    for key, name in (("auc", "privleak_tol"), *((f"auc_{k}", f"privleak_tol_{k}") for k in KINDS)):
+        mu, sd = spread(key)
+        th[name] = max(abs(mu + two_sided * sd - ref[key]), abs(mu - two_sided * sd - ref[key])) / ref[key]
+    mu, sd = spread("knowmem_retain")
+    th["utility_frac"] = min(UTILITY_POLICY, (mu - one_sided * sd) / ref["knowmem_retain"])
+    return th
+
+
+def pair_extremes(models: dict[str, muse.MuseScores]) -> dict[str, float]:
+    """The alternative bars measured for comparison: each the extreme of its statistic over every ordered
+    pair of distinct models (C4 as in `bars`)."""
     pairs = [stats(models[a], models[b]) for a, b in itertools.permutations(models, 2)]
-    th = {key: pick(p[stat] for p in pairs) for stat, (key, pick) in BARS.items()}
+    th = {key: (min if stat == "utility_ratio" else max)(p[stat] for p in pairs) for stat, key in BARS.items()}
     th["utility_frac"] = min(UTILITY_POLICY, th["utility_frac"])
     return th
 
@@ -118,7 +158,8 @@ def rounded(th: dict[str, float]) -> dict[str, float]:
 
 
 def judged(cand: muse.MuseScores, ref: muse.MuseScores, th: dict[str, float]) -> dict[str, Any]:
-    v = muse.gate(cand, ref, {**th, "n_boot": 200, "n_boot_privleak": 50})
+    # the intervals do not decide a pass; a few resamples keep the many verdicts here cheap
+    v = muse.gate(cand, ref, {**th, "n_boot": 10, "n_boot_privleak": 5})
     return {"passed": v.passed, "failed": [c.name for c in v.criteria if not c.passed],
             "criteria": {c.name: {"value": c.value, "threshold": c.threshold, "passed": c.passed}
                          for c in v.criteria}}
@@ -133,9 +174,12 @@ def calibrate(models: dict[str, muse.MuseScores], target: muse.MuseScores) -> di
     for name in models:
         if name == "seed-0":
             continue
-        th = bars({k: v for k, v in models.items() if k != name})
-        loo.append({"model": name, "bars": th, "stats": stats(models[name], ref), **judged(models[name], ref, th)})
-    null = {stat: [stats(models[a], models[b])[stat] for a, b in itertools.permutations(models, 2)] for stat in BARS}
+        others = {k: v for k, v in models.items() if k != name}
+        th = bars(others)
+        loo.append({"model": name, "bars": th, "stats": stats(models[name], ref), **judged(models[name], ref, th),
+                    "passed_pair_extremes": judged(models[name], ref, pair_extremes(others))["passed"]})
+    pairs = [stats(models[a], models[b]) for a, b in itertools.permutations(models, 2)]
+    null = {stat: [p[stat] for p in pairs] for stat in BARS}
     return {"bars": full, "defaults": rounded(full), "null": null, "leave_one_out": loo,
             "target": {"stats": stats(target, ref), **judged(target, ref, rounded(full)),
                        "fails_every_loo_set": all(not judged(target, ref, r["bars"])["passed"] for r in loo)},
@@ -151,7 +195,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.4))
-    for ax, (stat, (key, _)) in zip(axes.flat, BARS.items(), strict=True):
+    for ax, (stat, key) in zip(axes.flat, BARS.items(), strict=True):
         ax.hist(report["null"][stat], bins=20, color="tab:blue", alpha=0.6, label="retrain vs retrain (null)")
         for r in report["leave_one_out"]:
             ax.axvline(r["stats"][stat], color="tab:green" if r["passed"] else "tab:red", linewidth=1, alpha=0.8)
@@ -177,8 +221,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"verifier's reference, PrivLeak AUC {ref['auc']:.3f} pooled, {ref['auc_bio']:.3f} on biographies, "
         f"{ref['auc_qa']:.3f} on question–answer texts) and the untouched target, scored as the verifier "
         "scores a candidate (C3 on raw documents, BOS only; ROUGE-L with `ScriptTokenizer`). Each bar is the "
-        "largest gap between two retrains over every ordered pair (the gate's null distribution); "
-        "each retrain is judged against the reference with bars derived *without* it (leave-one-out).",
+        "Student-t prediction bound of one more exact retrain, from the retrains' mean and spread (their null "
+        f"distribution), at {ALPHA:.0%} over the five noise bars together (Bonferroni), relative to the "
+        "reference's value; each retrain is judged against the reference with bars derived *without* it "
+        "(leave-one-out).",
         "",
         "| criterion | bar (all retrains) | retrains vs reference: [min, max] | target |",
         "|---|---|---|---|",
@@ -186,7 +232,7 @@ def markdown(report: dict[str, Any]) -> str:
     names = {"verbmem_gap": "C1 VerbMem − reference's ≤", "knowmem_gap": "C2 KnowMem forget − reference's ≤",
              "privleak": "C3 \\|PrivLeak\\| pooled ≤", "privleak_bio": "C3 \\|PrivLeak\\| biographies ≤",
              "privleak_qa": "C3 \\|PrivLeak\\| question–answer ≤", "utility_ratio": "C4 KnowMem retain / reference's ≥"}
-    for stat, (key, _) in BARS.items():
+    for stat, key in BARS.items():
         vals = [r["stats"][stat] for r in loo]
         lines.append(f"| {names[stat]} | {d[key]:.3f} | [{min(vals):.3f}, {max(vals):.3f}] "
                      f"| {tgt['stats'][stat]:.3f} |")
@@ -200,8 +246,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Exact retrains passing with leave-one-out bars: **{passed} of {len(loo)} "
               f"({passed / len(loo):.0%})**. The target fails with the service's bars "
               f"({', '.join(tgt['failed'])}) and with every leave-one-out set: "
-              f"**{'yes' if tgt['fails_every_loo_set'] else 'no'}**. For comparison, MUSE's ±5% PrivLeak band "
-              f"holds {report['within_muse_band']} of {len(loo)} exact retrains on the pooled documents.",
+              f"**{'yes' if tgt['fails_every_loo_set'] else 'no'}**. For comparison, bars at the largest gap "
+              f"between two retrains (leave-one-out as well) pass {sum(r['passed_pair_extremes'] for r in loo)} "
+              f"of {len(loo)}, and MUSE's ±5% PrivLeak band holds {report['within_muse_band']} of {len(loo)} exact "
+              "retrains on the pooled documents.",
               "", "![gate calibration](gate_calibration.png)", ""]
     return "\n".join(lines)
 
