@@ -35,7 +35,8 @@ distribution instead:
 
 The bars the service uses (`muse.DEFAULT_THRESHOLDS`) are the ones derived from all K + 1 retrains,
 rounded outwards to three decimals (`defaults` in the JSON). Writes benchmarks/results/
-gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minutes each on one core).
+gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minutes each on
+one idle core; 15–40 minutes each on the shared machine of the stored run).
 
     python -m benchmarks.gate_calibration --seeds 10
 """
