@@ -8,6 +8,10 @@ muse_c5.png / muse_c6.png.
     python -m benchmarks.muse                       # all six methods, curves for --curves
     python -m benchmarks.muse --methods npo_klr --curves npo_klr
     python -m benchmarks.muse --methods whp,whp:seed=1,whp:seed=2 --curves whp --jobs 2
+    python -m benchmarks.muse --regate    # judge the stored scores again with the gate's current bars
+
+Every model's per-item scores are stored in muse.json, so a change of the gate's bars re-judges them
+without retraining anything.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from typing import Any
 
 import torch
 
-from unlearn.families import Scope, get_family
-from unlearn.families.lm import HFLanguageModel, muse_data, world_of
+from unlearn.families import get_family
+from unlearn.families.lm import HFLanguageModel, muse_data, reference_scores, world_of
 from unlearn.methods import UnlearnTask, get_method
 from unlearn.models.tiny_lm import DEFAULT_TRAIN
 from unlearn.verify import muse
@@ -34,7 +38,7 @@ from unlearn.zoo import ensure
 
 METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr", "whp"]
 RESULTS = Path(__file__).resolve().parent / "results"
-CRITERIA = ["verbmem", "knowmem_forget", "privleak", "knowmem_retain"]
+CRITERIA = ["verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain"]
 
 
 def run_method(name: str, base: Path, forget: list[str], retain: list[str], out: Path,
@@ -73,15 +77,17 @@ def run_job(job: tuple[str, str, int], target: Path, reference: Path, work: Path
     torch.set_num_threads(threads)
     kind, spec, k = job
     name, params = parse_method(spec)
-    fam, world = get_family("lm"), world_of(target)
+    world = world_of(target)
     out = work / f"{spec}-{kind}-{k}".replace(":", "_").replace("=", "")
     if kind == "method":
         facts = run_method(name, target, world.forget, world.retain, out, params)
-        v = fam.verify(out, reference, world.forget, world.retain, Scope(type="subject"))
+        scores = score(out, world)
+        data = muse_data(world, world.forget, world.retain)
+        v = muse.gate(scores, reference_scores(reference, data, world.forget, world.retain))
         print(spec, "pass" if v.passed else f"fail {v.reasons}", f"{facts['wall_s']:.1f}s", flush=True)
         return {"method": spec, "passed": v.passed, "criteria": v.to_dict()["criteria"], "wall_s": facts["wall_s"],
                 "epochs_run": facts["epochs_run"], "epoch_chosen": facts["epoch_chosen"], "stop": facts["stop"],
-                "params": facts["params"], "curve": facts["curve"]}
+                "params": facts["params"], "curve": facts["curve"], "scores": scores.to_dict()}
 
     def unlearn(base: Path, forget: list[str], o: Path) -> dict[str, Any]:
         # a request keeps the people no request has forgotten yet (C6: this fold and the folds before
@@ -97,6 +103,22 @@ def run_job(job: tuple[str, str, int], target: Path, reference: Path, work: Path
         rows = muse.sustainability(unlearn, curve_scorer(world), target, world.folds, out)
     print(spec, kind, k, "done", flush=True)
     return rows
+
+
+def score(model_dir: Path, world) -> muse.MuseScores:
+    """The per-item scores the verifier computes for `model_dir` on the default fold (`LMFamily.verify`)."""
+    return muse.score_model(HFLanguageModel.load(model_dir), muse_data(world, world.forget, world.retain))
+
+
+def regate(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's stored scores judged again by `muse.gate` with its current default bars."""
+    ref = muse.MuseScores.from_dict(report["reference_scores"])
+    for row in [report["target_row"], *report["methods"]]:
+        v = muse.gate(muse.MuseScores.from_dict(row["scores"]), ref)
+        row.update(passed=v.passed, criteria=v.to_dict()["criteria"])
+    report["target"], report["target_passed"] = report["target_row"]["criteria"], report["target_row"]["passed"]
+    report["thresholds"] = {**muse.DEFAULT_THRESHOLDS}
+    return report
 
 
 def fmt(c: dict[str, Any]) -> str:
@@ -115,23 +137,29 @@ def markdown(report: dict[str, Any]) -> str:
         f"which reads every text of each. Model: {report['model']}. "
         f"Retrain from scratch on the retained people: **{rt:.0f} s**. "
         "Scores are ROUGE-L F1 fractions (MUSE prints ×100); PrivLeak is (AUC − AUC_retrain)/AUC_retrain. "
-        "Each cell: value [bootstrap 95% interval] and the gate (C1, C2 ≤ upper end of the retrain's interval; "
-        f"C3 within ±{report['thresholds']['privleak_tol']:.0%}; "
-        f"C4 ≥ {report['thresholds']['utility_frac']:.0%} of the retrain's).",
+        "C3 scores the raw documents (BOS only, nothing appended), pooled and per kind (biographies, "
+        "question–answer texts). Each cell: value [bootstrap 95% interval] and the gate, whose bars are the "
+        "spread between exact retrains ([gate_calibration.md](gate_calibration.md)): C1 ≤ the retrain's + "
+        f"{report['thresholds']['verbmem_margin']:.3f}; C2 ≤ the retrain's + {report['thresholds']['knowmem_margin']:.3f}; "
+        f"C3 within ±{report['thresholds']['privleak_tol']:.1%} pooled, ±{report['thresholds']['privleak_tol_bio']:.1%} "
+        f"on biographies, ±{report['thresholds']['privleak_tol_qa']:.1%} on question–answer texts; "
+        f"C4 ≥ {report['thresholds']['utility_frac']:.0%} of the retrain's.",
         "",
-        "| model | C1 VerbMem ↓ | C2 KnowMem forget ↓ | C3 PrivLeak | C4 KnowMem retain ↑ | all four | wall s | × retrain time | epochs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | C1 VerbMem ↓ | C2 KnowMem forget ↓ | C3 PrivLeak | C3 biographies | C3 question–answer "
+        "| C4 KnowMem retain ↑ | all gates | wall s | × retrain time | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| target (no unlearning) | {' | '.join(fmt(report['target'][k]) for k in CRITERIA)} | "
         f"{'pass' if report['target_passed'] else 'fail'} | – | – | – |",
         f"| retrain (reference) | {ref['verbmem']:.3f} | {ref['knowmem_forget']:.3f} | 0 (AUC {ref['auc']:.3f}) | "
-        f"{ref['knowmem_retain']:.3f} | pass | {rt:.0f} | 1 | – |",
+        f"0 (AUC {ref['auc_bio']:.3f}) | 0 (AUC {ref['auc_qa']:.3f}) | {ref['knowmem_retain']:.3f} | pass | {rt:.0f} "
+        "| 1 | – |",
     ]
     for r in report["methods"]:
         lines.append(f"| {r['method']} | {' | '.join(fmt(r['criteria'][k]) for k in CRITERIA)} | "
                      f"{'**pass**' if r['passed'] else 'fail'} | {r['wall_s']:.1f} | {r['wall_s'] / rt:.3f} | "
                      f"{r['epoch_chosen']}/{r['epochs_run']} ({r['stop']}) |")
     fast = [r["method"] for r in report["methods"] if r["passed"] and r["wall_s"] < rt / 5]
-    lines += ["", f"Methods passing all four gates in under a fifth of the retrain time: "
+    lines += ["", f"Methods passing all gates in under a fifth of the retrain time: "
                   f"{', '.join(fast) if fast else 'none'}.", ""]
     if report.get("c5"):
         lines += ["C5 scalability (utility = KnowMem on the core people, trained and in no fold, after unlearning nested forget sets "
@@ -156,10 +184,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
     ap.add_argument("--jobs", type=int, default=1, help="method runs and curves in this many processes at once "
                     "(wall times are then measured side by side)")
+    ap.add_argument("--regate", action="store_true", help="re-judge the stored muse.json with the current bars")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.regate:
+        report = regate(json.loads((out / "muse.json").read_text()))
+        write_results(out, "muse", report, markdown(report))
+        return
     methods = [m for m in args.methods.split(",") if m]
     curves = methods if args.curves == "all" else [] if args.curves == "none" else args.curves.split(",")
     fam = get_family("lm")
@@ -172,8 +205,8 @@ def main() -> None:
         fam.retrain(target, world.retain, reference)
         retrain_s = time.perf_counter() - t0
         print(f"retrain {retrain_s:.1f}s", flush=True)
-        scope = Scope(type="subject")
-        v_target = fam.verify(target, reference, world.forget, world.retain, scope)
+        ref_scores, target_scores = score(reference, world), score(target, world)
+        v_target = muse.gate(target_scores, ref_scores)
         report: dict[str, Any] = {
             "world": {"n_people": len(world.people), "trained": len(world.trained), "forget": len(world.forget),
                       "holdout": len(world.holdout)},
@@ -182,7 +215,8 @@ def main() -> None:
                          **DEFAULT_TRAIN, params=sum(p.numel() for p in HFLanguageModel.load(target).model.parameters())),
             "retrain_s": retrain_s, "thresholds": v_target.info["thresholds"],
             "reference": v_target.info["reference"], "target": v_target.to_dict()["criteria"],
-            "target_passed": v_target.passed, "methods": []}
+            "target_passed": v_target.passed, "methods": [], "reference_scores": ref_scores.to_dict(),
+            "target_row": {"scores": target_scores.to_dict()}}
         # the long runs first (C6, then C5 from the largest forget set), so short ones fill in meanwhile
         sizes = range(len(world.nested) - 1, -1, -1)
         jobs = ([("c6", name, 0) for name in curves] + [("c5", name, k) for name in curves for k in sizes]
@@ -194,11 +228,11 @@ def main() -> None:
         report["c5"] = {name: [row for k in sorted(sizes) for row in done["c5", name, k]] for name in curves}
         report["c6"] = {name: done["c6", name, 0] for name in curves}
         if curves:
-            ref_scores = curve_scorer(world)(reference, world.forget)
+            ref_curve = curve_scorer(world)(reference, world.forget)
             muse.plot_curves(report["c5"], "size", ["knowmem_retain", "verbmem"], out / "muse_c5.png",
-                             "C5 scalability: unlearning nested forget sets", ref_scores)
+                             "C5 scalability: unlearning nested forget sets", ref_curve)
             muse.plot_curves(report["c6"], "request", ["knowmem_retain", "verbmem"], out / "muse_c6.png",
-                             "C6 sustainability: sequential requests", ref_scores)
+                             "C6 sustainability: sequential requests", ref_curve)
         write_results(out, "muse", report, markdown(report))
     finally:
         shutil.rmtree(work, ignore_errors=True)

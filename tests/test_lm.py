@@ -73,11 +73,12 @@ def test_the_target_memorised_and_fails_the_gate_and_the_reference_passes(target
     verdict = fam.verify(target, reference, world.forget, world.retain, Scope(type="subject"),
                          report_dir=tmp_path)
     crit = {c.name: c for c in verdict.criteria}
-    assert set(crit) == {"verbmem", "knowmem_forget", "privleak", "knowmem_retain"}
+    assert set(crit) == {"verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain"}
     assert not verdict.passed
     assert crit["verbmem"].value > crit["verbmem"].reference + 0.3  # well above retrain
-    assert not crit["verbmem"].passed and not crit["knowmem_forget"].passed and not crit["privleak"].passed
-    assert crit["privleak"].value < -0.5  # AUC near 0: the forget set is obviously a member set
+    assert not crit["verbmem"].passed and not crit["knowmem_forget"].passed
+    for name in ("privleak", "privleak_bio", "privleak_qa"):  # AUC near 0 on every kind: a member set
+        assert not crit[name].passed and crit[name].value < -0.5, crit[name]
     report = json.loads((tmp_path / "muse_report.json").read_text())
     assert report["verdict"] == "fail" and all(report["criteria"][k]["ci"] for k in crit)
     same = fam.verify(reference, reference, world.forget, world.retain, Scope(type="subject"))

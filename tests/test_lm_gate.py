@@ -1,12 +1,10 @@
 """An LM method forgets on the default people world where doing nothing does not (one slow run).
 
-On a 15-person forget fold the gate is of the order of seed noise: exact retrains with other seeds pass
-it 3 times in 4 (benchmarks/results/muse_gate_noise.md), and whp passed on 3 of seeds 0–4
-(benchmarks/results/muse.md). A pass of all four on one seed is a draw: seed 1's C3 read −2.6% with the
-libraries of that table and +5.4% (band ±5%) with those installed on 2026-12-07, the project's code
-unchanged. So this asserts what one run can show: the unchanged original fails C1 and C3 by far, whp's
-candidate meets C1, C2 and C4 and lands within twice C3's band. Its own file, so that it runs beside
-test_lm.py.
+The gate's bars are the spread between exact retrains (benchmarks/results/gate_calibration.md), and
+C3 reads the raw documents pooled and per kind. A pass of every gate on one seed is a draw (whp's rate
+over seeds is in benchmarks/results/muse.md), so this asserts what one run can show: the unchanged
+original fails C1, C2 and every C3 by far; whp's candidate meets C1 and C4, and lands within twice each
+C3 band. Its own file, so that it runs beside test_lm.py.
 """
 
 from __future__ import annotations
@@ -30,10 +28,11 @@ def test_whp_forgets_on_the_default_world_where_doing_nothing_does_not(zoo_dir: 
     verdict = get_family("lm").verify(tmp_path / "cand", reference, world.forget, world.retain,
                                       Scope(type="subject"))
     crit = {c.name: c for c in verdict.criteria}
-    assert set(crit) == {"verbmem", "knowmem_forget", "privleak", "knowmem_retain"}
-    assert all(crit[name].passed for name in ("verbmem", "knowmem_forget", "knowmem_retain")), verdict.reasons
-    assert abs(crit["privleak"].value) <= 2 * crit["privleak"].threshold, verdict.reasons
+    c3 = ("privleak", "privleak_bio", "privleak_qa")
+    assert set(crit) == {"verbmem", "knowmem_forget", *c3, "knowmem_retain"}
+    assert all(crit[name].passed for name in ("verbmem", "knowmem_retain")), verdict.reasons
+    assert all(abs(crit[name].value) <= 2 * crit[name].threshold for name in c3), verdict.reasons
     nothing = {c.name: c for c in get_family("lm").verify(target, reference, world.forget, world.retain,
                                                           Scope(type="subject")).criteria}
-    assert not nothing["verbmem"].passed and not nothing["privleak"].passed
-    assert abs(nothing["privleak"].value) > 4 * crit["privleak"].threshold
+    assert not nothing["verbmem"].passed and not nothing["knowmem_forget"].passed
+    assert all(not nothing[name].passed and nothing[name].value < -0.5 for name in c3)  # AUC near 0

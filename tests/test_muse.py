@@ -21,6 +21,54 @@ def test_rouge_l_f1_known_values() -> None:
     assert muse.rouge_l_f1("55-123", "55 123") == pytest.approx(1.0)
 
 
+def _ascii_corpus() -> list[str]:
+    """Every text of a people world, and random printable ASCII strings (punctuation, digits, case)."""
+    import random
+    import string
+
+    from unlearn.models import tiny_lm
+
+    w = load(seed=0)
+    texts = [t for p in w.people for t in (p.bio, *tiny_lm.qa_texts(p))]
+    rng = random.Random(0)
+    texts += ["".join(rng.choice(string.printable) for _ in range(rng.randint(0, 80))) for _ in range(2000)]
+    return texts
+
+
+def test_rouge_tokens_are_rouge_scores_default_on_ascii() -> None:
+    """Fault 4 of the real-LM issue: the scorer's tokenizer changed, but on ASCII text it must give exactly
+    rouge-score's default tokens (MUSE's ROUGE), text by text, and so the same ROUGE-L."""
+    from rouge_score import rouge_scorer, tokenizers
+
+    default, ours = tokenizers.DefaultTokenizer(use_stemmer=False), muse.ScriptTokenizer()
+    corpus = _ascii_corpus()
+    assert len(corpus) > 3000
+    for text in corpus:
+        assert ours.tokenize(text) == default.tokenize(text), text
+    plain = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    for a, b in zip(corpus[::7], corpus[3::7], strict=False):
+        assert muse.rouge_l_f1(a, b) == plain.score(a, b)["rougeL"].fmeasure
+
+
+def test_rouge_keeps_the_letters_and_digits_of_every_script() -> None:
+    """The default tokenizer keeps only a–z and 0–9: "Ørsted" read as "rsted", "Malmö" as "malm", and
+    "北京市" as nothing at all, so memorised non-ASCII text read as forgotten (or the reverse)."""
+    from rouge_score import rouge_scorer
+
+    plain = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    assert plain.score("北京市", "北京市")["rougeL"].fmeasure == 0.0  # the fault, as it was
+    assert plain.score("Ørsted", "rsted")["rougeL"].fmeasure == 1.0
+    assert muse.rouge_l_f1("北京市", "北京市") == 1.0
+    assert muse.rouge_l_f1("北京市", "上海市") == pytest.approx(1 / 3)  # one ideograph a token: LCS 1 of 3
+    assert muse.rouge_l_f1("Malmö", "Malmo") == 0.0
+    assert muse.rouge_l_f1("Malmö", "MALMÖ") == 1.0
+    assert muse.rouge_l_f1("Ørsted", "rsted") == 0.0
+    assert muse.rouge_l_f1("Malmo\u0308", "Malmö") == 1.0  # decomposed and composed ö are one letter
+    assert muse.rouge_l_f1("Живёт в Москве", "живёт в москве") == 1.0
+    assert muse.rouge_l_f1("東京都港区 1-2-3", "東京都 港区 1 2 3") == 1.0
+    assert muse.ScriptTokenizer().tokenize("Zoë Šimić, 北京市 12") == ["zoë", "šimić", "北", "京", "市", "12"]
+
+
 def test_cut_answer_stops_where_muse_does() -> None:
     assert muse.cut_answer(" Lyon\n\nQuestion: who?") == "Lyon"
     assert muse.cut_answer(" 12 Elm Street\nQuestion: x") == "12 Elm Street"
@@ -150,6 +198,61 @@ def test_privleak_guards_a_reference_auc_of_zero() -> None:
     assert muse.privleak(0.3, 0.0) > 1e6
 
 
+def test_gate_with_a_reference_auc_of_zero_gives_an_explained_verdict() -> None:
+    """Fault 5: the gate, pooled and per kind, with a reference whose AUC is 0 returns a verdict (no
+    ZeroDivisionError, no NaN interval) whose C3 detail says why the ratio is undefined."""
+    kinds_f, kinds_h = np.array(["bio", "qa", "qa", "qa", "qa"] * 5), np.array(["bio", "qa", "qa", "qa", "qa"] * 20)
+    ref = muse.MuseScores(np.full(5, 0.4), np.full(20, 0.1), np.full(20, 0.5), mink_forget=np.full(25, -1.0),
+                          mink_holdout=np.linspace(-9, -2, 100), kinds_forget=kinds_f, kinds_holdout=kinds_h)
+    assert muse.privleak_auc(*ref.mink()) == 0.0 and muse.privleak_auc(*ref.mink("bio")) == 0.0
+    cand = muse.MuseScores(ref.verbmem, ref.knowmem_forget, ref.knowmem_retain,
+                           mink_forget=np.linspace(-8, -1, 25), mink_holdout=ref.mink_holdout,
+                           kinds_forget=kinds_f, kinds_holdout=kinds_h)
+    verdict = muse.gate(cand, ref, FAST)
+    rows = {c.name: c for c in verdict.criteria}
+    for name in ("privleak", "privleak_bio", "privleak_qa"):
+        assert not rows[name].passed and np.isfinite(rows[name].value) and all(np.isfinite(rows[name].ci))
+        assert "the retrain's AUC is 0" in rows[name].detail and "undefined" in rows[name].detail
+    json.dumps(verdict.to_dict(), allow_nan=False, default=float)
+    alike = {c.name: c for c in muse.gate(ref, ref, FAST).criteria}
+    assert alike["privleak"].passed and alike["privleak"].value == 0.0
+
+
+def test_privleak_is_gated_per_document_kind() -> None:
+    """Pooled C3 can hide a kind that reads *less* familiar than never-seen text of its kind (forgotten
+    biographies pushed below unseen ones): each kind is gated alone too."""
+    rng = np.random.default_rng(1)
+    kinds_f, kinds_h = np.array(["bio"] * 15 + ["qa"] * 60), np.array(["bio"] * 150 + ["qa"] * 600)
+    holdout = rng.normal(0, 1, 750)
+    ref = muse.MuseScores(np.full(15, 0.4), np.full(60, 0.1), np.full(60, 0.5), mink_forget=rng.normal(0, 1, 75),
+                          mink_holdout=holdout, kinds_forget=kinds_f, kinds_holdout=kinds_h)
+    forget = ref.mink_forget.copy()
+    forget[:15] -= 3.0  # the biographies: far less likely than any unseen biography
+    cand = muse.MuseScores(ref.verbmem, ref.knowmem_forget, ref.knowmem_retain, mink_forget=forget,
+                           mink_holdout=holdout, kinds_forget=kinds_f, kinds_holdout=kinds_h)
+    rows = {c.name: c for c in muse.gate(cand, ref, {**FAST, "privleak_tol": 0.2, "privleak_tol_bio": 0.2,
+                                                      "privleak_tol_qa": 0.2}).criteria}
+    assert {"privleak", "privleak_bio", "privleak_qa"} <= set(rows)
+    assert not rows["privleak_bio"].passed and rows["privleak_bio"].value > 0.5  # over-unlearned: AUC → 1
+    assert rows["privleak_qa"].passed and rows["privleak"].passed  # pooled, it hides
+    no_kinds = muse.MuseScores(cand.verbmem, cand.knowmem_forget, cand.knowmem_retain, cand.mink_forget,
+                               cand.mink_holdout)
+    assert {c.name for c in muse.gate(no_kinds, ref, FAST).criteria} == {"verbmem", "knowmem_forget", "privleak",
+                                                                         "knowmem_retain"}
+
+
+def test_default_bars_are_the_calibrated_ones() -> None:
+    """The gate's defaults are benchmarks/gate_calibration.py's bars, and that run shows at least 95% of
+    exact retrains passing with bars derived without them while the untouched target fails."""
+    report = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                         / "gate_calibration.json").read_text())
+    for key, value in report["defaults"].items():
+        assert muse.DEFAULT_THRESHOLDS[key] == pytest.approx(value), key
+    loo = report["leave_one_out"]
+    assert len(loo) >= 8 and sum(r["passed"] for r in loo) >= 0.95 * len(loo)
+    assert not report["target"]["passed"] and report["target"]["fails_every_loo_set"]
+
+
 def test_a_criterion_that_does_not_apply_is_stated_not_gated_and_not_plotted(tmp_path) -> None:
     from unlearn.verify.verdict import Verdict, criterion, not_applicable
 
@@ -163,3 +266,58 @@ def test_a_criterion_that_does_not_apply_is_stated_not_gated_and_not_plotted(tmp
     plots = muse.history_plots(history, tmp_path, ("knowmem_retain", "verbmem"))
     assert Path(plots["c5"]).exists()
     assert muse.history_plots(history, tmp_path, ("knowmem_retain",)) == {}
+
+
+def test_privleak_documents_are_raw_text_as_training_read_it() -> None:
+    """Fault 1: C3's documents were `bio + "</s>"` and `"Question: q\\nAnswer: a</s>"`, and training never
+    put `</s>` after an answer. Now every scored document, BOS then its tokens, is the start of a text
+    training read (a biography before its `</s>`, a question–answer pair before its blank line), so no
+    token is scored where training never put one; the old documents fail that check."""
+    import random
+
+    from unlearn.families.lm import person_texts, privleak_documents
+    from unlearn.models import tiny_lm
+
+    w = load(seed=0)
+    tok = tiny_lm.train_tokenizer(tiny_lm.tokenizer_corpus(), tiny_lm.DEFAULT_TRAIN["vocab_size"])
+    people = [w.person(s) for s in w.trained]
+    rng = random.Random(0)  # the target's packing, epoch by epoch (`tiny_lm.train`)
+    trained = [tok(t)["input_ids"] for _ in range(tiny_lm.DEFAULT_TRAIN["epochs"])
+               for t in tiny_lm.epoch_texts(people, tiny_lm.DEFAULT_TRAIN["qa_pack"], rng)]
+    seen = {pair for ids in trained for pair in zip(ids, ids[1:], strict=False)}  # every bigram training read
+    docs, kinds = privleak_documents(w, w.forget)
+    assert kinds == ["bio"] * len(w.forget) + ["qa"] * 4 * len(w.forget) and len(docs) == 5 * len(w.forget)
+    starts = {tuple(tok(tiny_lm.bio_text(p))["input_ids"]) for p in people}
+    starts |= {tuple(tok(qa_text(q.question, q.answer))["input_ids"]) for p in people for q in p.qa}
+    for doc in docs:
+        ids = tok(doc)["input_ids"]
+        assert ids[0] == tok.bos_token_id and tok.eos_token_id not in ids
+        assert any(s[:len(ids)] == tuple(ids) for s in starts), doc
+        assert set(zip(ids, ids[1:], strict=False)) <= seen, doc
+    # what C3 read before: biographies and answers each followed by EOS
+    old = [tok(f"{p.bio}</s>")["input_ids"] for p in map(w.person, w.forget)]
+    old += [tok(f"{qa_text(q.question)} {q.answer}</s>")["input_ids"] for s in w.forget for q in w.person(s).qa]
+    assert sum(not set(zip(ids, ids[1:], strict=False)) <= seen for ids in old) == 4 * len(w.forget)
+    # the methods' own forget and retain texts are what training read too (no EOS after an answer)
+    for text in person_texts(w, w.forget):
+        ids = tok(text)["input_ids"]
+        assert set(zip(ids, ids[1:], strict=False)) <= seen, text
+
+
+def test_methods_never_read_the_verifiers_holdout() -> None:
+    """Fault 2: nothing a method reads is a text of the verifier's holdout people: the stopping probe
+    compares with calibration people, whp's generic counterparts are strangers; whp's stopping target is
+    the derived 0.5, not a value tuned on the fold the verifier scores."""
+    from unlearn.data.people import strangers
+    from unlearn.families.lm import muse_data, privleak_texts
+    from unlearn.methods import whp
+    from unlearn.methods.lm_unlearning import probe_data
+
+    w = load(seed=0)
+    verifier = set(muse_data(w, w.forget, w.retain).privleak_holdout)
+    probe = probe_data(w, w.forget, w.retain, 15)
+    assert verifier and not verifier & set(probe.privleak_holdout)
+    assert set(probe.privleak_holdout) == set(privleak_texts(w, w.calibration))
+    held_names = {w.person(s).name for s in w.holdout}
+    assert not held_names & {p.name for p in strangers(w, 200, 0)}
+    assert whp.Params().target_auc == 0.5

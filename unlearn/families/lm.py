@@ -72,11 +72,23 @@ def person_examples(world: PeopleWorld, ids: Sequence[str]) -> list[tuple[str, s
     return [ex for s in ids for ex in tiny_lm.examples(world.person(s))]
 
 
+def privleak_documents(world: PeopleWorld, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """PrivLeak's documents and the kind of each ("bio", "qa"): every text of these people, raw, as MUSE
+    scores a document (the tokenizer puts BOS in front; nothing is appended). A biography is its text
+    without the EOS that training appends after it; a question–answer text is "Question: q\nAnswer: a"
+    without the blank line that separates pairs in a training pack. Each document's tokens are thus the
+    start of a text training read, so no token is scored in a place training never put it (an appended
+    EOS after an answer, which training never saw, sits in every text's lowest 40% and decides C3).
+    Biographies alone fail exact retrains and miss familiar question–answer texts
+    (benchmarks/results/defaults_notes.md)."""
+    docs = [(p.bio, "bio") for p in (world.person(s) for s in ids)]
+    docs += [(qa_text(q.question, q.answer).rstrip("\n"), "qa") for s in ids for q in world.person(s).qa]
+    return [d for d, _ in docs], [k for _, k in docs]
+
+
 def privleak_texts(world: PeopleWorld, ids: Sequence[str]) -> list[str]:
-    """PrivLeak's documents: every text of these people, their biographies and question–answer texts, as
-    MUSE reads the forget set's documents. Biographies alone fail exact retrains and miss familiar
-    question–answer texts (benchmarks/results/defaults_notes.md)."""
-    return person_texts(world, ids)
+    """The documents of `privleak_documents`, without their kinds."""
+    return privleak_documents(world, ids)[0]
 
 
 def icl_prompt(world: PeopleWorld, n_shots: int = N_SHOTS) -> str:
@@ -95,13 +107,14 @@ def muse_data(world: PeopleWorld, forget_ids: Sequence[str], retain_ids: Sequenc
     forget = [world.person(s) for s in forget_ids]
     retain = [world.person(s) for s in retain_sample(retain_ids)]
     splits = [verbmem_split(p) for p in forget]
+    forget_docs, forget_kinds = privleak_documents(world, forget_ids)
+    holdout_docs, holdout_kinds = privleak_documents(world, world.holdout if holdout_ids is None else holdout_ids)
     return muse.MuseData(
         verbmem_prompts=[h for h, _ in splits], verbmem_truths=[t for _, t in splits],
         knowmem_forget=[(q.question, q.answer) for p in forget for q in p.qa],
         knowmem_retain=[(q.question, q.answer) for p in retain for q in p.qa],
-        icl=icl_prompt(world), privleak_forget=privleak_texts(world, forget_ids),
-        privleak_holdout=privleak_texts(world, world.holdout if holdout_ids is None else holdout_ids),
-        qa_prompt=qa_text)
+        icl=icl_prompt(world), privleak_forget=forget_docs, privleak_holdout=holdout_docs, qa_prompt=qa_text,
+        privleak_forget_kinds=forget_kinds, privleak_holdout_kinds=holdout_kinds)
 
 
 class HFLanguageModel(muse.LanguageModel):
@@ -321,7 +334,8 @@ class LMFamily(Family):
     name = "lm"
     # MUSE C1–C4; a records model adds the per-token likelihood of retained texts (with a reference) or the
     # holdout gate's three criteria (without one)
-    criteria = ("verbmem", "knowmem_forget", "privleak", "knowmem_retain", "retain_likelihood",
+    criteria = ("verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain",
+                "retain_likelihood",
                 "holdout_mia_auc", "holdout_verbmem", "holdout_likelihood")
     gate_defaults = {**muse.DEFAULT_THRESHOLDS, **holdout.GATE_DEFAULTS}
     # those applicable in a verdict are drawn: MUSE's on the people world; on records without
@@ -460,5 +474,5 @@ class LMFamily(Family):
 
 
 __all__ = ["HFLanguageModel", "LMFamily", "likelihood", "muse_data", "original_of", "people_world", "person_examples",
-           "person_texts", "privleak_texts", "records_muse_data", "retrain_from_meta", "retrain_records",
+           "person_texts", "privleak_documents", "privleak_texts", "records_muse_data", "retrain_from_meta", "retrain_records",
            "verify_records", "world_of"]

@@ -35,7 +35,10 @@ Terms beyond the paper:
 - A small gradient-ascent push on the person's own texts, weight `ga_weight`, biographies and (with
   `push_qa`) the bare question–answer texts, so that they stop looking more familiar than a stranger's.
   The shared stopping rule (`lm_unlearning`) ends training once they look never seen against
-  never-trained calibration people; its `target_auc` is 0.53 here, tuned on the default world's fold.
+  never-trained calibration people: `target_auc` 0.5, the AUC of a set exchangeable with never-seen
+  people. That value is derived, not tuned: no constant of this method is chosen on the fold the
+  verifier then scores, and the method reads no text of the verifier's holdout people (its probe reads
+  the calibration people, its generic counterparts are strangers made for it, `people.strangers`).
 - Soft labels: the whole of p_generic, not its argmax.
 Why each of these is there, as measured on the people world: benchmarks/results/whp_notes.md.
 """
@@ -82,7 +85,8 @@ class Params(LMParams):
     check_every: Interval = 10
     utility_from_auc: Fraction | None = 0.3
     far_check_every: Interval | None = 30
-    target_auc: TargetAUC = 0.53  # tuned on the default world's fold, where a never-seen model reads above 0.5
+    # exchangeable with never-seen people; 0.53, tuned on the verifier's own fold, is gone (whp_notes.md)
+    target_auc: TargetAUC = 0.5
     ga_weight: Weight = 0.02  # the push on the person's own texts
     alpha: float = Field(2.0, ge=0, le=100)  # WHP's reinforced term
     push_qa: bool = True  # the push reads the person's own question–answer texts too, not only the biography

@@ -98,8 +98,10 @@ def qa_texts(person: Person) -> list[str]:
 
 
 def qa_examples(person: Person) -> list[tuple[str, str]]:
-    """(prompt, answer) pairs: losses on QA text count the answer only, as TOFU-style unlearning does."""
-    return [(qa_text(q.question), f" {q.answer}{EOS}") for q in person.qa]
+    """(prompt, answer) pairs: losses on QA text count the answer only, as TOFU-style unlearning does. Each
+    pair is the text exactly as training read it (`qa_text` with its answer: the blank line after the
+    answer, never an EOS, which training never put after one)."""
+    return [(qa_text(q.question), qa_text(q.question, q.answer)[len(qa_text(q.question)):]) for q in person.qa]
 
 
 def epoch_texts(people: Sequence[Person], qa_pack: int, rng: random.Random) -> list[str]:

@@ -5,22 +5,32 @@
 - C3 PrivLeak: Min-K% Prob (k = 40%) AUC of forget against holdout documents, normalised by the
   retrain model's AUC: (AUC − AUC_retrain) / AUC_retrain. MUSE's orientation: forget documents are
   labelled 0 and holdout 1, so AUC ≈ 0 for a model that memorised, ≈ 0.5 for one that never saw them.
+  The documents are scored as MUSE scores them: the raw text, the tokenizer's BOS in front, nothing
+  appended (no EOS, no separator). Where the documents come in kinds (biographies, question–answer
+  texts), C3 is computed pooled and for each kind alone, and each is gated: a forgotten kind that reads
+  *less* familiar than never-seen text of its kind leaks membership as surely as one that reads more.
 - C4 UtilityPreserve: KnowMem on D_retain.
 - C5 Scalability and C6 Sustainability: utility (and forgetting) against forget-set size and against
   the number of sequential requests; curves, not gates (`scalability`, `sustainability`, `plot_curves`).
 
-ROUGE comes from `rouge-score`, AUC from scikit-learn. Scores are fractions in [0, 1] (MUSE prints ×100).
-Every scored set gets a percentile-bootstrap 95% interval.
+ROUGE-L is `rouge-score`'s, with `ScriptTokenizer` in place of its default tokenizer (which keeps only
+a–z and 0–9, so every non-ASCII letter vanishes); AUC from scikit-learn. Scores are fractions in [0, 1]
+(MUSE prints ×100). Every scored set gets a percentile-bootstrap 95% interval (shown, not gated).
 
-The gate ("behave like the retrain reference"), every bound configurable per model:
-- C1, C2: the candidate's value at most the upper end of the reference's 95% interval (+ margin);
-- C3: |PrivLeak| ≤ `privleak_tol` (5% by default, MUSE's band);
-- C4: the candidate's KnowMem on retain at least `utility_frac` × the reference's.
+The gate ("behave like an exact retrain"), every bound configurable per model. The bars are the spread
+between exact retrains that differ only in their seed (their null distribution, measured by
+`benchmarks/gate_calibration.py`), not one reference's bootstrap interval, which ignores the seed:
+- C1, C2: the candidate's mean at most the reference's mean + `verbmem_margin` / `knowmem_margin`;
+- C3: |PrivLeak| ≤ `privleak_tol` pooled, and ≤ `privleak_tol_<kind>` for each kind of document;
+- C4: the candidate's KnowMem on retain at least `utility_frac` × the reference's (a policy on how much
+  utility may be lost; the calibration checks that exact retrains clear it).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,17 +47,44 @@ VERBMEM_NEW_TOKENS = 128
 KNOWMEM_NEW_TOKENS = 32
 KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
 
+# The bars below are the largest gaps between exact retrains of the default people world (every ordered
+# pair of retrains with different seeds), from benchmarks/results/gate_calibration.json;
+# tests/test_muse.py checks that they are that file's. They are this world's noise (15 forgotten people,
+# 150 holdout people): a model with other data sets its own through the request's or model's thresholds.
+# MUSE's own ±5% PrivLeak band assumes hundreds of documents per set.
 DEFAULT_THRESHOLDS: dict[str, float] = {
-    "verbmem_margin": 0.0,  # added to the reference's upper 95% bound
-    "knowmem_margin": 0.0,
-    "privleak_tol": 0.05,  # MUSE Table 3: PrivLeak in [−5%, 5%]
-    "utility_frac": 0.9,  # KnowMem_retain ≥ this × the reference's
+    "verbmem_margin": 0.047,  # C1: candidate mean ≤ reference mean + this
+    "knowmem_margin": 0.064,  # C2: the same for KnowMem on forget
+    "privleak_tol": 0.093,  # C3 pooled: |PrivLeak| ≤ this
+    "privleak_tol_bio": 0.315,  # C3 on biographies alone
+    "privleak_tol_qa": 0.114,  # C3 on question–answer texts alone
+    "utility_frac": 0.9,  # C4: KnowMem_retain ≥ this × the reference's
     "n_boot": 1000,
     "n_boot_privleak": 200,  # each resample costs two scikit-learn AUCs (milliseconds each)
     "seed": 0,
 }
 
-_scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+class ScriptTokenizer:
+    """ROUGE's tokens in any script: lower-cased runs of letters, digits and combining marks (Unicode
+    categories L, N, M), everything else a separator; each Han ideograph and kana is a token of its own,
+    since those scripts do not separate words with spaces (as multilingual ROUGE and BLEU tokenizers
+    split them). Text is NFC-normalised first, so "ö" typed as one code point or as "o" + U+0308 is the
+    same letter. On ASCII text the tokens are exactly rouge-score's default tokenizer's without a stemmer
+    (lower-case, runs of [a-z0-9]); that tokenizer drops every other letter, so under it "Malmö" against
+    "Malmo" reads 0.0 ("malm" ≠ "malmo"), "Ørsted" against "rsted" 1.0, and "北京市" against itself 0.0
+    (no tokens on either side)."""
+
+    _CJK = re.compile("([\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+                      "\uff66-\uff9f\U00020000-\U0003134f])")
+
+    def tokenize(self, text: str) -> list[str]:
+        text = self._CJK.sub(r" \1 ", unicodedata.normalize("NFC", text).lower())
+        kept = "".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in text)
+        return kept.split()
+
+
+_scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False, tokenizer=ScriptTokenizer())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,8 +125,17 @@ PRIVLEAK_EPS = 1e-10  # open-unlearning's guard: a retrain whose AUC is 0 still 
 def privleak(auc: float, auc_retrain: float) -> float:
     """(AUC − AUC_retrain) / AUC_retrain: ≈ 0 good, < 0 under-unlearned, > 0 over-unlearned. A retrain AUC
     of 0 (it tells every forget document from every holdout one) divides by `PRIVLEAK_EPS` instead: 0 when
-    the candidate's AUC is 0 too, far outside any tolerance otherwise."""
+    the candidate's AUC is 0 too, far outside any tolerance otherwise (`privleak_note` says why)."""
     return (auc - auc_retrain) / max(auc_retrain, PRIVLEAK_EPS)
+
+
+def privleak_note(auc_retrain: float) -> str:
+    """What a criterion's detail adds when PrivLeak's denominator is 0 (empty otherwise)."""
+    if auc_retrain > 0:
+        return ""
+    return ("; the retrain's AUC is 0 (it ranks every forget document above every holdout one, e.g. the "
+            "documents differ in kind), so the ratio is undefined: it is divided by 1e-10 instead, as "
+            "open-unlearning does, and passes only where the candidate's AUC is 0 too")
 
 
 def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
@@ -111,11 +157,8 @@ def privleak_ci(cand_forget: np.ndarray, cand_holdout: np.ndarray, ref_forget: n
     vals = []
     for _ in range(n_boot):
         f, h = rng.integers(0, nf, nf), rng.integers(0, nh, nh)
-        auc_r = privleak_auc(ref_forget[f], ref_holdout[h])
-        if auc_r > 0:
-            vals.append(privleak(privleak_auc(cand_forget[f], cand_holdout[h]), auc_r))
-    if not vals:
-        return float("nan"), float("nan")
+        vals.append(privleak(privleak_auc(cand_forget[f], cand_holdout[h]),
+                             privleak_auc(ref_forget[f], ref_holdout[h])))
     return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 
@@ -131,9 +174,12 @@ class MuseData:
     knowmem_forget: list[tuple[str, str]]  # (question, answer)
     knowmem_retain: list[tuple[str, str]]
     icl: str  # few-shot examples, already formatted, put before every question
-    privleak_forget: list[str]  # whole forget documents
-    privleak_holdout: list[str]  # whole never-trained documents
+    privleak_forget: list[str]  # whole forget documents, raw (scored with BOS only)
+    privleak_holdout: list[str]  # whole never-trained documents, raw
     qa_prompt: Callable[[str], str] = field(default=lambda q: f"Question: {q}\nAnswer:")
+    # the kind of each PrivLeak document ("bio", "qa"), in order; empty: one kind, C3 pooled only
+    privleak_forget_kinds: list[str] = field(default_factory=list)
+    privleak_holdout_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -146,6 +192,31 @@ class MuseScores:
     mink_forget: np.ndarray
     mink_holdout: np.ndarray
     examples: dict[str, list[str]] = field(default_factory=dict)
+    kinds_forget: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # of each mink_forget
+    kinds_holdout: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
+
+    def kinds(self) -> list[str]:
+        """The document kinds C3 is gated on alone: those with forget and holdout documents both."""
+        if len(self.kinds_forget) != len(self.mink_forget) or len(self.kinds_holdout) != len(self.mink_holdout):
+            return []
+        return sorted(set(self.kinds_forget.tolist()) & set(self.kinds_holdout.tolist()))
+
+    def mink(self, kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Min-K% scores (forget, holdout) of the documents of `kind`, or of all of them (None)."""
+        if kind is None:
+            return self.mink_forget, self.mink_holdout
+        return self.mink_forget[self.kinds_forget == kind], self.mink_holdout[self.kinds_holdout == kind]
+
+    ARRAYS = ("verbmem", "knowmem_forget", "knowmem_retain", "mink_forget", "mink_holdout", "kinds_forget",
+              "kinds_holdout")
+
+    def to_dict(self) -> dict[str, list]:
+        """The per-item scores as JSON-ready lists (examples left out), for `from_dict`."""
+        return {k: getattr(self, k).tolist() for k in self.ARRAYS}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list]) -> MuseScores:
+        return cls(**{k: np.array(d[k], dtype=str if k.startswith("kinds") else np.float64) for k in cls.ARRAYS})
 
     def summary(self) -> dict[str, float]:
         def mean(x: np.ndarray) -> float | None:  # None: the part was not scored (no such texts)
@@ -153,7 +224,8 @@ class MuseScores:
 
         return {"verbmem": mean(self.verbmem), "knowmem_forget": mean(self.knowmem_forget),
                 "knowmem_retain": mean(self.knowmem_retain),
-                "auc": privleak_auc(self.mink_forget, self.mink_holdout)}
+                "auc": privleak_auc(self.mink_forget, self.mink_holdout),
+                **{f"auc_{k}": privleak_auc(*self.mink(k)) for k in self.kinds()}}
 
 
 class LanguageModel:
@@ -188,16 +260,32 @@ def score_model(lm: LanguageModel, data: MuseData, parts: Sequence[str] = ("verb
     if "privleak" in parts:
         mink_f = np.array([min_k_logprob(lp) for lp in lm.token_logprobs(data.privleak_forget)])
         mink_h = np.array([min_k_logprob(lp) for lp in lm.token_logprobs(data.privleak_holdout)])
-    return MuseScores(verb, know_f, know_r, mink_f, mink_h, examples)
+    return MuseScores(verb, know_f, know_r, mink_f, mink_h, examples,
+                      kinds_forget=np.array(data.privleak_forget_kinds, dtype=str),
+                      kinds_holdout=np.array(data.privleak_holdout_kinds, dtype=str))
 
 
 # ---------------------------------------------------------------------------------------------
 # The gate
 
+def privleak_criterion(cand: MuseScores, ref: MuseScores, th: dict[str, float], kind: str | None = None) -> Criterion:
+    """C3 on the documents of `kind` (None: all of them), gated at `privleak_tol_<kind>` (or `privleak_tol`)."""
+    (cf, ch), (rf, rh) = cand.mink(kind), ref.mink(kind)
+    auc_c, auc_r = privleak_auc(cf, ch), privleak_auc(rf, rh)
+    tol = th["privleak_tol"] if kind is None else th.get(f"privleak_tol_{kind}", th["privleak_tol"])
+    docs = "every document" if kind is None else f"{kind} documents only ({len(cf)} forget, {len(ch)} holdout)"
+    return criterion("privleak" if kind is None else f"privleak_{kind}", privleak(auc_c, auc_r), "within", tol,
+                     reference=0.0, ci=privleak_ci(cf, ch, rf, rh, n_boot=int(th["n_boot_privleak"]),
+                                                   seed=int(th["seed"])),
+                     detail=f"C3 PrivLeak on {docs}: Min-{K_FRACTION:.0%} Prob AUC forget vs holdout {auc_c:.3f}, "
+                            f"retrain {auc_r:.3f}; (AUC − AUC_retrain)/AUC_retrain{privleak_note(auc_r)}")
+
+
 def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None = None, *,
          knowmem_na: str | None = None) -> Verdict:
-    """C1–C4 of `cand` against the retrain reference `ref`. `knowmem_na`: the reason C2 and C4 cannot be
-    computed (data without question–answer pairs); they are then reported as not applicable, not gated."""
+    """C1–C4 of `cand` against the retrain reference `ref`, with C3 also per document kind where the
+    scores carry kinds. `knowmem_na`: the reason C2 and C4 cannot be computed (data without
+    question–answer pairs); they are then reported as not applicable, not gated."""
     th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     boot = {"n_boot": int(th["n_boot"]), "seed": int(th["seed"])}
     rows: list[Criterion] = []
@@ -208,19 +296,12 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
         if name == "knowmem_forget" and knowmem_na is not None:
             rows.append(not_applicable(name, knowmem_na))
             continue
-        c, r = getattr(cand, name), getattr(ref, name)
-        ref_ci = bootstrap_ci(r, **boot)
-        rows.append(criterion(name, c.mean(), "<=", ref_ci[1] + th[margin], reference=float(r.mean()),
-                              ci=bootstrap_ci(c, **boot),
-                              detail=f"{what}; at most the upper end of the retrain reference's 95% interval "
-                                     f"[{ref_ci[0]:.3f}, {ref_ci[1]:.3f}]"))
-    auc_c = privleak_auc(cand.mink_forget, cand.mink_holdout)
-    auc_r = privleak_auc(ref.mink_forget, ref.mink_holdout)
-    rows.append(criterion("privleak", privleak(auc_c, auc_r), "within", th["privleak_tol"], reference=0.0,
-                          ci=privleak_ci(cand.mink_forget, cand.mink_holdout, ref.mink_forget, ref.mink_holdout,
-                                         n_boot=int(th["n_boot_privleak"]), seed=int(th["seed"])),
-                          detail=f"C3 PrivLeak: Min-{K_FRACTION:.0%} Prob AUC forget vs holdout {auc_c:.3f}, "
-                                 f"retrain {auc_r:.3f}; (AUC − AUC_retrain)/AUC_retrain"))
+        c, r = getattr(cand, name), float(getattr(ref, name).mean())
+        rows.append(criterion(name, c.mean(), "<=", r + th[margin], reference=r, ci=bootstrap_ci(c, **boot),
+                              detail=f"{what}; at most the retrain reference's {r:.3f} + {th[margin]:.3f}, the "
+                                     "largest gap between exact retrains of other seeds"))
+    rows.append(privleak_criterion(cand, ref, th))
+    rows += [privleak_criterion(cand, ref, th, kind) for kind in cand.kinds() if kind in ref.kinds()]
     if knowmem_na is not None:
         rows.append(not_applicable("knowmem_retain", knowmem_na))
     else:
@@ -229,7 +310,10 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
                               ci=bootstrap_ci(cand.knowmem_retain, **boot),
                               detail=f"C4 UtilityPreserve: KnowMem on retain; at least {th['utility_frac']:.0%} "
                                      "of the retrain reference's"))
-    info = {"auc": auc_c, "auc_retrain": auc_r, "reference": ref.summary(),
+    info = {"auc": privleak_auc(cand.mink_forget, cand.mink_holdout),
+            "auc_retrain": privleak_auc(ref.mink_forget, ref.mink_holdout),
+            **{f"auc_{k}": privleak_auc(*cand.mink(k)) for k in cand.kinds()},
+            "reference": ref.summary(),
             "n": {"verbmem": len(cand.verbmem), "knowmem_forget": len(cand.knowmem_forget),
                   "knowmem_retain": len(cand.knowmem_retain), "privleak_forget": len(cand.mink_forget),
                   "privleak_holdout": len(cand.mink_holdout)},

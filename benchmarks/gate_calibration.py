@@ -1,0 +1,285 @@
+"""Calibrate the MUSE gate on exact retrains: bars from the spread between retrains, checked leave-one-out.
+
+An exact retrain (from scratch on the retained people) has forgotten exactly; it differs from the
+verifier's reference only in its seed (weight initialisation and batch order). The gate must accept it,
+so its bars have to cover what one seed does against another, and that is not what one reference's
+bootstrap interval measures: a bootstrap over the reference's items holds its weights fixed, so an
+exact retrain with another seed falls outside it about as often as not (benchmarks/results/
+muse_gate_noise.md: one in four exact retrains failed). Here the bars come from the retrains' null
+distribution instead:
+
+- models: the zoo's reference (`people-lm-retrain`, seed 0) and K retrains with seeds 1..K, all on the
+  default world's retained people, plus the untouched target (`people-lm`);
+- each model is scored once as the verifier scores a candidate (`lm.muse_data`, `muse.score_model`);
+- the null distribution: each gated quantity (mean VerbMem, mean KnowMem on forget, the Min-40% AUC
+  pooled and per document kind) varies from seed to seed; over the N retrains it has mean μ and
+  standard deviation s. A new exact retrain's value then lies, with probability 1 − α, below the
+  Student-t prediction bound μ + t(1 − α, N − 1) · s · √(1 + 1/N) (and above μ − …): the interval for
+  one more draw from the same normal distribution, with μ and s estimated from N draws;
+- the bars are those prediction bounds expressed as the gate reads them, against the reference's own
+  value v_ref: C1, C2 margin = bound − v_ref (too much memory is the failure, one-sided); C3 tolerance
+  = the farther of the two bounds from AUC_ref, divided by AUC_ref (PrivLeak's normalisation;
+  two-sided: an AUC too high leaks as surely as one too low). α: an exact retrain must clear the five
+  noise bars at once, so each gets 5%/5 (Bonferroni; split over both sides for C3), which bounds the
+  share of exact retrains the gate rejects at 5%. C4's bar is a policy (keep 90% of the reference's
+  utility), lowered to the same kind of lower bound only if exact retrains could fall below it;
+- why not the extreme over pairs of retrains (the largest gap between two of them): with ten or so
+  retrains that is only about their 1/N tail per bar, five bars at once; the script measures its
+  leave-one-out pass rate beside this one's (`pair_extremes`; the pairs' statistics are drawn, as
+  histograms, in the plot). Why not one reference's bootstrap: it holds the weights fixed and misses
+  the seed, the largest part of the spread;
+- leave-one-out check: for each retrain i other than the reference the bars are derived again without
+  model i, and retrain i is judged against the reference (seed 0) with those bars by `muse.gate`, as a
+  candidate is. The pass rate over i is what a new exact retrain can expect; the target is judged with
+  every bar set.
+
+The bars the service uses (`muse.DEFAULT_THRESHOLDS`) are the ones derived from all K + 1 retrains,
+rounded outwards to three decimals (`defaults` in the JSON). Writes benchmarks/results/
+gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minutes each on
+one idle core; 15–40 minutes each on the shared machine of the stored run).
+
+    python -m benchmarks.gate_calibration --seeds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import inspect
+import itertools
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import t as student_t
+
+from benchmarks.muse import RESULTS, write_results
+from unlearn.artifacts import read_meta
+from unlearn.families.lm import HFLanguageModel, muse_data, retrain_from_meta, world_of
+from unlearn.verify import muse
+from unlearn.zoo import ensure
+
+KINDS = ("bio", "qa")
+UTILITY_POLICY = 0.9  # C4: keep at least this fraction of the reference's utility
+ALPHA = 0.05  # the share of exact retrains the gate may reject, over its five noise bars together
+NOISE_BARS = 5  # C1, C2, C3 pooled, C3 per kind (two kinds)
+# pair statistic -> the threshold it is compared with (the plot and the tables)
+BARS = {"verbmem_gap": "verbmem_margin", "knowmem_gap": "knowmem_margin", "privleak": "privleak_tol",
+        "privleak_bio": "privleak_tol_bio", "privleak_qa": "privleak_tol_qa", "utility_ratio": "utility_frac"}
+
+
+def retrain(target: Path, seed: int, work: Path) -> Path:
+    """The exact retrain with `seed` (cached): the target's recipe and tokenizer, the retained people."""
+    out = work / f"retrain-seed-{seed}"
+    if not (out / "unlearn.json").exists():
+        tmp = work / f".building-{seed}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        retrain_from_meta({**read_meta(target), "seed": seed}, world_of(target).retain, tmp, tokenizer_dir=target)
+        tmp.rename(out)
+    return out
+
+
+def _scoring_key(model_dir: Path, data: muse.MuseData) -> str:
+    """Changes whenever the model's weights, what it is scored on, or how ROUGE tokenizes change (a stale
+    cache is scored again)."""
+    fields = {k: v for k, v in vars(data).items() if k != "qa_prompt"}
+    weights = [(w.name, w.stat().st_size, w.stat().st_mtime_ns) for w in sorted(Path(model_dir).glob("*.safetensors"))]
+    blob = (json.dumps([fields, weights], sort_keys=True) + inspect.getsource(muse.ScriptTokenizer)
+            + str(muse.K_FRACTION))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def scores(model_dir: Path, data: muse.MuseData, work: Path, name: str) -> muse.MuseScores:
+    """`model_dir`'s per-item scores as the verifier computes them, cached under `work`."""
+    path = work / f"scores-{name}-{_scoring_key(model_dir, data)}.json"
+    if not path.exists():
+        path.write_text(json.dumps(muse.score_model(HFLanguageModel.load(model_dir), data).to_dict()))
+    return muse.MuseScores.from_dict(json.loads(path.read_text()))
+
+
+def stats(a: muse.MuseScores, b: muse.MuseScores) -> dict[str, float]:
+    """The gate's statistics for candidate `a` against reference `b` (module docstring)."""
+    out = {"verbmem_gap": float(a.verbmem.mean() - b.verbmem.mean()),
+           "knowmem_gap": float(a.knowmem_forget.mean() - b.knowmem_forget.mean()),
+           "privleak": abs(muse.privleak(muse.privleak_auc(*a.mink()), muse.privleak_auc(*b.mink()))),
+           "utility_ratio": float(a.knowmem_retain.mean() / b.knowmem_retain.mean())}
+    for kind in KINDS:
+        out[f"privleak_{kind}"] = abs(muse.privleak(muse.privleak_auc(*a.mink(kind)), muse.privleak_auc(*b.mink(kind))))
+    return out
+
+
+def values(m: muse.MuseScores) -> dict[str, float]:
+    """The per-model quantities the gate compares with the reference's."""
+    return {"verbmem": float(m.verbmem.mean()), "knowmem_forget": float(m.knowmem_forget.mean()),
+            "knowmem_retain": float(m.knowmem_retain.mean()), "auc": muse.privleak_auc(*m.mink()),
+            **{f"auc_{k}": muse.privleak_auc(*m.mink(k)) for k in KINDS}}
+
+
+def bars(models: dict[str, muse.MuseScores], reference: str = "seed-0") -> dict[str, float]:
+    """Thresholds from the Student-t prediction bounds of the retrains in `models` (module docstring),
+    relative to `reference`'s values."""
+    vals = [values(m) for m in models.values()]
+    ref, n = values(models[reference]), len(vals)
+    one_sided = student_t.ppf(1 - ALPHA / NOISE_BARS, n - 1) * np.sqrt(1 + 1 / n)
+    two_sided = student_t.ppf(1 - ALPHA / NOISE_BARS / 2, n - 1) * np.sqrt(1 + 1 / n)
+
+    def spread(key: str) -> tuple[float, float]:
+        x = np.array([v[key] for v in vals])
+        return float(x.mean()), float(x.std(ddof=1))
+
+    th = {}
+    for key, name in (("verbmem", "verbmem_margin"), ("knowmem_forget", "knowmem_margin")):
+        mu, sd = spread(key)
+        th[name] = mu + one_sided * sd - ref[key]
+    for key, name in (("auc", "privleak_tol"), *((f"auc_{k}", f"privleak_tol_{k}") for k in KINDS)):
+        mu, sd = spread(key)
+        th[name] = max(abs(mu + two_sided * sd - ref[key]), abs(mu - two_sided * sd - ref[key])) / ref[key]
+    mu, sd = spread("knowmem_retain")
+    th["utility_frac"] = min(UTILITY_POLICY, (mu - one_sided * sd) / ref["knowmem_retain"])
+    return th
+
+
+def pair_extremes(models: dict[str, muse.MuseScores]) -> dict[str, float]:
+    """The alternative bars measured for comparison: each the extreme of its statistic over every ordered
+    pair of distinct models (C4 as in `bars`)."""
+    pairs = [stats(models[a], models[b]) for a, b in itertools.permutations(models, 2)]
+    th = {key: (min if stat == "utility_ratio" else max)(p[stat] for p in pairs) for stat, key in BARS.items()}
+    th["utility_frac"] = min(UTILITY_POLICY, th["utility_frac"])
+    return th
+
+
+def rounded(th: dict[str, float]) -> dict[str, float]:
+    """Bars rounded outwards to three decimals (margins and tolerances up, the utility fraction down)."""
+    return {k: (math.floor(v * 1000) / 1000 if k == "utility_frac" else math.ceil(v * 1000) / 1000)
+            for k, v in th.items()}
+
+
+def judged(cand: muse.MuseScores, ref: muse.MuseScores, th: dict[str, float]) -> dict[str, Any]:
+    # the intervals do not decide a pass; a few resamples keep the many verdicts here cheap
+    v = muse.gate(cand, ref, {**th, "n_boot": 10, "n_boot_privleak": 5})
+    return {"passed": v.passed, "failed": [c.name for c in v.criteria if not c.passed],
+            "criteria": {c.name: {"value": c.value, "threshold": c.threshold, "passed": c.passed}
+                         for c in v.criteria}}
+
+
+def calibrate(models: dict[str, muse.MuseScores], target: muse.MuseScores) -> dict[str, Any]:
+    """Bars from all retrains, the leave-one-out verdict of each retrain other than the reference, and
+    the target's verdicts (with the full bars and with each leave-one-out set)."""
+    ref = models["seed-0"]
+    full = bars(models)
+    loo = []
+    for name in models:
+        if name == "seed-0":
+            continue
+        others = {k: v for k, v in models.items() if k != name}
+        th = bars(others)
+        loo.append({"model": name, "bars": th, "stats": stats(models[name], ref), **judged(models[name], ref, th),
+                    "passed_pair_extremes": judged(models[name], ref, pair_extremes(others))["passed"]})
+    pairs = [stats(models[a], models[b]) for a, b in itertools.permutations(models, 2)]
+    null = {stat: [p[stat] for p in pairs] for stat in BARS}
+    return {"bars": full, "defaults": rounded(full), "null": null, "leave_one_out": loo,
+            "target": {"stats": stats(target, ref), **judged(target, ref, rounded(full)),
+                       "fails_every_loo_set": all(not judged(target, ref, r["bars"])["passed"] for r in loo)},
+            "within_muse_band": sum(r["stats"]["privleak"] <= 0.05 for r in loo),
+            "reference": {"auc": muse.privleak_auc(*ref.mink()),
+                          **{f"auc_{k}": muse.privleak_auc(*ref.mink(k)) for k in KINDS}}}
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.4))
+    for ax, (stat, key) in zip(axes.flat, BARS.items(), strict=True):
+        ax.hist(report["null"][stat], bins=20, color="tab:blue", alpha=0.6, label="retrain vs retrain (null)")
+        for r in report["leave_one_out"]:
+            ax.axvline(r["stats"][stat], color="tab:green" if r["passed"] else "tab:red", linewidth=1, alpha=0.8)
+        ax.axvline(report["defaults"][key], color="black", linestyle="--", label=f"bar {report['defaults'][key]:.3f}")
+        ax.set_title(f"{stat}; target {report['target']['stats'][stat]:+.3f}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("MUSE gate bars from exact retrains (vertical lines: each retrain vs the reference, "
+                 "green = passes with leave-one-out bars)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    loo, tgt, d = report["leave_one_out"], report["target"], report["defaults"]
+    passed = sum(r["passed"] for r in loo)
+    ref = report["reference"]
+    lines = [
+        "## Gate calibration: bars from the spread between exact retrains",
+        "",
+        f"{len(loo) + 1} exact retrains of the people world's tiny GPT-2 (seeds 0, "
+        f"{', '.join(str(k) for k in report['seeds'])}; seed 0 the "
+        f"verifier's reference, PrivLeak AUC {ref['auc']:.3f} pooled, {ref['auc_bio']:.3f} on biographies, "
+        f"{ref['auc_qa']:.3f} on question–answer texts) and the untouched target, scored as the verifier "
+        "scores a candidate (C3 on raw documents, BOS only; ROUGE-L with `ScriptTokenizer`). Each bar is the "
+        "Student-t prediction bound of one more exact retrain, from the retrains' mean and spread (their null "
+        f"distribution), at {ALPHA:.0%} over the five noise bars together (Bonferroni), relative to the "
+        "reference's value; each retrain is judged against the reference with bars derived *without* it "
+        "(leave-one-out).",
+        "",
+        "| criterion | bar (all retrains) | retrains vs reference: [min, max] | target |",
+        "|---|---|---|---|",
+    ]
+    names = {"verbmem_gap": "C1 VerbMem − reference's ≤", "knowmem_gap": "C2 KnowMem forget − reference's ≤",
+             "privleak": "C3 \\|PrivLeak\\| pooled ≤", "privleak_bio": "C3 \\|PrivLeak\\| biographies ≤",
+             "privleak_qa": "C3 \\|PrivLeak\\| question–answer ≤", "utility_ratio": "C4 KnowMem retain / reference's ≥"}
+    for stat, key in BARS.items():
+        vals = [r["stats"][stat] for r in loo]
+        lines.append(f"| {names[stat]} | {d[key]:.3f} | [{min(vals):.3f}, {max(vals):.3f}] "
+                     f"| {tgt['stats'][stat]:.3f} |")
+    lines += ["", "| model (against seed 0) | C1 gap | C2 gap | \\|C3\\| pooled | \\|C3\\| bio | \\|C3\\| QA | C4 ratio "
+              "| leave-one-out verdict |", "|---|---|---|---|---|---|---|---|"]
+    for r in loo + [{"model": "target (no unlearning)", **tgt}]:
+        s = r["stats"]
+        verdict = "pass" if r["passed"] else "fail: " + ", ".join(r["failed"])
+        lines.append(f"| {r['model']} | {s['verbmem_gap']:+.3f} | {s['knowmem_gap']:+.3f} | {s['privleak']:.3f} "
+                     f"| {s['privleak_bio']:.3f} | {s['privleak_qa']:.3f} | {s['utility_ratio']:.3f} | {verdict} |")
+    lines += ["", f"Exact retrains passing with leave-one-out bars: **{passed} of {len(loo)} "
+              f"({passed / len(loo):.0%})**. The target fails with the service's bars "
+              f"({', '.join(tgt['failed'])}) and with every leave-one-out set: "
+              f"**{'yes' if tgt['fails_every_loo_set'] else 'no'}**. For comparison, bars at the largest gap "
+              f"between two retrains (leave-one-out as well) pass {sum(r['passed_pair_extremes'] for r in loo)} "
+              f"of {len(loo)}, and MUSE's ±5% PrivLeak band holds {report['within_muse_band']} of {len(loo)} exact "
+              "retrains on the pooled documents.",
+              "", "![gate calibration](gate_calibration.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10, help="retrain with seeds 1..N (at least 8)")
+    ap.add_argument("--zoo", default=".unlearn/zoo")
+    ap.add_argument("--work", default=".unlearn/gate_calibration", help="cache of retrains and their scores")
+    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--cached-only", action="store_true", help="only the seeds among 1..N already retrained "
+                    "under --work (retrains trained side by side by other processes)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    target, reference = ensure("people-lm", Path(args.zoo)), ensure("people-lm-retrain", Path(args.zoo))
+    world = world_of(target)
+    data = muse_data(world, world.forget, world.retain)
+    seeds = [k for k in range(1, args.seeds + 1)
+             if not args.cached_only or (work / f"retrain-seed-{k}" / "unlearn.json").exists()]
+    dirs = {"seed-0": reference, **{f"seed-{k}": retrain(target, k, work) for k in seeds}}
+    models = {name: scores(d, data, work, name) for name, d in dirs.items()}
+    report = {"seeds": seeds, "world": world.spec(), **calibrate(models, scores(target, data, work, "target"))}
+    out = Path(args.out)
+    plot(report, out / "gate_calibration.png")
+    write_results(out, "gate_calibration", report, markdown(report))
+
+
+if __name__ == "__main__":
+    main()
