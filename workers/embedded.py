@@ -82,14 +82,21 @@ def _periodic(app: Celery, task: str, every_s: float, stop: threading.Event) -> 
 def _worker_thread(app: Celery, queue: str) -> Iterator[None]:
     """One solo worker thread on `queue`. At exit its job, if any, is finished or handed back already: a
     thread still inside a method that reports no progress is left to end with the process (a daemon)."""
+    body_error: BaseException | None = None
     try:
         with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, shutdown_timeout=JOIN_S,
                           queues=[queue], loglevel="WARNING", hostname=NODES[queue]):
-            yield
+            try:
+                yield
+            except BaseException as exc:
+                body_error = exc
+                raise
     except RuntimeError as exc:  # start_worker's "failed to exit within the allocated timeout"
         if "failed to exit" not in str(exc):
             raise
         log.warning("the %s worker thread was still busy at shutdown; its job was handed back", queue)
+        if body_error is not None:  # what ended the caller's work (a timeout, say) is still the caller's error
+            raise body_error from None
 
 
 def coalesce_sender(app: Celery):
