@@ -15,13 +15,14 @@ from unlearn.methods import METHODS, MethodError, MethodSpec, ParamsError, get_m
 from unlearn.store.db import session_scope
 from unlearn.store.models import DeletionRequest
 
-# The defaults each method ran with before its parameters were typed: they must not change.
+# The defaults each method ran with before its parameters were typed: they must not change, except whp's
+# stopping target, once tuned on the scored fold (0.53) and now the never-seen AUC (0.5).
 LM = {"lr": 1e-4, "max_epochs": 10, "min_steps": 60, "batch_size": 8, "retain_weight": 5.0, "utility_frac": 0.85,
       "utility_floor": None, "probe_people": 15, "seed": 0, "check_every": 2, "target_auc": 0.5,
       "track_forget_knowledge": False, "stop_below_bar": True, "utility_from_auc": None, "far_check_every": None}
 NPO = {**LM, "beta": 0.01, "lr": 2e-4}
 WHP = {**LM, "lr": 1e-3, "max_epochs": 30, "min_steps": 0, "retain_weight": 2.0, "ga_weight": 0.02,
-       "check_every": 10, "stop_below_bar": False, "utility_from_auc": 0.3, "far_check_every": 30, "target_auc": 0.53,
+       "check_every": 10, "stop_below_bar": False, "utility_from_auc": 0.3, "far_check_every": 30, "target_auc": 0.5,
        "alpha": 2.0, "push_qa": True, "context_shots": 3, "context_strangers": 20, "context_mix": True,
        "neighbour_weight": 3, "retain_context": 1}
 LAF = {"lr_ue": 5e-4, "lr_ra": 1e-3, "batch_size": 32, "latent": 8, "vae_epochs": 10, "vae_lr": 1e-3,
