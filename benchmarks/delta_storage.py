@@ -52,11 +52,19 @@ def _subject_forget(model_dir: Path, family: str) -> tuple[list[str], list[str],
     return sorted(forget), keep, what
 
 
-def _changed_tensors(folder: Path) -> tuple[int, int]:
-    """(tensors stored in the delta, tensors in the model) over the folder's safetensors files."""
-    spec = deltas.read_delta(folder)
-    stored = sum(len(t["stored"]) for t in spec["tensors"].values())
-    return stored, stored + sum(len(t["from_base"]) for t in spec["tensors"].values())
+def _changes(out: Path, parent: Path) -> dict[str, Any]:
+    """Per safetensors file of the candidate: how many tensors (and bytes of them) differ from the parent's."""
+    files = {}
+    for path in sorted(out.rglob("*.safetensors")):
+        name = str(path.relative_to(out))
+        parts = deltas.tensor_delta(path, parent / name) if (parent / name).exists() else None
+        if parts is None:
+            files[name] = {"changed": "new or restructured"}
+            continue
+        changed, same, _ = parts
+        files[name] = {"tensors_changed": sorted(changed), "tensors": len(changed) + len(same),
+                       "bytes_changed": sum(t.numel() * t.element_size() for t in changed.values())}
+    return files
 
 
 def run_one(zoo: Path, model: str, method: str, work: Path) -> dict[str, Any]:
@@ -74,15 +82,17 @@ def run_one(zoo: Path, model: str, method: str, work: Path) -> dict[str, Any]:
                                        retain_ids=keep, scope=Scope(), params={}))
     method_s = time.perf_counter() - t0
     full_sha = write_manifest(out)
+    changes = _changes(out, parent)
     t0 = time.perf_counter()
     stored = deltas.store_delta(out, base=parent, base_ref=str(parent))
     store_s = time.perf_counter() - t0
     row = {"model": model, "family": family, "method": method, "forget": what, "forget_samples": len(forget),
            "full_bytes": stored.full_bytes, "stored_bytes": stored.bytes,
            "stored_fraction": round(stored.bytes / stored.full_bytes, 4), "delta": stored.delta,
-           "method_seconds": round(method_s, 2), "store_seconds": round(store_s, 3)}
+           "method_seconds": round(method_s, 2), "store_seconds": round(store_s, 3), "changes": changes,
+           "tensors_changed": sum(len(c.get("tensors_changed", ())) for c in changes.values()),
+           "tensors": sum(c.get("tensors", 0) for c in changes.values())}
     if stored.delta:
-        row["tensors_changed"], row["tensors"] = _changed_tensors(out)
         row["files_from_parent"] = deltas.read_delta(out)["from_base"]
         deltas.drop_composed(out)  # a host that never composed it
         t0 = time.perf_counter()
@@ -136,10 +146,16 @@ def render(result: dict[str, Any]) -> str:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['method']} | – | – | – | not run: {r['error'][:120]} | | | |")
             continue
-        changed = f"{r['tensors_changed']} of {r['tensors']}" if r["delta"] else "–"
+        changed = f"{r['tensors_changed']} of {r['tensors']}"
         lines.append(f"| {r['model']} | {r['method']} | {r['full_bytes']:,} | {r['stored_bytes']:,} | "
                      f"{r['stored_fraction']:.1%} | {'delta' if r['delta'] else 'whole'} | {changed} | "
                      f"{r['method_seconds']} | {r.get('compose_seconds', '–')} |")
+    lines += ["", "Which tensors each method changed (bytes of the changed tensors):", ""]
+    for r in result["rows"]:
+        for name, c in (r.get("changes") or {}).items():
+            what = (f"{', '.join(c['tensors_changed']) or 'none'} ({c['bytes_changed']:,} bytes)"
+                    if "tensors_changed" in c else c["changed"])
+            lines.append(f"- {r['model']} / {r['method']} / {name}: {what}")
     if result["absent_models"]:
         lines += ["", f"Not in the zoo when this ran (not built by this script): {', '.join(result['absent_models'])}."]
     return "\n".join(lines) + "\n"

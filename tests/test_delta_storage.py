@@ -169,3 +169,33 @@ def test_the_object_store_holds_the_delta_alone_and_another_host_composes_it(set
         assert (tmp_path / "host-b" / "digits-mlp" / "v1" / WEIGHTS).is_file()
     finally:
         use_mirror(None)
+
+
+def test_a_save_pretrained_folder_with_one_block_changed_is_stored_as_that_block(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=32)
+    model = GPT2LMHeadModel(config)
+    parent, child = tmp_path / "parent", tmp_path / "child"
+    model.save_pretrained(parent)  # header metadata {"format": "pt"}, tied lm_head left out
+    (parent / "unlearn.json").write_text('{"family": "lm"}')
+    from unlearn.manifests import write_manifest
+
+    write_manifest(parent)
+    with torch.no_grad():
+        model.transformer.h[1].mlp.c_fc.weight.add_(0.5)
+    model.save_pretrained(child)
+    (child / "unlearn.json").write_text('{"family": "lm"}')
+    full = write_manifest(child)
+    stored = deltas.store_delta(child, base=parent, base_ref=str(parent))
+
+    assert stored.delta and stored.sha256 == build_manifest(child)["sha256"] and full == build_manifest(
+        child / COMPOSED)["sha256"]
+    assert list(load_file(child / (WEIGHTS + deltas.DELTA_SUFFIX))) == ["transformer.h.1.mlp.c_fc.weight"]
+    assert deltas.read_delta(child)["from_base"] == ["config.json", "generation_config.json"]
+    deltas.drop_composed(child)
+    composed = deltas.compose(child, Path)
+    assert build_manifest(composed)["sha256"] == full  # byte for byte, the header's metadata included
+    assert GPT2LMHeadModel.from_pretrained(composed).transformer.h[1].mlp.c_fc.weight.equal(
+        model.transformer.h[1].mlp.c_fc.weight)

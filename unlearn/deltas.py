@@ -94,7 +94,7 @@ def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
 
 
-def _tensor_delta(path: Path, base: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]] | None:
+def tensor_delta(path: Path, base: Path) -> tuple[dict[str, torch.Tensor], list[str], dict[str, str]] | None:
     """The tensors of the safetensors file `path` that differ from `base`'s, the names taken from `base`,
     and `path`'s header metadata; None when the two files do not hold the same names (not a delta)."""
     with safe_open(str(path), framework="pt") as new, safe_open(str(base), framework="pt") as old:
@@ -154,7 +154,7 @@ def store_delta(folder: Path, *, base: Path, base_ref: str) -> Stored:
             if base_files.get(name) == digest and name != META:  # unlearn.json stays: a folder describes itself
                 taken.append(name)
                 continue
-            parts = (_tensor_delta(folder / name, base / name)
+            parts = (tensor_delta(folder / name, base / name)
                      if name.endswith(".safetensors") and name in base_files else None)
             if parts is None or not parts[1]:  # new, restructured or wholly changed: kept as it is
                 stored_bytes += sizes[name]
@@ -279,4 +279,4 @@ def drop_composed(folder: Path) -> int:
 
 
 __all__ = ["DELTA", "FULL_COPY_FRACTION", "MAX_CHAIN", "DeltaIntegrityError", "Stored", "compose",
-           "drop_composed", "is_delta", "materialise", "read_delta", "store_delta"]
+           "drop_composed", "is_delta", "materialise", "read_delta", "store_delta", "tensor_delta"]
