@@ -199,3 +199,15 @@ def test_a_save_pretrained_folder_with_one_block_changed_is_stored_as_that_block
     assert build_manifest(composed)["sha256"] == full  # byte for byte, the header's metadata included
     assert GPT2LMHeadModel.from_pretrained(composed).transformer.h[1].mlp.c_fc.weight.equal(
         model.transformer.h[1].mlp.c_fc.weight)
+
+
+def test_the_api_shows_both_hashes_and_the_bytes_kept(api, tmp_path):
+    with session_scope(api.settings.resolved_database_url) as s:
+        v1 = registry.champion(s, "digits-mlp")
+        _candidate(v1, tmp_path / "v2", {"net.4.bias": 2.0})
+        v2 = _register(s, v1, tmp_path / "v2", "api")
+    versions = api.get("/v1/models/digits-mlp/versions", headers={"X-API-Key": api.keys["op"]}).json()
+    first, second = versions
+    assert first["stored_sha256"] == first["weights_sha256"] and first["stored_bytes"] > 100_000
+    assert (second["weights_sha256"], second["stored_sha256"]) == (v2.weights_sha256, v2.stored_sha256)
+    assert second["stored_sha256"] != second["weights_sha256"] and second["stored_bytes"] < 2_000
