@@ -126,9 +126,13 @@ def test_a_chain_of_three_deltas_composes_on_a_fresh_host(settings, zoo_dir, tmp
         assert all((locate_stored(v.artifact_path) / COMPOSED).is_dir() for v, _, _ in chain)  # each composed once
         registry.ensure_intact(s, last, actor="test")
         # materialised, the last one no longer needs its parents: it is stored whole with the same hash
-        deltas.materialise(locate_stored(last.artifact_path), locate)
+        registry.materialise_version(s, last, actor="test")
         assert not deltas.is_delta(locate_stored(last.artifact_path))
-        assert build_manifest(locate_stored(last.artifact_path))["sha256"] == last.weights_sha256
+        assert last.stored_sha256 == last.weights_sha256 == build_manifest(locate_stored(last.artifact_path))["sha256"]
+        assert last.stored_bytes > 100_000
+        shutil.rmtree(locate_stored(chain[1][0].artifact_path))  # its parent's folder gone: still intact
+        registry.ensure_intact(s, last, actor="test")
+        assert _same(load_file(locate(last.artifact_path) / WEIGHTS), written)
 
 
 def test_a_method_that_changed_every_tensor_is_stored_whole(settings, zoo_dir, tmp_path):

@@ -24,7 +24,8 @@ Composition is checked: every stored file against the stored manifest, every com
 the full manifest; any mismatch raises `DeltaIntegrityError` and leaves no composed folder. The parent
 a delta needs must therefore stay: the registry never deletes a registered version's folder (it
 quarantines, retires or taints, and keeps the bytes); whoever removes folders by hand must keep every
-folder a `delta.json` names as its `base`, or first write the child whole (`materialise`).
+folder a `delta.json` names as its `base`, or first write the child whole
+(`unlearn.registry.materialise_version`, which records its new stored hash).
 
 A PEFT adapter folder, should a method write one, is stored as the method wrote it (its files are new
 against the parent, so they are kept whole): its base is the parent named in `delta.json`.

@@ -15,7 +15,8 @@ Storage: a candidate is stored as what it changed against its parent where that 
 composes from, and its composed folder all match their manifests: a corrupt parent quarantines the
 parent and every child checked after it. `weights_sha256` is the composed (whole) folder's manifest hash,
 as for a version stored whole; `stored_sha256` the hash of what is kept. No registry call deletes a
-registered version's folder, so a parent a delta needs is never removed by the service.
+registered version's folder, so a parent a delta needs is never removed by the service; before removing
+one by hand, `materialise_version` each child whose delta names it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from unlearn.artifacts import (  # noqa: F401  (the manifest helpers are part of
     write_manifest,
 )
 from unlearn.contracts import SampleRecord, Scope
-from unlearn.deltas import DeltaIntegrityError, is_delta, read_delta, store_delta
+from unlearn.deltas import DeltaIntegrityError, is_delta, materialise, read_delta, store_delta
 from unlearn.families import get_family
 from unlearn.identity import hash_subject, sha256_ids, valid_model_name
 from unlearn.objectstore import StoreIntegrityError
@@ -167,6 +168,23 @@ def _check_base(session: Session, version: ModelVersion, stored: Path, *, actor:
                                      version_id=version.id) from None
 
 
+def materialise_version(session: Session, version: ModelVersion, *, actor: str) -> None:
+    """Keep a version stored as a delta whole from now on (so that its parents' folders may go): checked
+    first (`ensure_intact`), its composed folder replaces the delta, the stored hash and size follow, and
+    the folder is published again. Nothing to do for a version kept whole. Raises ArtifactIntegrityError."""
+    ensure_intact(session, version, actor=actor)
+    stored = locate_stored(version.artifact_path)
+    if not is_delta(stored):
+        return
+    materialise(stored, locate)
+    version.stored_sha256, version.stored_bytes = manifest_sha256(stored), stored_size(stored)
+    publish(stored)
+    session.add(version)
+    audit(session, actor=actor, entity_type="version", entity_id=version.id, to_state="stored-whole",
+          reason="materialised: no longer depends on its parent's folder",
+          data={"model": version.model_name, "version": version.version, "stored_bytes": version.stored_bytes})
+
+
 def artifact_dir(root: Path, model_name: str, *parts: str) -> Path:
     if not valid_model_name(model_name):
         raise RegistryError(f"invalid model name {model_name!r}")
@@ -209,7 +227,8 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
                      subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
         for r in samples))
     version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=record(dest),
-                           weights_sha256=sha, stored_sha256=sha, stored_bytes=stored_size(dest), status=VersionStatus.PROMOTED, verdict=None, params_hash="",
+                           weights_sha256=sha, stored_sha256=sha, stored_bytes=stored_size(dest),
+                           status=VersionStatus.PROMOTED, verdict=None, params_hash="",
                            forget_hash=sha256_ids([]))
     session.add(version)
     session.flush()
