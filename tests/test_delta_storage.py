@@ -92,6 +92,9 @@ def test_a_corrupt_parent_makes_its_child_refused_and_both_quarantined(settings,
     with pytest.raises(deltas.DeltaIntegrityError, match="does not match"):
         locate(v2.artifact_path)
     assert not (locate_stored(v2.artifact_path) / COMPOSED).exists()
+    (Path(v1.artifact_path) / WEIGHTS).write_bytes(b"cut short")  # not even a safetensors file
+    with pytest.raises(deltas.DeltaIntegrityError, match="cannot be composed"):
+        locate(v2.artifact_path)
 
 
 def test_a_corrupt_stored_delta_is_refused_though_its_composed_copy_is_intact(settings, zoo_dir, tmp_path):

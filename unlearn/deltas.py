@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from unlearn.manifests import COMPOSED, MANIFEST, build_manifest, check_manifest, sha256_file
@@ -238,7 +238,10 @@ def compose(folder: Path, locate_base: Callable[[str], Path]) -> Path:
                 shutil.copy2(base / name, dest)
             elif name in spec["tensors"]:
                 delta = folder / (name + DELTA_SUFFIX)
-                _compose_file(base / name, delta if delta.exists() else None, spec["tensors"][name], dest)
+                try:
+                    _compose_file(base / name, delta if delta.exists() else None, spec["tensors"][name], dest)
+                except (SafetensorError, KeyError) as exc:  # a parent file cut short or without a tensor
+                    raise DeltaIntegrityError(f"{name} cannot be composed for {folder} from {base}: {exc}") from None
             else:
                 shutil.copy2(folder / name, dest)
             if sha256_file(dest) != digest:
