@@ -32,6 +32,7 @@ from unlearn.store.states import RequestStatus
 def version_out(v: ModelVersion) -> VersionOut:
     return VersionOut(id=v.id, model=v.model_name, version=v.version, parent_id=v.parent_id, method=v.method,
                       status=v.status, tainted=v.tainted, verdict=v.verdict, weights_sha256=v.weights_sha256,
+                      stored_sha256=v.stored_sha256, stored_bytes=v.stored_bytes,
                       request_ids=v.request_ids, excluded_samples=len(v.excluded_ids), created_at=v.created_at,
                       metrics=v.metrics)
 
