@@ -219,6 +219,12 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (acu.md) as rebuilt from the stored acu.json under `results`: what --markdown-only writes."""
+    report = json.loads((results / "acu.json").read_text())
+    return page("acu", markdown(report["rows"], report["env"]))
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -258,8 +264,7 @@ def main() -> None:
     parser.add_argument("--markdown-only", action="store_true", help="rewrite acu.md from the stored acu.json")
     args = parser.parse_args()
     if args.markdown_only:
-        report = json.loads((args.out / "acu.json").read_text())
-        (args.out / "acu.md").write_text(page("acu", markdown(report["rows"], report["env"])))
+        (args.out / "acu.md").write_text(regenerate(args.out))
         return
     torch.set_num_threads(1)
     if args.device == "cpu":  # every allocation above 64 KiB is mmapped, so freed memory leaves the resident set

@@ -99,8 +99,7 @@ def main() -> None:
     ap.add_argument("--markdown-only", action="store_true", help="rewrite corrective.md from corrective.json")
     args = ap.parse_args()
     if args.markdown_only:
-        (args.out / "corrective.md").write_text(page("corrective", table(json.loads((args.out / "corrective.json")
-                                                                                    .read_text()))))
+        (args.out / "corrective.md").write_text(regenerate(args.out))
         return
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +131,11 @@ def main() -> None:
     (args.out / "corrective.json").write_text(json.dumps(rows, indent=2))
     plot(rows, args.out / "corrective.png")
     (args.out / "corrective.md").write_text(page("corrective", table(rows)))
+
+
+def regenerate(results: Path = OUT) -> str:
+    """The page (corrective.md) as rebuilt from the stored corrective.json under `results`: what --markdown-only writes."""
+    return page("corrective", table(json.loads((results / "corrective.json").read_text())))
 
 
 def plot(rows: list[dict], path: Path) -> None:

@@ -105,8 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--markdown-only", action="store_true", help="rewrite laf.md from the stored laf.json")
     if ap.parse_args().markdown_only:
-        rows = json.loads((OUT / "laf.json").read_text())
-        (OUT / "laf.md").write_text(page("laf", header(rows) + table(rows)))
+        (OUT / "laf.md").write_text(regenerate())
         return
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -128,6 +127,12 @@ def main() -> None:
     (OUT / "laf.json").write_text(json.dumps(rows, indent=2))
     plot(rows)
     (OUT / "laf.md").write_text(page("laf", header(rows) + table(rows)))
+
+
+def regenerate(results: Path = OUT) -> str:
+    """The page (laf.md) as rebuilt from the stored laf.json under `results`: what --markdown-only writes."""
+    rows = json.loads((results / "laf.json").read_text())
+    return page("laf", header(rows) + table(rows))
 
 
 def plot(rows: list[dict]) -> None:

@@ -215,6 +215,11 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (muse.md) as rebuilt from the stored muse.json under `results`: what --markdown-only writes."""
+    return page("muse", markdown(json.loads((results / "muse.json").read_text())))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -231,7 +236,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.markdown_only:
-        (out / "muse.md").write_text(page("muse", markdown(json.loads((out / "muse.json").read_text()))))
+        (out / "muse.md").write_text(regenerate(out))
         return
     if args.regate:
         report = regate(json.loads((out / "muse.json").read_text()))

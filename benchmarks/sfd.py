@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.notes import page
 from unlearn.data import get_dataset
 from unlearn.families import Scope, get_family
 from unlearn.families.diffusion import default_override
@@ -141,6 +142,11 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (sfd.md) as rebuilt from the stored sfd.json under `results`: what --markdown-only writes."""
+    return page("sfd", markdown(json.loads((results / "sfd.json").read_text())))
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -175,9 +181,8 @@ def main() -> None:
                         help="only redraw the table and plot from sfd.json")
     args = parser.parse_args()
     if args.render:
-        result = json.loads((RESULTS / "sfd.json").read_text())
-        (RESULTS / "sfd.md").write_text(markdown(result))
-        plot(result, RESULTS / "sfd.png")
+        (RESULTS / "sfd.md").write_text(regenerate())
+        plot(json.loads((RESULTS / "sfd.json").read_text()), RESULTS / "sfd.png")
         return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -185,7 +190,7 @@ def main() -> None:
     result["total_seconds"] = time.perf_counter() - started
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sfd.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "sfd.md").write_text(markdown(result))
+    (RESULTS / "sfd.md").write_text(page("sfd", markdown(result)))
     plot(result, RESULTS / "sfd.png")
     first = parse_digits(args.digits)[0]
     shutil.copy(args.work / f"report-sfd-{first}" / "diffusion_samples.png", RESULTS / "sfd.samples.png")
