@@ -45,7 +45,8 @@ bench: install
 	$(PY) -m benchmarks.muse_tradeoff
 	$(PY) -m benchmarks.gate_calibration --seeds 10
 	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power
-	$(PY) -m benchmarks.reference_policies
+	$(PY) -m benchmarks.reference_policies --worlds digits-mlp,digits-vit --draws 6
+	$(PY) -m benchmarks.reference_policies --worlds support-lm --draws 4 --keep-others
 	$(PY) -m benchmarks.byo_lm
 	$(PY) -m benchmarks.bulk_scope
 	$(PY) -m benchmarks.lineage_import

@@ -31,7 +31,8 @@ def _regenerate(name: str) -> Callable[[], str]:
 
 
 PAGES: dict[str, Callable[[], str]] = {
-    **{name: _regenerate(name) for name in ("acu", "corrective", "demo_fallback", "laf", "muse", "muse_gate_noise", "muse_tradeoff", "sfd")},
+    **{name: _regenerate(name) for name in ("acu", "corrective", "demo_fallback", "laf", "muse", "muse_gate_noise", "muse_tradeoff",
+                                              "reference_policies", "sfd")},
     "gate_power": _gate_power,
 }
 
