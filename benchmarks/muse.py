@@ -163,11 +163,12 @@ def timing_text(report: dict[str, Any]) -> str:
         return ("The retrain was timed alone, before the methods ran; their wall times were measured side by side "
                 "with other jobs, so the × column favours the retrain.")
     t = report["retrain_timing"]
+    if t["jobs"] == 1:
+        return (f"Every wall time, the retrain's included, was measured one job at a time ({t['threads']} torch "
+                f"thread(s), {t['cpu_count']} cores).")
     return (f"Every wall time, the retrain's included, was measured as one job among {t['jobs']} at once "
-            f"({t['threads']} torch thread(s) each, {t['cpu_count']} cores): "
-            + ("the reference retrain, run alone before the methods, is the timed one." if t["jobs"] == 1 else
-               f"the retrain was run a second time as a job beside the methods for its time (the reference, run "
-               f"alone first, took {t['reference_alone_s']:.0f} s)."))
+            f"({t['threads']} torch thread(s) each, {t['cpu_count']} cores): the retrain was run a second time as a "
+            f"job beside the methods for its time (the reference, run alone first, took {t['reference_alone_s']:.0f} s).")
 
 
 def markdown(report: dict[str, Any]) -> str:
