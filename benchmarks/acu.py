@@ -237,7 +237,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for k in sorted({r["k"] for r in sel}):
             pts = sorted((r["N"], r["acu_forget_s"]) for r in sel if r["k"] == k)
             ax.plot(*zip(*pts, strict=True), "o-", label=f"ACU, k={k}")
-        for key, label in (("head_retrain_s", "head retrain"), ("whole_retrain_s", "whole retrain")):
+        for key, label in (("head_retrain_s", "head refit"), ("whole_retrain_s", "whole retrain")):
             pts = sorted((r["N"], r[key]) for r in sel if r["k"] == 1)
             ax.plot(*zip(*pts, strict=True), "s--", label=f"{label}, k=1")
         ax.set(xscale="log", yscale="log", xlabel="training samples N", ylabel="seconds per request",
@@ -248,7 +248,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         pts = sorted((r["N"], r["rel_error"]) for r in rows if r["d"] == d and r["k"] == max(x["k"] for x in rows))
         ax.plot(*zip(*pts, strict=True), "o-", label=f"d={d}")
     ax.axhline(1e-9, color="grey", ls=":", label="target 1e-9")
-    ax.set(xscale="log", yscale="log", xlabel="training samples N", ylabel="relative error vs retrain",
+    ax.set(xscale="log", yscale="log", xlabel="training samples N", ylabel="relative error vs head refit",
            title="exactness after all requests")
     ax.legend(fontsize=8)
     fig.tight_layout()
