@@ -39,7 +39,7 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from benchmarks.notes import page
+from benchmarks.pages import page
 from unlearn.data import get_dataset
 from unlearn.models import mlp
 from unlearn.models.analytic import AnalyticClassifier

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.notes import page
+from benchmarks.pages import page
 from examples.byo.support_lm import build_support_lm, paths_in, stage, subject_ids
 from unlearn.contracts import Scope
 from unlearn.families import get_family

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.notes import page  # noqa: E402
+from benchmarks.pages import page  # noqa: E402
 from unlearn.data.poison import load_noisy  # noqa: E402
 from unlearn.families import Scope, get_family  # noqa: E402
 from unlearn.families.classifier import dataset_of  # noqa: E402

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.notes import page
+from benchmarks.pages import page
 from unlearn.families import get_family
 from unlearn.families.lm import HFLanguageModel, muse_data, reference_scores, world_of
 from unlearn.methods import UnlearnTask, get_method

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from benchmarks.muse import CRITERIA, HEADS, RESULTS, fmt, write_results
-from benchmarks.notes import page
+from benchmarks.pages import page
 from unlearn.artifacts import read_meta
 from unlearn.families import Scope, get_family
 from unlearn.families.lm import HFLanguageModel, muse_data, retrain_from_meta, world_of

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from benchmarks.muse import METHODS, RESULTS, run_method, write_results
-from benchmarks.notes import page
+from benchmarks.pages import page
 from unlearn.families.lm import HFLanguageModel, world_of
 from unlearn.methods.lm_unlearning import DEFAULTS, measure_probe, probe_data
 from unlearn.zoo import ensure

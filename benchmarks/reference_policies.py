@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.notes import page
+from benchmarks.pages import page
 from unlearn import registration
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.contracts import Scope

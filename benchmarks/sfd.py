@@ -4,7 +4,7 @@ For each forgotten digit: the judge's forget rate, override rate and retained-cl
 the judge-feature Fréchet distance on retained classes, the verifier's gates, and wall time.
 The teacher and the judge come from the zoo cache (built first if missing; not timed).
 
-    python -m benchmarks.sfd                # digits 0, 3, 7 (about 10-15 min on 2 shared CPU cores)
+    python -m benchmarks.sfd                # digits 0, 3, 7, 800 SFD steps (about 35 min on 2 shared CPU cores)
     python -m benchmarks.sfd --digits 0-9   # every digit
     python -m benchmarks.sfd --markdown-only  # rebuild sfd.md and sfd.png from sfd.json
 """
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.notes import page
+from benchmarks.pages import page
 from unlearn.data import get_dataset
 from unlearn.families import Scope, get_family
 from unlearn.families.diffusion import default_override

@@ -1,11 +1,11 @@
-"""Author notes: the prose under a benchmark's generated table, kept as a source file beside the scripts.
+"""Result pages: a benchmark's generated table, then its author notes, kept as source in benchmarks/notes/.
 
 A result page (`benchmarks/results/NAME.md`) is the script's table, written from `NAME.json`, followed by
 `benchmarks/notes/NAME.md` when that file exists. The notes are written by hand after reading a run; each
 notes file opens by naming the command whose output it reads, and any figure that no stored JSON holds is
 marked there as not reproduced, with the command that would measure it. Keeping them apart from the JSON
-lets `--markdown-only` rebuild a page byte for byte, and lets a rerun replace the table without silently
-keeping prose about numbers that have changed (the notes file's figures must then be read again).
+lets `--markdown-only` rebuild a page byte for byte. A rerun writes its new table above the same notes, so
+after a rerun the notes' figures must be read again against the new table (each notes file names its run).
 """
 
 from __future__ import annotations
