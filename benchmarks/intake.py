@@ -114,6 +114,12 @@ def wait_all_completed(url: str, timeout: float) -> float:
     raise TimeoutError(f"not all requests completed: {by}")
 
 
+def save(result: dict) -> None:
+    """Write what has been measured so far: a run cut short (the drain, the burst) keeps its load figures."""
+    (RESULTS / "intake.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "intake.md").write_text(markdown(result))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=15.0)
@@ -164,6 +170,7 @@ def main() -> int:
                 run.update(processes=n, bare=bare, share_of_bare=round(run["accepted_per_s"] / bare["accepted_per_s"], 3))
                 result["runs"].append(run)
                 print(f"{n} process(es): bare {bare}\n  API {run}", flush=True)
+                save(result)
             total, _ = count_requests(db_url)
             with celery_worker(env, log=work / "worker.log"):
                 drain = wait_all_completed(db_url, timeout=1800)
@@ -172,6 +179,7 @@ def main() -> int:
                 result["after_load"] = {"accepted": sum(r["accepted"] for r in result["runs"]), "in_database": total,
                                         **lost(db_url, ids), "seconds_to_complete_all": round(drain, 1)}
                 print(f"after load: {result['after_load']}", flush=True)
+                save(result)
 
                 # The burst: coalescing against one ACU model while the worker runs.
                 with session_scope(db_url) as s:
@@ -212,8 +220,7 @@ def main() -> int:
     finally:
         redis_server.stop()
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    (RESULTS / "intake.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "intake.md").write_text(markdown(result))
+    save(result)
     print((RESULTS / "intake.md").read_text())
     return 0
 
@@ -228,7 +235,9 @@ def markdown(r: dict) -> str:
         lines.append(f"| unlearn API | {run['processes']} | {run['accepted_per_s']} | {run['p50_ms']} | "
                      f"{run['p99_ms']} | {run['refused']} | {run['share_of_bare']:.0%} | "
                      f"{run['load_average_1min_before']} |")
-    a = r["after_load"]
+    a = r.get("after_load")
+    if a is None:
+        return "\n".join(lines) + "\n"
     lines += ["", f"Load from {r['load_generator']}, on {r['machine']['cores']} cores shared with other work (load "
               "average: the 1-minute figure before each run). Accepted (202) "
               f"{a['accepted']}; each 202 named its request's id, and {a['lost']} of those {a['accepted_ids']} ids "
