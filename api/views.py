@@ -46,7 +46,9 @@ def job_out(j: UnlearningJob) -> JobOut:
 
 
 def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
-                targets: list[RequestTarget] | None = None) -> RequestOut:
+                targets: list[RequestTarget] | None = None, *, new: bool = False) -> RequestOut:
+    """`r` as the API shows it. `new`: `r` and its `targets` were just made and no job has touched them,
+    so there are no jobs, verdicts or attempts to look up (and no query is made)."""
     if targets is None:
         targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
     job_ids = sorted({t.job_id for t in targets if t.job_id})
@@ -73,7 +75,7 @@ def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
         targets=[TargetOut(model=t.model_name, samples=len(t.forget_ids), status=t.status, job_id=t.job_id,
                            version_id=t.version_id) for t in targets],
         jobs=[job_out(j) for j in jobs], verdicts=verdicts, links=links,
-        attempts=[AttemptOut(**a) for a in job_attempts(session, request_job_ids(session, r.id))])
+        attempts=[] if new else [AttemptOut(**a) for a in job_attempts(session, request_job_ids(session, r.id))])
 
 
 def compliance_out(c: ComplianceCheck) -> ComplianceOut:
