@@ -27,6 +27,7 @@ class SampleRecord:
     label: int | None = None  # class label, where the family has one
     split: str = "train"  # "train": the model learned it; "holdout": never trained on (for MIA)
     subject_hash: str | None = None  # already hashed (a team's records): the registry stores it as it is
+    caption: str | None = None  # the sample's text, where a text-to-image model was trained on it
 
 
 @dataclass
