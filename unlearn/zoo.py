@@ -167,7 +167,7 @@ def build_digits_judge(out_dir: Path, *, device: str = "cpu", progress: Progress
     mlp.save(model, meta, out_dir)
 
 
-SHAPES_T2I_TRAIN = {"steps": 1500, "lr": 2e-3, "batch_size": 32, "ema": 0.995}
+SHAPES_T2I_TRAIN = {"steps": 1800, "lr": 2e-3, "batch_size": 32, "ema": 0.995}
 
 
 def build_shapes_t2i(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:

@@ -38,14 +38,18 @@ from unlearn.models.class_diffusion import SCHEDULE, TEACHER_ETA, TEACHER_STEPS,
 
 PAD, UNK = "[PAD]", "[UNK]"
 MAX_TOKENS = 10  # the longest shapes caption has 7 words
-# Cross-attention in the 4×4 middle block only: shape, colour, count and background are global facts of a
-# 16×16 image, and cross-attention at 8×8 tripled the cost of a training step on one CPU thread (measured
-# while choosing this config; benchmarks/results/sfd_t2i.md gives the resulting teacher's accuracy).
+# Cross-attention in the 4×4 middle block only, plus the text's attention-pooled embedding added to the
+# time embedding (diffusers' `addition_embed_type="text"`, as in Kandinsky/unCLIP), which reaches every
+# ResNet block the way a class embedding does: shape, colour, count and background are global facts of a
+# 16×16 image. Cross-attention at 8×8 tripled the cost of a training step on one CPU thread, and with
+# cross-attention alone (no pooled embedding) 1,500 steps left a teacher that mostly ignored its prompt
+# (measured while choosing this config).
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": 16, "in_channels": 3, "out_channels": 3, "layers_per_block": 1,
     "block_out_channels": [16, 32], "down_block_types": ["DownBlock2D", "DownBlock2D"],
     "up_block_types": ["UpBlock2D", "UpBlock2D"], "mid_block_type": "UNetMidBlock2DCrossAttn",
     "cross_attention_dim": 32, "attention_head_dim": 8, "norm_num_groups": 8,
+    "addition_embed_type": "text", "addition_embed_type_num_heads": 4,
 }
 TEXT_CONFIG: dict[str, Any] = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                                "num_attention_heads": 2, "max_position_embeddings": MAX_TOKENS}
@@ -214,6 +218,7 @@ def load_pipeline(model_dir: Path, device: str = "cpu") -> TextToImagePipeline:
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     model_dir = Path(model_dir)
     index = json.loads((model_dir / "model_index.json").read_text())
     missing = [k for k in ("unet", "text_encoder", "tokenizer", "scheduler") if not (model_dir / k).is_dir()]
