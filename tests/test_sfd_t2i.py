@@ -112,6 +112,7 @@ def run_method(name, base, out_dir, scope=CIRCLE, **params):
     return get_method(name).run(task)
 
 
+@pytest.mark.slow
 def test_sfd_forgets_circles_and_keeps_the_remaining_prompts(teacher, tmp_path):
     out = run_method("sfd", teacher, tmp_path / "sfd")
     assert out["data_free"] and out["concept"] == "circle"
@@ -124,6 +125,7 @@ def test_sfd_forgets_circles_and_keeps_the_remaining_prompts(teacher, tmp_path):
     assert v.info["override_rate"] > 0.5 and (tmp_path / "t2i_samples.png").exists()
 
 
+@pytest.mark.slow
 def test_esd_writes_a_multistep_candidate_that_avoids_the_concept(teacher, tmp_path):
     out = run_method("esd", teacher, tmp_path / "esd")
     assert out["data_free"]
@@ -139,10 +141,14 @@ def test_a_concept_request_over_http_is_distilled_verified_and_promoted(settings
 
     from api.app import create_app
     from unlearn.store.db import session_scope
-    from unlearn.store.models import ModelVersion
+    from unlearn.store.models import Model, ModelVersion
     from workers.embedded import coalesce_sender, embedded_worker
 
     key = registered_key(settings, zoo_dir)
+    with session_scope(settings.resolved_database_url) as s:
+        # one distillation and no retrain after it (the teacher's retrain takes ten minutes here): a miss
+        # waits for an operator instead of running on
+        s.get(Model, "shapes-t2i").cost_budget_s = 1.0
     with embedded_worker(settings) as app:
         client = TestClient(create_app(settings, schedule_coalesce=coalesce_sender(app)))
         client.headers["X-API-Key"] = key
