@@ -123,8 +123,9 @@ LM_BUDGET_S = 60.0
 # What a demo request may end in: a final status, or waiting for an operator.
 SETTLED = FINAL | {RequestStatus.NEEDS_REVIEW}
 
-DEMO_MODELS = ["digits-mlp", "digits-acu", "digits-cnn", "digits-backdoor", "digits-diffusion", "shapes-t2i",
-               "people-lm"]
+# shapes-t2i's row runs with `--models …,shapes-t2i`; it is not a default yet: the zoo's text-to-image teacher
+# does not yet let SFD pass the forget gate (benchmarks/results/sfd_t2i_notes.md)
+DEMO_MODELS = ["digits-mlp", "digits-acu", "digits-cnn", "digits-backdoor", "digits-diffusion", "people-lm"]
 
 
 def _free_port() -> int:
