@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from unlearn.store.db import get_engine, migrate, session_scope
 from unlearn.store.models import DeletionRequest
@@ -120,6 +120,8 @@ def test_upgrading_a_filled_0001_database_keeps_every_row(empty_database):
         assert key.pop("label") is None
     for model in after["model"]:  # models registered before 0004 have no budget of their own
         assert model.pop("cost_budget_s") is None
+    for record in after["trainingrecord"]:  # records registered before 0005 have no caption
+        assert record.pop("caption") is None
     assert after == before
     with session_scope(url) as s:  # and the service reads them: the extended request's cap starts at its due date
         extended = s.get(DeletionRequest, "s" * 32)
@@ -155,6 +157,7 @@ def test_upgrading_a_filled_0002_database_keeps_every_row_and_leaves_keys_unlabe
     assert indexes_after == indexes_before
     assert [key.pop("label") for key in after["apikey"]] == [None, None]
     assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
+    assert {record.pop("caption") for record in after["trainingrecord"]} == {None}
     assert after == before
     with session_scope(url) as s:  # and the service reads them, and a key can be labelled now
         from unlearn.store.models import ApiKey
@@ -201,6 +204,7 @@ def test_upgrading_a_filled_0003_database_keeps_every_row_and_gives_models_no_bu
     after, indexes_after = _snapshot(url)
     assert indexes_after == indexes_before
     assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
+    assert {record.pop("caption") for record in after["trainingrecord"]} == {None}
     assert after == before
     with session_scope(url) as s:  # the service reads them, a model takes a budget, a request may wait for review
         from unlearn.store.models import Model
@@ -213,6 +217,39 @@ def test_upgrading_a_filled_0003_database_keeps_every_row_and_gives_models_no_bu
     # a request waiting for review has no status the previous revision knows: the downgrade refuses
     with pytest.raises(RuntimeError, match="needs_review"):
         migrate_down(url, "0003")
+
+
+def test_upgrading_a_filled_0004_database_gives_its_records_no_caption_and_downgrading_drops_them(empty_database):
+    url = empty_database
+    migrate(url, "0004")
+    engine = get_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    rows = _rows_0003()
+    for model in rows["model"]:
+        model["cost_budget_s"] = 60.0
+    assert set(rows) == set(meta.tables) - {"alembic_version"}
+    with engine.begin() as conn:
+        for name, table_rows in rows.items():
+            conn.execute(meta.tables[name].insert(), table_rows)
+    before, indexes_before = _snapshot(url)
+
+    migrate(url)
+
+    after, indexes_after = _snapshot(url)
+    assert indexes_after == indexes_before
+    assert {record.pop("caption") for record in after["trainingrecord"]} == {None}
+    assert after == before
+    with session_scope(url) as s:  # a text-to-image model's record carries its caption now
+        from unlearn.store.models import TrainingRecord
+
+        record = s.exec(select(TrainingRecord).order_by(TrainingRecord.id)).first()
+        record.caption, first = "a red circle on a white background", record.id
+        s.add(record)
+    with session_scope(url) as s:
+        assert s.get(TrainingRecord, first).caption == "a red circle on a white background"
+    migrate_down(url, "0004")
+    assert _snapshot(url)[0] == before
 
 
 def migrate_down(url: str, revision: str) -> None:
