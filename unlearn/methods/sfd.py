@@ -74,6 +74,7 @@ class Params(MethodParams):
     beta2: float = Field(0.999, ge=0, lt=1)
     clip: float = Field(1.0, gt=0, le=1e6)  # gradients clipped by value
     ema: float = Field(0.0, ge=0, lt=1)  # 0: no EMA of θ
+    guidance: float | None = Field(None, ge=0, le=50)  # text-to-image: the teacher's CFG w; None: the pipeline's
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ with its reason:
 - t_init = 440 and t ∈ [38, 712) instead of 625 and [20, 980): SD's values are σ = 2.5 and σ ∈ [0.14, 13]
   on SD's scaled-linear schedule; the pipeline here has the linear DDPM schedule, where those σ fall at
   440 and [38, 712) (the CIFAR config's values, research note §1.1).
-- guidance w = the pipeline's own CFG scale (3.0) on the teacher only, instead of 4.5 in all three roles:
+- guidance w = the pipeline's own CFG scale (3.0; param `guidance`) on the teacher only, instead of 4.5 in all three roles:
   the fake score's CFG doubles its cost in every step, and the tiny teacher was trained and judged at 3.0.
 - learning rates 1e-4 (θ) and 3e-4 (ψ) instead of 1e-6 / 3e-6: SD's are for a 860M-parameter UNet and
   hundreds of thousands of images; these are the digits run's (research note §1.6), a few hundred steps.
@@ -91,7 +91,8 @@ def run(task: UnlearnTask, params: Any) -> dict[str, Any]:
     dev = task.device
     teacher_dir = teacher_of(task.base_dir)
     tpipe = load_pipeline(teacher_dir, dev)
-    teacher, scheduler, w = tpipe.unet, tpipe.scheduler, float(tpipe.config.guidance_scale)
+    teacher, scheduler = tpipe.unet, tpipe.scheduler
+    w = float(tpipe.config.guidance_scale if p.guidance is None else p.guidance)
     with torch.no_grad():
         e_rem, e_forget, e_override, e_neg = (tpipe.encode(x) for x in (remaining, forget, override, negative))
         e_null = tpipe.encode([""])
