@@ -23,7 +23,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 from sqlmodel import Session, col, select
 
-from unlearn.contracts import Scope
+from unlearn.contracts import CONCEPT_PROMPT_KEYS, Scope
 from unlearn.identity import hash_subject, sha256_ids
 from unlearn.methods import ParamsError, get_method, method_names
 from unlearn.registry import resolve_method
@@ -131,11 +131,23 @@ class ClassScope(BaseModel):
 
 
 class ConceptScope(BaseModel):
-    """A named concept of the target model, such as a class by name (`digit-3`, `class-3`)."""
+    """A named concept of the target model: a class by name (`digit-3`, `class-3`), or on a text-to-image
+    model a word of its captions (`circle`), with the prompts to forget and what to show instead."""
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["concept"] = Field(description="the scope type")
     concept: text(min_length=1, max_length=128) = Field(description="the concept's name", examples=["digit-3"])
+    forget_prompts: list[text(min_length=1, max_length=256)] | None = Field(
+        None, max_length=256, description="text-to-image: the prompts to forget (default: the captions that "
+                                          "mention the concept)", examples=[["a red circle", "two blue circles"]])
+    forget_pattern: text(min_length=1, max_length=128) | None = Field(
+        None, description="text-to-image: the regular expression that finds the concept in captions (default: "
+                          "the concept as a whole word)", examples=["circles?"])
+    override: text(min_length=1, max_length=128) | None = Field(
+        None, description="text-to-image: what replaces the concept in the forget prompts (SFD's override)",
+        examples=["square"])
+    negative_prompt: text(max_length=256) | None = Field(
+        None, description="text-to-image: the classifier-free guidance negative prompt for the override")
     labels_known: bool = Field(True, description=LABELS_KNOWN)
 
 
@@ -156,6 +168,14 @@ class ScopeIn(BaseModel):
     sample_ids: list[Text] | None = Field(None, description="training sample ids")
     label: int | None = Field(None, ge=0, le=1_000_000, description="the class's label")
     concept: text(min_length=1, max_length=128) | None = Field(None, description="the concept's name")
+    forget_prompts: list[text(min_length=1, max_length=256)] | None = Field(
+        None, max_length=256, description="concept on a text-to-image model: the prompts to forget")
+    forget_pattern: text(min_length=1, max_length=128) | None = Field(
+        None, description="concept on a text-to-image model: the regex that finds it in captions")
+    override: text(min_length=1, max_length=128) | None = Field(
+        None, description="concept on a text-to-image model: what replaces it in the forget prompts")
+    negative_prompt: text(max_length=256) | None = Field(
+        None, description="concept on a text-to-image model: CFG's negative prompt for the override")
     labels_known: bool = Field(True, description=LABELS_KNOWN)
 
     @classmethod
@@ -171,6 +191,8 @@ class ScopeIn(BaseModel):
             raise ValueError(f"scope type {self.type!r} needs a non-empty '{need}'")
         if self.sample_ids is not None and any(not s or len(s) > 128 for s in self.sample_ids):
             raise ValueError("sample ids must be 1 to 128 characters")
+        if self.type != "concept" and any(getattr(self, k) is not None for k in CONCEPT_PROMPT_KEYS):
+            raise ValueError(f"{', '.join(CONCEPT_PROMPT_KEYS)} belong to a concept scope")
         return self
 
 
@@ -266,7 +288,14 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings,
         stored["sample_ids"] = ids
         return {body.model: ids}, stored
     label = scope.label
+    if scope.type == "concept" and _has_captions(session, body.model):
+        return {body.model: _concept_ids(session, body.model, scope)}, {
+            **stored, "concept": scope.concept,
+            **{k: getattr(scope, k) for k in CONCEPT_PROMPT_KEYS if getattr(scope, k) is not None}}
     if scope.type == "concept":
+        if any(getattr(scope, k) is not None for k in CONCEPT_PROMPT_KEYS):
+            raise IntakeError(f"model {body.model!r} is not a text-to-image model: "
+                              f"{', '.join(CONCEPT_PROMPT_KEYS)} do not apply")
         stored["concept"] = scope.concept
         if label is None:
             try:
@@ -278,6 +307,34 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings,
         raise IntakeError(f"model {body.model!r} was trained on no sample of class {label}")
     stored["label"] = label
     return {body.model: ids}, stored
+
+
+def _has_captions(session: Session, model: str) -> bool:
+    return session.exec(select(TrainingRecord.id).where(
+        TrainingRecord.model_name == model, col(TrainingRecord.caption).is_not(None)).limit(1)).first() is not None
+
+
+def _concept_ids(session: Session, model: str, scope: ScopeIn) -> list[str]:
+    """The training samples of a text-to-image model whose captions mention the concept (its
+    `forget_pattern`, else the concept as a whole word): forgetting the concept forgets them. Raises
+    IntakeError (422) when no caption mentions it, or when the request gives no override."""
+    from unlearn.families.text_diffusion import mentions
+
+    if not scope.override:
+        raise IntakeError("a concept request on a text-to-image model needs an 'override': what the forget "
+                          "prompts should show instead (e.g. 'square' for 'circle')")
+    rows = session.exec(select(TrainingRecord.sample_id, TrainingRecord.caption).where(
+        TrainingRecord.model_name == model, TrainingRecord.split == "train")).all()
+    try:
+        hit = mentions([c or "" for _, c in rows], scope.concept or "", scope.forget_pattern)
+    except ValueError as exc:
+        raise IntakeError(str(exc)) from None
+    ids = [sid for (sid, _), h in zip(rows, hit, strict=True) if h]
+    if not ids:
+        how = f"pattern {scope.forget_pattern!r}" if scope.forget_pattern else "that word"
+        raise IntakeError(f"no caption of model {model!r} mentions the concept {scope.concept!r} (matched as "
+                          f"{how}): it cannot forget what its training text never named")
+    return ids
 
 
 def _suspects(session: Session, body: DeletionRequestIn, settings: Settings) -> list[str]:

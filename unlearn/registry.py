@@ -223,7 +223,7 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
     session.add(Model(name=name, family=family, description=description, thresholds=thresholds or {}))
     session.flush()
     insert_training_records(session, name, (  # one COPY (PostgreSQL) or executemany (SQLite), not an object a row
-        SampleRecord(sample_id=r.sample_id, label=r.label, split=r.split,
+        SampleRecord(sample_id=r.sample_id, label=r.label, split=r.split, caption=r.caption,
                      subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
         for r in samples))
     version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=record(dest),

@@ -62,6 +62,7 @@ class TrainingRecord(SQLModel, table=True):
     subject_hash: str | None = Field(default=None, max_length=64)
     label: int | None = None
     split: str = Field(default="train", max_length=16)
+    caption: str | None = Field(default=None, max_length=512)  # a text-to-image model's caption of the sample
 
 
 class DeletionRequest(SQLModel, table=True):
