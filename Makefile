@@ -41,6 +41,7 @@ bench: install
 	$(PY) -m benchmarks.muse
 	$(PY) -m benchmarks.muse_gate_noise
 	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power
+	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.robustness
 	$(PY) -m benchmarks.update_readme
 
 clean:

@@ -1,26 +1,33 @@
 """Does each shipped method pass across training seeds and request draws, through the service's own gate?
 
-    python -m benchmarks.robustness [--methods acu,retrain,laf,ssd] [--seeds 5] [--draws 2] [--lm]
+    python -m benchmarks.robustness [--methods acu,ssd,laf,retrain] [--seeds 5] [--draws 2] [--lm]
+                                    [--resume] [--stop-at HH:MM] [--table]
 
-For each method on its default world, the original is trained with `--seeds` seeds (the model's own
-seed: initialisation and batch order; the data set stays the same), and for each original `--draws`
-requests are drawn. Every trial runs as the service runs it: a fresh database, the model imported, the
-request submitted with the method named, the batcher's job run by `unlearn.jobs.run_job`, and the
-verdict read from the version the method produced (the same gate the service applies; a request whose
-method fails goes on down the family's chain, which is not what is counted here). No constant is tuned
-here: the methods run on their defaults.
+For each method on its default world, the original is trained with the zoo's recipe (`unlearn.zoo`)
+and `--seeds` seeds 0, 1, … (the model's own seed: initialisation and batch order; the data set stays
+the same), cached under `$UNLEARN_DATA_DIR/robustness/`, and for each original `--draws` requests are
+drawn (draw d of seed s from the generator seeded 1000·s + d). Every trial runs as the service runs it: a
+fresh database, the model imported, the request submitted with the method named, the batcher's job
+run by `unlearn.jobs.run_job`, and the verdict read from the version the method produced (the same gate
+the service applies). The job's cost budget is set so that the chain stops after the named method: a
+method that fails is counted as failing, not rescued by the fallback. No constant is tuned here: the
+methods run on their defaults.
 
 Worlds and draws (the request each method serves in the service):
 - acu: `digits-acu` (analytic head), a random subject's samples (privacy).
 - retrain: `digits-mlp`, 50 random training samples (privacy).
 - laf: `digits-cnn`, 50 random training samples, labels not given (privacy; the method `auto` picks then).
 - ssd: `digits-backdoor`, a random 25% of the poisoned samples flagged (corrective).
+- sfd (`--methods …,sfd`): `digits-diffusion`, a random digit (class removal); the judge is the zoo's.
 - whp, npo_klr (with `--lm`): `people-lm`, a random person (privacy). Each original takes minutes to
   train on a CPU: run with a GPU (`UNLEARN_DEVICE=cuda`) or expect an hour per method.
 
-Writes benchmarks/results/robustness.json and robustness.md (pass counts, and for failures the criterion
-that failed most often with its worst margin). Results are kept per trial in the JSON, so a run can be
-resumed (`--resume`).
+Cost on a CPU: the classifier gate retrains the reference and, for the membership test (ULiRA), three
+more seeds of it, so a trial costs four retrains of the original's recipe. Methods run in the order
+given, each through all its seeds, so a run cut short (`--stop-at`, or stopped and then `--resume`d)
+leaves the first methods complete. Writes benchmarks/results/robustness.json (every trial, with its
+failing criteria and margins) and robustness.md (pass counts, the criterion that failed most often with
+its worst margin, passes by seed).
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -118,23 +125,27 @@ def _samples_scope(data, rng, n: int = 50, labels_known: bool = True) -> dict:
             "labels_known": labels_known}
 
 
-# method → (world, family, kind, draw(rng) → scope)
+# each shipped method's default world: the one its plan below runs it on
+WORLDS = {"acu": "digits-acu", "retrain": "digits-mlp", "laf": "digits-cnn", "ssd": "digits-backdoor",
+          "sfd": "digits-diffusion", "whp": "people-lm", "npo_klr": "people-lm"}
+
+# method → (family, kind, draw(rng) → scope), on the method's world in WORLDS
 Draw = Callable[[np.random.Generator], dict]
 
 
-def _plans() -> dict[str, tuple[str, str, str, Draw]]:
+def _plans() -> dict[str, tuple[str, str, Draw]]:
     digits = get_dataset({"name": "digits", "seed": 0})
     backdoor = get_dataset({"name": "digits-backdoor", "seed": 0})
     return {
-        "acu": ("digits-acu", "classifier", "privacy", lambda rng: _subject_scope(digits, rng)),
-        "retrain": ("digits-mlp", "classifier", "privacy", lambda rng: _samples_scope(digits, rng)),
-        "laf": ("digits-cnn", "classifier", "privacy", lambda rng: _samples_scope(digits, rng, labels_known=False)),
-        "ssd": ("digits-backdoor", "classifier", "corrective",
+        "acu": ("classifier", "privacy", lambda rng: _subject_scope(digits, rng)),
+        "retrain": ("classifier", "privacy", lambda rng: _samples_scope(digits, rng)),
+        "laf": ("classifier", "privacy", lambda rng: _samples_scope(digits, rng, labels_known=False)),
+        "ssd": ("classifier", "corrective",
                 lambda rng: {"type": "samples", "sample_ids": flagged_subset(backdoor, 0.25, int(rng.integers(1 << 30)))}),
-        "sfd": ("digits-diffusion", "diffusion", "privacy",
+        "sfd": ("diffusion", "privacy",
                 lambda rng: {"type": "class", "label": int(rng.integers(10))}),
-        "whp": ("people-lm", "lm", "privacy", lambda rng: _person(rng)),
-        "npo_klr": ("people-lm", "lm", "privacy", lambda rng: _person(rng)),
+        "whp": ("lm", "privacy", lambda rng: _person(rng)),
+        "npo_klr": ("lm", "privacy", lambda rng: _person(rng)),
     }
 
 
@@ -188,13 +199,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--draws", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="keep the trials already in the JSON, run the rest")
-    ap.add_argument("--stop-at", help="start no trial after this UTC time (HH:MM); the table is still written")
+    ap.add_argument("--stop-at", help="start no trial that would end after this UTC time (HH:MM; at the median time of the "
+                    "method's trials so far); the table is still written")
     ap.add_argument("--table", action="store_true", help="only rewrite the Markdown from the JSON")
     args = ap.parse_args()
     device = os.environ.get("UNLEARN_DEVICE", "cpu")
     out_json = RESULTS / "robustness.json"
     if args.table:
-        (RESULTS / "robustness.md").write_text(markdown(json.loads(out_json.read_text())["trials"], device))
+        (RESULTS / "robustness.md").write_text(markdown(json.loads(out_json.read_text())["trials"], device, WORLDS))
         return
     methods = args.methods.split(",") + (["whp", "npo_klr"] if args.lm else [])
     plans = _plans()
@@ -202,16 +214,16 @@ def main() -> None:
     done = {(r["method"], r["seed"], r["draw"]) for r in rows}
     stop = _stop_time(args.stop_at)
     CACHE.mkdir(parents=True, exist_ok=True)
-    # seed by seed across the methods, so that a run stopped early leaves every method with as many seeds
-    for seed in range(args.seeds):
-        for method in methods:
-            world, family, kind, draw = plans[method]
+    # method by method in the order given, so that a run stopped early leaves the first methods complete
+    for method in methods:
+        world, (family, kind, draw) = WORLDS[method], plans[method]
+        for seed in range(args.seeds):
             todo = [d for d in range(args.draws) if (method, seed, d) not in done]
-            if not todo or (stop and datetime.now(UTC) > stop):
+            if not todo or _past(stop, rows, method):
                 continue
             original = _build(world, seed, device)
             for d in todo:
-                if stop and datetime.now(UTC) > stop:
+                if _past(stop, rows, method):
                     break
                 scope = draw(np.random.default_rng(1000 * seed + d))
                 row = {"method": method, "world": world, "seed": seed, "draw": d,
@@ -221,8 +233,16 @@ def main() -> None:
                 RESULTS.mkdir(exist_ok=True)
                 out_json.write_text(json.dumps({"device": device, "seeds": args.seeds, "draws": args.draws,
                                                 "trials": rows}, indent=2))
-    (RESULTS / "robustness.md").write_text(markdown(rows, device))
-    print(markdown(rows, device))
+    (RESULTS / "robustness.md").write_text(markdown(rows, device, WORLDS))
+    print(markdown(rows, device, WORLDS))
+
+
+def _past(stop: datetime | None, rows: list[dict], method: str) -> bool:
+    """Whether a trial of `method` started now would end after `stop`, at the median time of its trials so far."""
+    if stop is None:
+        return False
+    times = [r["seconds"] for r in rows if r["method"] == method]
+    return datetime.now(UTC) + timedelta(seconds=float(np.median(times)) if times else 0.0) > stop
 
 
 def _stop_time(hhmm: str | None) -> datetime | None:
@@ -232,9 +252,10 @@ def _stop_time(hhmm: str | None) -> datetime | None:
     return datetime.now(UTC).replace(hour=hour, minute=minute, second=0, microsecond=0)
 
 
-def markdown(rows: list[dict], device: str) -> str:
+def markdown(rows: list[dict], device: str, worlds: dict[str, str]) -> str:
     """The table: per method, the passes out of its trials, the criterion that failed most often with its
-    worst margin, and the passes of each training seed (draws in order: `P` pass, `f` fail, `e` error)."""
+    worst margin, and the passes of each training seed (draws in order: `P` pass, `f` fail, `e` error).
+    A method of `worlds` (method → world) with no trial gets a row that says so."""
     lines = ["| method | world | seeds × draws | passed | failing criterion (times) | worst margin | by seed "
              "| median trial (s) |", "|---|---|---|---:|---|---:|---|---:|"]
     for method in dict.fromkeys(r["method"] for r in rows):
@@ -253,6 +274,8 @@ def markdown(rows: list[dict], device: str) -> str:
         lines.append(f"| {method} | {mine[0]['world']} | {shape} | {sum(r['passed'] for r in mine)}/{len(mine)} | "
                      f"{failing} | {'' if worst is None else f'{worst:+.3g}'} | {by_seed} | "
                      f"{np.median([r['seconds'] for r in mine]):.0f} |")
+    lines += [f"| {method} | {world} | — | not run | | | | |" for method, world in worlds.items()
+              if method not in {r["method"] for r in rows}]
     lines += ["", f"Each original trained with the zoo's recipe and its own seed (initialisation and batch order; "
               f"the data set is the same), each request drawn afresh; every verdict is the service's own gate "
               f"(`unlearn.jobs.run_job`, the named method only, no fallback), on {device}, one torch thread. "
