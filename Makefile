@@ -52,6 +52,9 @@ bench: install
 	$(PY) -m benchmarks.lineage_import
 	$(PY) -m benchmarks.intake
 	$(PY) -m benchmarks.demo_fallback
+	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.robustness
+	$(PY) -m benchmarks.delta_storage
+	$(PY) -m benchmarks.sfd_t2i
 	$(PY) -m benchmarks.update_readme
 
 clean:

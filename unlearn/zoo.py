@@ -68,18 +68,26 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 
-def build_digits_mlp(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
-    meta = {"family": "classifier", "model": "digits-mlp", "arch": "mlp", "seed": 0,
+def digits_mlp_meta(seed: int = 0) -> dict:
+    """`digits-mlp`'s recipe; `seed` sets its initialisation and batch order (the data set stays)."""
+    return {"family": "classifier", "model": "digits-mlp", "arch": "mlp", "seed": seed,
             "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 128, "num_classes": 10,
             "train": {"epochs": 60, "lr": 1e-3, "batch_size": 64}}
-    train_on_split(meta, out_dir, device=device, progress=progress)
+
+
+def build_digits_mlp(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_mlp_meta(), out_dir, device=device, progress=progress)
+
+
+def digits_acu_meta(seed: int = 0) -> dict:
+    """`digits-acu`'s recipe; `seed` draws its random buffer (the data set stays)."""
+    return {"family": "classifier", "model": "digits-acu", "arch": "analytic", "seed": seed,
+            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "num_classes": 10,
+            "backbone": "identity", "buffer_size": 1024, "gamma": 1.0}
 
 
 def build_digits_acu(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
-    meta = {"family": "classifier", "model": "digits-acu", "arch": "analytic", "seed": 0,
-            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "num_classes": 10,
-            "backbone": "identity", "buffer_size": 1024, "gamma": 1.0}
-    train_on_split(meta, out_dir, device=device, progress=progress)
+    train_on_split(digits_acu_meta(), out_dir, device=device, progress=progress)
 
 
 def build_synthetic_acu(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
@@ -137,13 +145,18 @@ def build_people_lm_retrain(out_dir: Path, *, device: str = "cpu", progress: Pro
     retrain_from_meta(meta, world.retain, out_dir, device=device, progress=progress)
 
 
-def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
-    from unlearn.families.diffusion import train_teacher_artifact
-
-    meta = {"family": "diffusion", "model": "digits-diffusion", "sampler": "multistep", "seed": 0,
+def digits_diffusion_meta(seed: int = 0) -> dict:
+    """`digits-diffusion`'s recipe; `seed` sets its initialisation, noise and batch order (the data set stays)."""
+    return {"family": "diffusion", "model": "digits-diffusion", "sampler": "multistep", "seed": seed,
             "dataset": {"name": "digits", "seed": 0}, "judge": "digits-judge",
             # 700 steps of batch 128 cost what 700 of batch 64 do (8×8 images: per-call overhead dominates).
             "train": {"steps": 700, "lr": 2e-3, "batch_size": 128, "ema": 0.995}}
+
+
+def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.diffusion import train_teacher_artifact
+
+    meta = digits_diffusion_meta()
     train_teacher_artifact(meta, get_dataset(meta["dataset"]).ids_in("train"), out_dir, device=device,
                            progress=progress)
 
