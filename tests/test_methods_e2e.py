@@ -107,12 +107,21 @@ def test_ssd_corrects_a_backdoor_and_is_rejected_on_interclass_confusion(service
     swap = flagged_subset(get_dataset({"name": "digits-swap", "seed": 0}), 0.25)
     confused = _wait(service, _submit(service, {"model": "digits-swap", "kind": "corrective",
                                                 "scope": {"type": "samples", "sample_ids": swap}}))
-    assert confused["status"] == "needs_review" and "verifier" in confused["reason"]
+    ssd, retrain = confused["attempts"]
+    assert (ssd["method"], ssd["status"]) == ("ssd", "rejected")
+    assert any(r.startswith("interclass_confusion=") for r in ssd["reasons"]), ssd["reasons"]
+    # The chain goes on (no suspected samples to widen to) to the retrain without the flagged quarter. Whether
+    # that retrain also clears the confusion the other three quarters taught is a draw of the model (measured:
+    # 1 in 3 draws at 25% flagged, benchmarks/results/corrective.md): either it is served, or both failures are
+    # kept and the request waits for an operator. Never `rejected` without one.
+    assert retrain["method"] == "retrain"
     versions = service.get("/v1/models/digits-swap/versions").json()
-    # SSD's candidate fails, the chain goes on (no suspected samples to widen to) to the retrain without the
-    # flagged quarter, which keeps the confusion the other three quarters taught: both failures are kept,
-    # neither is served, and the request waits for an operator
-    assert [(v["method"], v["status"]) for v in versions] == [("train", "promoted"), ("ssd", "rejected"),
-                                                              ("retrain", "rejected")]
-    assert [a["method"] for a in confused["attempts"]] == ["ssd", "retrain"]
+    if retrain["verdict"] == "pass":
+        assert confused["status"] == "completed"
+        assert [(v["method"], v["status"]) for v in versions] == [("train", "retired"), ("ssd", "rejected"),
+                                                                  ("retrain", "promoted")]
+    else:
+        assert confused["status"] == "needs_review" and "verifier" in confused["reason"]
+        assert [(v["method"], v["status"]) for v in versions] == [("train", "promoted"), ("ssd", "rejected"),
+                                                                  ("retrain", "rejected")]
     assert "a backdoor they teach may remain" in confused["attempts"][1]["warning"]
