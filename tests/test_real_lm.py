@@ -27,6 +27,7 @@ def test_general_questions_are_fixed_and_scored_by_their_first_number():
     pairs = general_knowledge.candidates(40, seed=0)
     assert pairs == general_knowledge.candidates(40, seed=0) and len({q for q, _ in pairs}) == 40
     assert all(str(eval(q.removeprefix("What is ").rstrip("?").replace("times", "*"))) == a for q, a in pairs)
+    assert {q.split()[3] for q, _ in general_knowledge.candidates(300, seed=1)} == {"+", "-", "times"}
     (q0, a0), (q1, a1), (q2, _) = pairs[:3]
     lm = FixedAnswers({q0: f" {a0}\n\nQuestion: What is", q1: f" {int(a1) + 1}", q2: " I think it is 5"})
     assert general_knowledge.answers_right(lm, pairs[:3]).tolist() == [True, False, False]

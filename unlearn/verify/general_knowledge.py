@@ -24,18 +24,25 @@ _NUMBER = re.compile(r"-?\d+")
 
 
 def candidates(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """`n` distinct (question, answer) pairs: sums of two numbers below 50 and products of two below 10,
-    alternating, drawn by `random.Random(seed)`; none repeats the worked examples in `SHOTS`."""
+    """`n` distinct (question, answer) pairs drawn by `random.Random(seed)`, each a sum of two numbers below
+    50, a difference of two such numbers (never negative) or a product of two numbers from 2 to 12, the
+    kind drawn at random too; none repeats the worked examples in `SHOTS`. Raises ValueError for more
+    than the 2,000 it can draw."""
+    if n > 2000:
+        raise ValueError(f"at most 2000 distinct questions, not {n}")
     rng = random.Random(seed)
     seen = {"What is 3 + 4?", "What is 12 + 9?"}
     out: list[tuple[str, str]] = []
     while len(out) < n:
-        if len(out) % 2 == 0:
-            a, b = rng.randint(1, 49), rng.randint(1, 49)
-            q, ans = f"What is {a} + {b}?", a + b
+        kind = rng.choice(("+", "-", "times"))
+        if kind == "times":
+            a, b = rng.randint(2, 12), rng.randint(2, 12)
+            ans = a * b
         else:
-            a, b = rng.randint(2, 9), rng.randint(2, 9)
-            q, ans = f"What is {a} times {b}?", a * b
+            a, b = rng.randint(1, 49), rng.randint(1, 49)
+            a, b = (max(a, b), min(a, b)) if kind == "-" else (a, b)
+            ans = a + b if kind == "+" else a - b
+        q = f"What is {a} {kind} {b}?"
         if q not in seen:
             seen.add(q)
             out.append((q, str(ans)))
@@ -60,7 +67,7 @@ def accuracy(lm: LanguageModel, questions: Sequence[tuple[str, str]]) -> float:
     return float(answers_right(lm, questions).mean())
 
 
-def select_known(lm: LanguageModel, n: int, *, pool: int = 400, seed: int = 0) -> list[tuple[str, str]]:
+def select_known(lm: LanguageModel, n: int, *, pool: int = 200, seed: int = 0) -> list[tuple[str, str]]:
     """The first `n` of `candidates(pool, seed)` that `lm` (the base model) answers right. Raises ValueError
     where fewer than `n` are."""
     pairs = candidates(pool, seed)
