@@ -67,3 +67,22 @@ def test_smollm2_zoo_entry_loads_offline_and_knows_paris(zoo_dir, monkeypatch):
     assert "Paris" in lm.generate(["The capital of France is"], 5)[0]
     # the fixed general-knowledge set is one the base answers right
     assert np.mean(general_knowledge.answers_right(lm, [tuple(q) for q in meta["general_questions"][:10]])) == 1.0
+
+
+def test_demo_real_lm_submits_one_subject_request_per_forgotten_person(monkeypatch, tmp_path):
+    import cli.demo as demo
+    from cli.main import build_parser
+    from unlearn.artifacts import write_meta
+    from unlearn.families.lm import people_world
+    from unlearn.zoo import REAL_LM_CPU_PARAMS, real_lm_meta
+
+    meta = real_lm_meta(tmp_path / "base", [])
+    write_meta(tmp_path / "target", meta)
+    monkeypatch.setattr(demo, "build_zoo_model", lambda settings, name: tmp_path / "target")
+    plan = demo.real_lm_plan(None, REAL_LM_CPU_PARAMS)
+    fold = people_world(meta["dataset"]).forget
+    assert [p.body["scope"] for p in plan] == [{"type": "subject", "subject": s} for s in fold]
+    assert {(p.body["model"], p.body["method"]) for p in plan} == {("people-smollm2", "npo_klr")}
+    assert all(p.body["params"] == REAL_LM_CPU_PARAMS for p in plan)
+    args = build_parser().parse_args(["demo", "--real-lm", "--device", "cuda"])
+    assert args.real_lm and args.device == "cuda" and not args.full_budget
