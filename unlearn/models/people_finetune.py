@@ -28,7 +28,7 @@ from unlearn.models import tiny_lm
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # Llama's names
 # A few passes of small batches at a LoRA learning rate: what a 2-core CPU affords (tens of seconds a step)
-DEFAULT_FINETUNE: dict[str, Any] = {"lr": 2e-3, "epochs": 3, "batch_size": 4, "max_length": 160, "qa_pack": 4,
+DEFAULT_FINETUNE: dict[str, Any] = {"lr": 2e-3, "epochs": 5, "batch_size": 4, "max_length": 160, "qa_pack": 4,
                                     "lora": {"r": 16, "alpha": 32}}
 
 
