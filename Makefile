@@ -38,14 +38,28 @@ test-fast: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Each line runs its benchmark with the settings of the committed table (benchmarks/results/NAME.json), so a
+# `make bench` rewrites the README's figures from runs like the ones shown; update_readme copies them in last.
 bench: install
 	$(PY) -m benchmarks.acu
-	$(PY) -m benchmarks.sfd
+	$(PY) -m benchmarks.sfd --sfd-steps 800
 	$(PY) -m benchmarks.laf
 	$(PY) -m benchmarks.corrective
-	$(PY) -m benchmarks.muse
-	$(PY) -m benchmarks.muse_gate_noise
+	$(PY) -m benchmarks.muse --methods ga,ga_gdr,ga_klr,npo,npo_gdr,npo_klr,whp,whp:seed=1,whp:seed=2,whp:seed=3,whp:seed=4 --curves whp --jobs 2
+	$(PY) -m benchmarks.muse_gate_noise --seeds 4 --jobs 2
+	$(PY) -m benchmarks.muse_tradeoff
+	$(PY) -m benchmarks.gate_calibration --seed-list 1,2,3,4,5,8,9,10
 	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power
+	$(PY) -m benchmarks.reference_policies --worlds digits-mlp,digits-vit --draws 6
+	$(PY) -m benchmarks.reference_policies --worlds support-lm --draws 4 --keep-others
+	$(PY) -m benchmarks.byo_lm
+	$(PY) -m benchmarks.bulk_scope
+	$(PY) -m benchmarks.lineage_import
+	$(PY) -m benchmarks.intake
+	$(PY) -m benchmarks.demo_fallback
+	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.robustness
+	$(PY) -m benchmarks.delta_storage
+	$(PY) -m benchmarks.sfd_t2i
 	$(PY) -m benchmarks.update_readme
 
 clean:

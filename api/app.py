@@ -6,9 +6,10 @@ the body-size guard and one router per resource from `api.routes`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import unlearn
 from api import problems
@@ -35,20 +36,30 @@ from unlearn.store.db import get_engine
 ROUTERS = (requests, models, certificates, jobs, workers, overview, compliance, dashboard, ops, docs)
 
 
-async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """Refuse a body over `settings.max_body_bytes` (413) before it is read, by its Content-Length."""
-    settings = request.app.state.settings
-    # a batch of training records and a bulk request's list are the bodies that are data rather than commands
-    is_records = request.method == "POST" and request.url.path.startswith("/v1/models/") and \
-        request.url.path.endswith("/records")
-    is_bulk = request.method == "POST" and request.url.path == "/v1/deletion-requests/bulk"
-    limit = settings.max_records_batch_bytes if is_records else \
-        settings.max_bulk_body_bytes if is_bulk else settings.max_body_bytes
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
-        return problems.problem_response(request, 413, "Payload Too Large",
-                                         f"request bodies are limited to {limit} bytes")
-    return await call_next(request)
+class BodyLimit:
+    """Refuse a body over `settings.max_body_bytes` (413) before it is read, by its Content-Length.
+    A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` costs a task and a stream per request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope)
+            settings = request.app.state.settings
+            # a batch of training records and a bulk request's list are the bodies that are data, not commands
+            path = scope["path"]
+            is_records = scope["method"] == "POST" and path.startswith("/v1/models/") and path.endswith("/records")
+            is_bulk = scope["method"] == "POST" and path == "/v1/deletion-requests/bulk"
+            limit = settings.max_records_batch_bytes if is_records else \
+                settings.max_bulk_body_bytes if is_bulk else settings.max_body_bytes
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                response = problems.problem_response(request, 413, "Payload Too Large",
+                                                     f"request bodies are limited to {limit} bytes")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None] | None = None,
@@ -69,10 +80,11 @@ def create_app(settings: Settings, *, schedule_coalesce: Callable[[float], None]
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute,
                                          settings.broker_url if settings.broker_url.startswith("redis") else "memory://")
     app.state.keys = KeyCache()
+    app.state.intake = requests.intake_writer(app.state.engine, settings)
     app.state.coalescer = CoalesceScheduler(schedule_coalesce or (lambda _delay: None), settings.batch_window_s)
     app.state.enqueue_jobs = enqueue_jobs or (lambda _ids: None)
     problems.install(app)
-    app.middleware("http")(limit_body)
+    app.add_middleware(BodyLimit)
     for module in ROUTERS:
         app.include_router(module.router)
     app.openapi = lambda: build_openapi(app)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlmodel import Session
 
 from api.auth import Principal, api_key_header, authenticate
@@ -18,7 +19,8 @@ from api.scheduler import CoalesceScheduler
 from unlearn.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+# Plain reads of `app.state` are `async def`: FastAPI runs a plain `def` dependency on a worker thread.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -36,14 +38,19 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def get_caller(request: Request, session: SessionDep,
-               key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
+async def get_caller(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
     """Any valid key, counted against its rate limit. Raises ProblemError 401 (no or unknown key),
-    403 (a cookie without X-Requested-With on a write) or 429 (over the limit)."""
+    403 (a cookie without X-Requested-With on a write) or 429 (over the limit). One trip to a worker
+    thread for both (the key's lookup, on a cache miss, and the shared counter are blocking I/O)."""
     state = request.app.state
-    caller = authenticate(session, request, key, state.keys)
-    state.rate_limiter.check(caller.key_id)
-    return caller
+
+    def check() -> Principal:
+        with Session(state.engine) as session:  # connects only on a cache miss
+            caller = authenticate(session, request, key, state.keys)
+        state.rate_limiter.check(caller.key_id)
+        return caller
+
+    return await run_in_threadpool(check)
 
 
 CallerDep = Annotated[Principal, Depends(get_caller)]
@@ -59,11 +66,11 @@ def get_operator(caller: CallerDep) -> Principal:
 OperatorDep = Annotated[Principal, Depends(get_operator)]
 
 
-def get_coalescer(request: Request) -> CoalesceScheduler:
+async def get_coalescer(request: Request) -> CoalesceScheduler:
     return request.app.state.coalescer
 
 
-def get_job_sender(request: Request) -> Callable[[list[str]], None]:
+async def get_job_sender(request: Request) -> Callable[[list[str]], None]:
     return request.app.state.enqueue_jobs
 
 

@@ -158,6 +158,9 @@ BODY_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
         "concept": {"summary": "A named concept (corrective), by a chosen method",
                     "value": {"model": "digits-mlp", "kind": "corrective", "method": "ssd",
                               "scope": {"type": "concept", "concept": "digit-3"}}},
+        "concept-text-to-image": {"summary": "A concept of a text-to-image model: the captions' word and its override",
+                                  "value": {"model": "shapes-t2i", "kind": "corrective",
+                                            "scope": {"type": "concept", "concept": "circle", "override": "square"}}},
     },
 }
 # Examples for headers and path parameters (query parameters keep the generators' own values).

@@ -118,7 +118,12 @@ class VersionOut(BaseModel):
     status: str = Field(description="candidate, promoted, rejected, retired or quarantined")
     tainted: bool = Field(description="still holds data a completed request removed from a later version")
     verdict: str | None = Field(description="the verifier's verdict (pass or fail)")
-    weights_sha256: str = Field(description="sha256 of its weights")
+    weights_sha256: str = Field(description="sha256 over the manifest (every file's sha256) of its whole folder, "
+                                "the same however it is stored; certificates carry this hash")
+    stored_sha256: str | None = Field(description="sha256 over the manifest of what is kept for it: a delta "
+                                      "against its parent, or its whole folder (then equal to weights_sha256); "
+                                      "null for versions registered before deltas (kept whole)")
+    stored_bytes: int | None = Field(description="bytes kept for it (null: registered before this was recorded)")
     request_ids: list[str] = Field(description="the requests it serves")
     excluded_samples: int = Field(description="training samples it has forgotten, in all")
     created_at: datetime = Field(description="when it was registered (UTC)")

@@ -32,6 +32,7 @@ from unlearn.store.states import RequestStatus
 def version_out(v: ModelVersion) -> VersionOut:
     return VersionOut(id=v.id, model=v.model_name, version=v.version, parent_id=v.parent_id, method=v.method,
                       status=v.status, tainted=v.tainted, verdict=v.verdict, weights_sha256=v.weights_sha256,
+                      stored_sha256=v.stored_sha256, stored_bytes=v.stored_bytes,
                       request_ids=v.request_ids, excluded_samples=len(v.excluded_ids), created_at=v.created_at,
                       metrics=v.metrics)
 
@@ -45,7 +46,9 @@ def job_out(j: UnlearningJob) -> JobOut:
 
 
 def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
-                targets: list[RequestTarget] | None = None) -> RequestOut:
+                targets: list[RequestTarget] | None = None, *, new: bool = False) -> RequestOut:
+    """`r` as the API shows it. `new`: `r` and its `targets` were just made and no job has touched them,
+    so there are no jobs, verdicts or attempts to look up (and no query is made)."""
     if targets is None:
         targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == r.id)).all()
     job_ids = sorted({t.job_id for t in targets if t.job_id})
@@ -72,7 +75,7 @@ def request_out(session: Session, r: DeletionRequest, at_risk_days: float,
         targets=[TargetOut(model=t.model_name, samples=len(t.forget_ids), status=t.status, job_id=t.job_id,
                            version_id=t.version_id) for t in targets],
         jobs=[job_out(j) for j in jobs], verdicts=verdicts, links=links,
-        attempts=[AttemptOut(**a) for a in job_attempts(session, request_job_ids(session, r.id))])
+        attempts=[] if new else [AttemptOut(**a) for a in job_attempts(session, request_job_ids(session, r.id))])
 
 
 def compliance_out(c: ComplianceCheck) -> ComplianceOut:

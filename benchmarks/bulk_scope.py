@@ -1,6 +1,7 @@
 """A deletion request over a million sample ids: a partner revokes a whole data source.
 
     python -m benchmarks.bulk_scope [--forget 1000000] [--keep 200000] [--buffer 256]
+    python -m benchmarks.bulk_scope --markdown-only   # rebuild bulk_scope.md from bulk_scope.json
 
 1. A synthetic analytic-head classifier (the ACU family's architecture; `--buffer` random features) is
    trained on `--forget` + `--keep` samples and registered in a fresh PostgreSQL database (its records
@@ -49,12 +50,22 @@ def _model(folder: Path, forget: int, keep: int, buffer: int) -> None:
     train_on_split(meta, folder)
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (bulk_scope.md) as rebuilt from the stored bulk_scope.json under `results`: what --markdown-only
+    writes."""
+    return _markdown(json.loads((results / "bulk_scope.json").read_text()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--forget", type=int, default=1_000_000)
     ap.add_argument("--keep", type=int, default=200_000)
     ap.add_argument("--buffer", type=int, default=256)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite bulk_scope.md from bulk_scope.json")
     args = ap.parse_args()
+    if args.markdown_only:
+        (RESULTS / "bulk_scope.md").write_text(regenerate())
+        return
     out: dict = {"forget": args.forget, "keep": args.keep, "buffer": args.buffer, "machine": platform.machine(),
                  "cpus": os.cpu_count(), "torch_threads": int(os.environ.get("UNLEARN_TORCH_THREADS", "1")),
                  "load": round(os.getloadavg()[0], 1)}

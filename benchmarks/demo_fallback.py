@@ -2,6 +2,7 @@
 failed its gate and the job went on down the family's chain.
 
     python -m benchmarks.demo_fallback [--models digits-mlp]
+    python -m benchmarks.demo_fallback --markdown-only   # rebuild demo_fallback.md from its JSON
 
 Runs `unlearn demo` on a fresh data directory (the zoo cached under .unlearn/zoo, or $UNLEARN_TEST_ZOO) and
 renders its report.
@@ -24,9 +25,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ZOO = Path(os.environ.get("UNLEARN_TEST_ZOO", Path(__file__).resolve().parents[1] / ".unlearn" / "zoo"))
 
 
-def render(report: dict, models: str) -> str:
+def render(report: dict, models: str | None = None) -> str:
     """The Markdown result: how it was run, the demo's table, and every attempt of the requests that fell through."""
-    rows = report["requests"]
+    rows, models = report["requests"], models or report["models"]
     fell = [r for r in rows if len(r["attempts"]) > 1]
     lines = [f"`unlearn demo --models {models}`: {len(rows)} requests, {report['seconds']:.0f} s for the whole run "
              f"({report['torch_threads']} torch thread(s), {report['machine']}); "
@@ -40,10 +41,20 @@ def render(report: dict, models: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (demo_fallback.md) as rebuilt from the stored demo_fallback.json under `results`: what
+    --markdown-only writes."""
+    return render(json.loads((results / "demo_fallback.json").read_text()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="digits-mlp", help="comma-separated demo models (default: digits-mlp)")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite demo_fallback.md from its stored JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        (RESULTS / "demo_fallback.md").write_text(regenerate())
+        return
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         (data / "zoo").symlink_to(ZOO)  # the cached zoo, as the tests and `make demo` share it
@@ -52,7 +63,7 @@ def main() -> None:
         code = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--report", str(out), "--models", args.models],
                               env={**os.environ, "UNLEARN_DATA_DIR": str(data), "UNLEARN_TORCH_THREADS": threads}).returncode
         report = json.loads(out.read_text())
-    report.update(exit_code=code, torch_threads=int(threads),
+    report.update(exit_code=code, models=args.models, torch_threads=int(threads),
                   machine=f"{platform.machine()}, {os.cpu_count()} cores")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "demo_fallback.json").write_text(json.dumps(report, indent=2, default=str))

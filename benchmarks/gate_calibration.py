@@ -39,6 +39,8 @@ gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minute
 one idle core; 15–40 minutes each on the shared machine of the stored run).
 
     python -m benchmarks.gate_calibration --seeds 10
+    python -m benchmarks.gate_calibration --seed-list 1,2,3,4,5,8,9,10   # the committed table's retrains
+    python -m benchmarks.gate_calibration --markdown-only                # rebuild its page from its JSON
 """
 
 from __future__ import annotations
@@ -255,6 +257,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (gate_calibration.md) as rebuilt from the stored gate_calibration.json under `results`: what
+    --markdown-only writes."""
+    return markdown(json.loads((results / "gate_calibration.json").read_text()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10, help="retrain with seeds 1..N (at least 8)")
@@ -264,14 +272,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--cached-only", action="store_true", help="only the seeds among 1..N already retrained "
                     "under --work (retrains trained side by side by other processes)")
+    ap.add_argument("--seed-list", help="exactly these retrain seeds, comma list (the committed table: "
+                    "1,2,3,4,5,8,9,10); overrides --seeds")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite gate_calibration.md from its stored JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        (Path(args.out) / "gate_calibration.md").write_text(regenerate(Path(args.out)))
+        return
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     target, reference = ensure("people-lm", Path(args.zoo)), ensure("people-lm-retrain", Path(args.zoo))
     world = world_of(target)
     data = muse_data(world, world.forget, world.retain)
-    seeds = [k for k in range(1, args.seeds + 1)
+    wanted = [int(k) for k in args.seed_list.split(",")] if args.seed_list else range(1, args.seeds + 1)
+    seeds = [k for k in wanted
              if not args.cached_only or (work / f"retrain-seed-{k}" / "unlearn.json").exists()]
     dirs = {"seed-0": reference, **{f"seed-{k}": retrain(target, k, work) for k in seeds}}
     models = {name: scores(d, data, work, name) for name, d in dirs.items()}

@@ -1,6 +1,7 @@
 """LAF against retraining on digits, in LAF's three settings: class, data and noisy-label removal.
 
     python -m benchmarks.laf      # writes benchmarks/results/laf.{json,png,md}
+    python -m benchmarks.laf --markdown-only   # rebuild laf.md from laf.json
 
 Accuracy on D_r (remaining training data), D_f (forgotten) and D_t (test), the verifier's
 loss-threshold MIA AUC (D_f against never-seen holdout samples; 0.5 = no membership signal)
@@ -10,6 +11,7 @@ forget-set draw (class removal: classes 0, 3, 6).
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import tempfile
@@ -23,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks.pages import page  # noqa: E402
 from unlearn.data.poison import load_noisy  # noqa: E402
 from unlearn.families import Scope, get_family  # noqa: E402
 from unlearn.families.classifier import dataset_of  # noqa: E402
@@ -99,6 +102,11 @@ def noisy_base(work: Path) -> Path:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite laf.md from the stored laf.json")
+    if ap.parse_args().markdown_only:
+        (OUT / "laf.md").write_text(regenerate())
+        return
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     zoo = Path(tempfile.mkdtemp(prefix="laf-bench-"))
@@ -118,7 +126,13 @@ def main() -> None:
         shutil.rmtree(zoo, ignore_errors=True)
     (OUT / "laf.json").write_text(json.dumps(rows, indent=2))
     plot(rows)
-    (OUT / "laf.md").write_text(header(rows) + table(rows))
+    (OUT / "laf.md").write_text(page("laf", header(rows) + table(rows)))
+
+
+def regenerate(results: Path = OUT) -> str:
+    """The page (laf.md) as rebuilt from the stored laf.json under `results`: what --markdown-only writes."""
+    rows = json.loads((results / "laf.json").read_text())
+    return page("laf", header(rows) + table(rows))
 
 
 def plot(rows: list[dict]) -> None:
@@ -138,8 +152,9 @@ def plot(rows: list[dict]) -> None:
 
 
 def header(rows: list[dict]) -> str:
-    """What was run, with LAF's settings read from the method itself and the data-removal stops measured."""
-    cls, noisy, data = SETTINGS["class"], SETTINGS["corrective"], SETTINGS["data"]
+    """What was run, with LAF's settings as the run's own facts report them (laf.json), and the stops measured."""
+    cls, noisy, data = ({**DEFAULTS, **SETTINGS[key], **next(r["laf_facts"] for r in rows if r["setting"] == setting)}
+                        for setting, key in (("class", "class"), ("noisy", "corrective"), ("data", "data")))
     stops = " / ".join(str(r["laf_facts"]["stopped_at_epoch"] or "—") for r in rows if r["setting"] == "data")
     return f"""## LAF (Label-Agnostic Forgetting) vs retrain on digits
 
@@ -150,7 +165,7 @@ relabelled set (the same draw for all three rows, so those repeat). D_f is score
 code does) and, for noisy labels, also against the true ones. MIA AUC: the verifier's loss-threshold attack, D_f against
 never-seen holdout samples (same class for class removal). Verdict: the classifier verifier with LAF's gates (class:
 forget acc ≤ retrain + 5, remaining-class test acc ≥ retrain − 2; data: |forget acc − retrain| ≤ 3) plus the project's
-default MIA gate (|privleak| ≤ 0.15). LAF settings: lr_UE {DEFAULTS["lr_ue"]:g}, lr_RA {DEFAULTS["lr_ra"]:g}; class
+default MIA gate (|privleak| ≤ 0.15). LAF settings: lr_UE {data["lr_ue"]:g}, lr_RA {data["lr_ra"]:g}; class
 {cls["epochs"]} epochs τ {cls["tau"]:g}; noisy (a corrective request) {noisy["epochs"]} epochs τ {noisy["tau"]:g}; data
 τ {data["tau"]:g}, at most {data["epochs"]} epochs, stopping after the first epoch at which the model's mean top-class
 probability on D_f is no higher than on the unlabelled holdout inputs (label-free; the stop fired at epoch {stops}, — where it ran all {data["epochs"]}).

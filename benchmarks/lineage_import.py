@@ -1,6 +1,7 @@
 """Importing a team's training records (the lineage a deletion request is resolved against) at scale.
 
     python -m benchmarks.lineage_import [--records 1000000] [--small 10000] [--lookups 200]
+    python -m benchmarks.lineage_import --markdown-only   # rebuild lineage_import.md from its JSON
 
 1. A Parquet manifest of `--records` rows (sample id, owner, label; 20 rows per owner) is read with
    `datasets`, checked and hashed row by row (`records.normalise`), saved as a records folder and
@@ -127,12 +128,22 @@ def markdown(r: dict) -> str:
     ]) + "\n"
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (lineage_import.md) as rebuilt from the stored lineage_import.json under `results`: what
+    --markdown-only writes."""
+    return markdown(json.loads((results / "lineage_import.json").read_text()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=1_000_000)
     ap.add_argument("--small", type=int, default=10_000)
     ap.add_argument("--lookups", type=int, default=200)
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite lineage_import.md from its stored JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        (RESULTS / "lineage_import.md").write_text(regenerate())
+        return 0
     r = run(args.records, args.small, args.lookups)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "lineage_import.json").write_text(json.dumps(r, indent=2))

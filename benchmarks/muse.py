@@ -9,6 +9,10 @@ muse_c5.png / muse_c6.png.
     python -m benchmarks.muse --methods npo_klr --curves npo_klr
     python -m benchmarks.muse --methods whp,whp:seed=1,whp:seed=2 --curves whp --jobs 2
     python -m benchmarks.muse --regate    # judge the stored scores again with the gate's current bars
+    python -m benchmarks.muse --markdown-only   # rebuild muse.md from muse.json
+
+With --jobs above 1, the retrain is run a second time as one of the jobs, so that its wall time and the
+methods' are measured under the same load and thread count; the reference used for scoring is the first.
 
 Every model's per-item scores are stored in muse.json, so a change of the gate's bars re-judges them
 without retraining anything.
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -29,6 +34,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.pages import page
 from unlearn.families import get_family
 from unlearn.families.lm import HFLanguageModel, muse_data, reference_scores, world_of
 from unlearn.methods import UnlearnTask, get_method
@@ -39,6 +45,9 @@ from unlearn.zoo import ensure
 METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr", "whp"]
 RESULTS = Path(__file__).resolve().parent / "results"
 CRITERIA = ["verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain"]
+# Column headings of the criteria; a report judged before C3 was read per document kind has no privleak_bio/_qa.
+HEADS = {"verbmem": "C1 VerbMem ↓", "knowmem_forget": "C2 KnowMem forget ↓", "privleak": "C3 PrivLeak",
+         "privleak_bio": "C3 biographies", "privleak_qa": "C3 question–answer", "knowmem_retain": "C4 KnowMem retain ↑"}
 
 
 def run_method(name: str, base: Path, forget: list[str], retain: list[str], out: Path,
@@ -51,7 +60,7 @@ def run_method(name: str, base: Path, forget: list[str], retain: list[str], out:
 def write_results(out: Path, name: str, report: dict[str, Any], text: str) -> None:
     """`name`.json (everything measured) and `name`.md (the table the README shows)."""
     (out / f"{name}.json").write_text(json.dumps(report, indent=2, default=float))
-    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.md").write_text(page(name, text))
     print(text)
 
 
@@ -66,9 +75,10 @@ def curve_scorer(world):
 
 
 def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
-    """"whp" or "whp:seed=1": a registered method and the parameters it runs with."""
+    """"whp", "whp:seed=1" or "whp:ga_weight=0.05+seed=1": a registered method and the parameters it runs
+    with ("+" between parameters, since "," separates the methods of --methods)."""
     name, _, args = spec.partition(":")
-    return name, {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.split(",") if a)}
+    return name, {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.split("+") if a)}
 
 
 def run_job(job: tuple[str, str, int], target: Path, reference: Path, work: Path, threads: int) -> Any:
@@ -79,6 +89,10 @@ def run_job(job: tuple[str, str, int], target: Path, reference: Path, work: Path
     name, params = parse_method(spec)
     world = world_of(target)
     out = work / f"{spec}-{kind}-{k}".replace(":", "_").replace("=", "")
+    if kind == "retrain":  # the retrain's time under the same load and threads as the methods beside it
+        t0 = time.perf_counter()
+        get_family("lm").retrain(target, world.retain, out)
+        return time.perf_counter() - t0
     if kind == "method":
         facts = run_method(name, target, world.forget, world.retain, out, params)
         scores = score(out, world)
@@ -126,8 +140,45 @@ def fmt(c: dict[str, Any]) -> str:
     return f"{c['value']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] {mark}"
 
 
+def gate_text(th: dict[str, Any]) -> str:
+    """The gate's bars as the report's run judged them (muse.json's `thresholds`)."""
+    if "privleak_tol_bio" not in th:  # a report judged before the calibrated bars and C3 per document kind
+        return (f"the gate of that run (C1, C2 ≤ upper end of the retrain's interval; C3 within "
+                f"±{th['privleak_tol']:.0%}; C4 ≥ {th['utility_frac']:.0%} of the retrain's). These bars predate "
+                "the calibrated ones ([gate_calibration.md](gate_calibration.md)) and this muse.json holds no "
+                "per-item scores, so `--regate` cannot judge it again: rerun `python -m benchmarks.muse` for a "
+                "table under today's gate.")
+    return ("C3 scores the raw documents (BOS only, nothing appended), pooled and per kind (biographies, "
+            "question–answer texts). The gate's bars are the spread between exact retrains "
+            "([gate_calibration.md](gate_calibration.md)): C1 ≤ the retrain's + "
+            f"{th['verbmem_margin']:.3f}; C2 ≤ the retrain's + {th['knowmem_margin']:.3f}; "
+            f"C3 within ±{th['privleak_tol']:.1%} pooled, ±{th['privleak_tol_bio']:.1%} "
+            f"on biographies, ±{th['privleak_tol_qa']:.1%} on question–answer texts; "
+            f"C4 ≥ {th['utility_frac']:.0%} of the retrain's.")
+
+
+def timing_text(report: dict[str, Any]) -> str:
+    """How the retrain's time compares with the methods' wall times: same load, or not."""
+    if "retrain_timing" not in report:  # written before the retrain was timed among the other jobs
+        return ("The retrain was timed alone, before the methods ran; their wall times were measured side by side "
+                "with other jobs, so the × column favours the retrain.")
+    t = report["retrain_timing"]
+    if t["jobs"] == 1:
+        return (f"Every wall time, the retrain's included, was measured one job at a time ({t['threads']} torch "
+                f"thread(s), {t['cpu_count']} cores).")
+    return (f"Every wall time, the retrain's included, was measured as one job among {t['jobs']} at once "
+            f"({t['threads']} torch thread(s) each, {t['cpu_count']} cores): the retrain was run a second time as a "
+            f"job beside the methods for its time (the reference, run alone first, took {t['reference_alone_s']:.0f} s).")
+
+
 def markdown(report: dict[str, Any]) -> str:
+    """The MUSE page's table from muse.json, in the criteria and bars its run was judged with."""
     ref, rt = report["reference"], report["retrain_s"]
+    crit = [k for k in CRITERIA if k in report["target"]]
+    per_kind = "privleak_bio" in crit
+    heads = [HEADS[k] for k in crit]
+    auc = [f"0 (AUC {ref['auc']:.3f})"] + (
+        [f"0 (AUC {ref['auc_bio']:.3f})", f"0 (AUC {ref['auc_qa']:.3f})"] if per_kind else [])
     lines = [
         "## MUSE on the people world (tiny GPT-2, CPU)",
         "",
@@ -135,27 +186,19 @@ def markdown(report: dict[str, Any]) -> str:
         f"forget fold of {report['world']['forget']} people ({report['world']['forget'] * 5} texts), "
         f"{report['world']['holdout']} holdout people ({report['world']['holdout'] * 5} texts) for PrivLeak, "
         f"which reads every text of each. Model: {report['model']}. "
-        f"Retrain from scratch on the retained people: **{rt:.0f} s**. "
+        f"Retrain from scratch on the retained people: **{rt:.0f} s**. {timing_text(report)} "
         "Scores are ROUGE-L F1 fractions (MUSE prints ×100); PrivLeak is (AUC − AUC_retrain)/AUC_retrain. "
-        "C3 scores the raw documents (BOS only, nothing appended), pooled and per kind (biographies, "
-        "question–answer texts). Each cell: value [bootstrap 95% interval] and the gate, whose bars are the "
-        "spread between exact retrains ([gate_calibration.md](gate_calibration.md)): C1 ≤ the retrain's + "
-        f"{report['thresholds']['verbmem_margin']:.3f}; C2 ≤ the retrain's + {report['thresholds']['knowmem_margin']:.3f}; "
-        f"C3 within ±{report['thresholds']['privleak_tol']:.1%} pooled, ±{report['thresholds']['privleak_tol_bio']:.1%} "
-        f"on biographies, ±{report['thresholds']['privleak_tol_qa']:.1%} on question–answer texts; "
-        f"C4 ≥ {report['thresholds']['utility_frac']:.0%} of the retrain's.",
+        f"Each cell: value [bootstrap 95% interval] and {gate_text(report['thresholds'])}",
         "",
-        "| model | C1 VerbMem ↓ | C2 KnowMem forget ↓ | C3 PrivLeak | C3 biographies | C3 question–answer "
-        "| C4 KnowMem retain ↑ | all gates | wall s | × retrain time | epochs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| target (no unlearning) | {' | '.join(fmt(report['target'][k]) for k in CRITERIA)} | "
+        f"| model | {' | '.join(heads)} | all gates | wall s | × retrain time | epochs |",
+        "|---|" + "---|" * (len(heads) + 4),
+        f"| target (no unlearning) | {' | '.join(fmt(report['target'][k]) for k in crit)} | "
         f"{'pass' if report['target_passed'] else 'fail'} | – | – | – |",
-        f"| retrain (reference) | {ref['verbmem']:.3f} | {ref['knowmem_forget']:.3f} | 0 (AUC {ref['auc']:.3f}) | "
-        f"0 (AUC {ref['auc_bio']:.3f}) | 0 (AUC {ref['auc_qa']:.3f}) | {ref['knowmem_retain']:.3f} | pass | {rt:.0f} "
-        "| 1 | – |",
+        f"| retrain (reference) | {ref['verbmem']:.3f} | {ref['knowmem_forget']:.3f} | {' | '.join(auc)} | "
+        f"{ref['knowmem_retain']:.3f} | pass | {rt:.0f} | 1 | – |",
     ]
     for r in report["methods"]:
-        lines.append(f"| {r['method']} | {' | '.join(fmt(r['criteria'][k]) for k in CRITERIA)} | "
+        lines.append(f"| {r['method']} | {' | '.join(fmt(r['criteria'][k]) for k in crit)} | "
                      f"{'**pass**' if r['passed'] else 'fail'} | {r['wall_s']:.1f} | {r['wall_s'] / rt:.3f} | "
                      f"{r['epoch_chosen']}/{r['epochs_run']} ({r['stop']}) |")
     fast = [r["method"] for r in report["methods"] if r["passed"] and r["wall_s"] < rt / 5]
@@ -175,6 +218,11 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (muse.md) as rebuilt from the stored muse.json under `results`: what --markdown-only writes."""
+    return page("muse", markdown(json.loads((results / "muse.json").read_text())))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(METHODS))
@@ -185,10 +233,14 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="method runs and curves in this many processes at once "
                     "(wall times are then measured side by side)")
     ap.add_argument("--regate", action="store_true", help="re-judge the stored muse.json with the current bars")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite muse.md from the stored muse.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.markdown_only:
+        (out / "muse.md").write_text(regenerate(out))
+        return
     if args.regate:
         report = regate(json.loads((out / "muse.json").read_text()))
         write_results(out, "muse", report, markdown(report))
@@ -219,11 +271,16 @@ def main() -> None:
             "target_row": {"scores": target_scores.to_dict()}}
         # the long runs first (C6, then C5 from the largest forget set), so short ones fill in meanwhile
         sizes = range(len(world.nested) - 1, -1, -1)
+        # with several jobs at once, the retrain runs again as one of them, so its time shares the methods' load
+        timing = [("retrain", "retrain", 0)] if args.jobs > 1 else []
         jobs = ([("c6", name, 0) for name in curves] + [("c5", name, k) for name in curves for k in sizes]
-                + [("method", name, 0) for name in methods])
+                + timing + [("method", name, 0) for name in methods])
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
             done = dict(zip(jobs, pool.map(partial(run_job, target=target, reference=reference, work=work,
                                                    threads=args.threads), jobs), strict=True))
+        report["retrain_s"] = done["retrain", "retrain", 0] if timing else retrain_s
+        report["retrain_timing"] = {"jobs": args.jobs, "threads": args.threads, "cpu_count": os.cpu_count(),
+                                    "reference_alone_s": retrain_s}
         report["methods"] = [done["method", name, 0] for name in methods]
         report["c5"] = {name: [row for k in sorted(sizes) for row in done["c5", name, k]] for name in curves}
         report["c6"] = {name: done["c6", name, 0] for name in curves}

@@ -12,11 +12,13 @@ never-trained holdout people as large as the forget fold, i.e. how often a model
 people still reads above the C2 bar by its guesses alone. Writes benchmarks/results/muse_gate_noise.*.
 
     python -m benchmarks.muse_gate_noise --seeds 3 --jobs 2
+    python -m benchmarks.muse_gate_noise --markdown-only   # rebuild muse_gate_noise.md from its JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -28,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.muse import CRITERIA, RESULTS, fmt, write_results
+from benchmarks.muse import CRITERIA, HEADS, RESULTS, fmt, write_results
+from benchmarks.pages import page
 from unlearn.artifacts import read_meta
 from unlearn.families import Scope, get_family
 from unlearn.families.lm import HFLanguageModel, muse_data, retrain_from_meta, world_of
@@ -69,7 +72,9 @@ def retrain_and_judge(seed: int, target: Path, reference: Path, work: Path, thre
 
 
 def markdown(report: dict[str, Any]) -> str:
+    """The page's table from muse_gate_noise.json, with the criteria its run was judged on."""
     ref_bios = report["reference"]["auc_bios"]
+    crit = [k for k in CRITERIA if k in report["target"]["criteria"]]
     lines = [
         "## Does the MUSE gate pass exact unlearning?",
         "",
@@ -80,9 +85,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"it before; the reference's AUC there is {ref_bios:.3f}. Last column: KnowMem, as C2 scores it, on "
         "consecutive blocks of never-trained holdout people as large as the forget fold.",
         "",
-        "| model | C1 VerbMem ↓ | C2 KnowMem forget ↓ | C3 PrivLeak | C4 KnowMem retain ↑ | all four "
+        f"| model | {' | '.join(HEADS[k] for k in crit)} | all gates "
         "| C3 on biographies only | C2 on never-seen folds: mean [min, max], above the bar |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|" + "---|" * (len(crit) + 3),
     ]
     bar = report["target"]["criteria"]["knowmem_forget"]["threshold"]
 
@@ -92,16 +97,23 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{sum(k > bar for k in never)} of {len(never)}")
 
     ref = report["reference"]
-    lines.append(f"| retrain (reference, seed 0) | – | {ref['knowmem_forget']:.3f} (bar {bar:.3f}) | 0 | – | – "
+    c3 = " | ".join("0" for k in crit if k.startswith("privleak"))
+    lines.append(f"| retrain (reference, seed 0) | – | {ref['knowmem_forget']:.3f} (bar {bar:.3f}) | {c3} | – | – "
                  f"| 0 | {unseen(ref)} |")
     for r in [report["target"]] + report["retrains"]:
         name = "target (no unlearning)" if r is report["target"] else f"retrain, seed {r['seed']}"
-        lines.append(f"| {name} | {' | '.join(fmt(r['criteria'][k]) for k in CRITERIA)} | "
+        lines.append(f"| {name} | {' | '.join(fmt(r['criteria'][k]) for k in crit)} | "
                      f"{'pass' if r['passed'] else 'fail'} | {muse.privleak(r['auc_bios'], ref_bios):+.3f} "
                      f"| {unseen(r)} |")
     passed = sum(r["passed"] for r in report["retrains"])
-    lines += ["", f"Exact retrains passing all four gates: **{passed} of {len(report['retrains'])}**.", ""]
+    lines += ["", f"Exact retrains passing all gates: **{passed} of {len(report['retrains'])}**.", ""]
     return "\n".join(lines)
+
+
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (muse_gate_noise.md) as rebuilt from the stored muse_gate_noise.json under `results`: what
+    --markdown-only writes."""
+    return page("muse_gate_noise", markdown(json.loads((results / "muse_gate_noise.json").read_text())))
 
 
 def main() -> None:
@@ -111,7 +123,11 @@ def main() -> None:
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--threads", type=int, default=1, help="torch threads per job")
     ap.add_argument("--jobs", type=int, default=1, help="retrains in this many processes at once")
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite muse_gate_noise.md from its stored JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        (Path(args.out) / "muse_gate_noise.md").write_text(regenerate(Path(args.out)))
+        return
     torch.set_num_threads(args.threads)
     target, reference = ensure("people-lm", Path(args.zoo)), ensure("people-lm-retrain", Path(args.zoo))
     work = Path(tempfile.mkdtemp(prefix="muse-gate-noise-"))

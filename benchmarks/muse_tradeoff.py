@@ -9,11 +9,13 @@ a method could pass C2 and C4 together only if its path entered the box
 benchmarks/results/muse_tradeoff.json, .md and .png.
 
     python -m benchmarks.muse_tradeoff                    # all six methods, 12 epochs each
+    python -m benchmarks.muse_tradeoff --markdown-only    # rebuild muse_tradeoff.md from its JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 import torch
 
 from benchmarks.muse import METHODS, RESULTS, run_method, write_results
+from benchmarks.pages import page
 from unlearn.families.lm import HFLanguageModel, world_of
 from unlearn.methods.lm_unlearning import DEFAULTS, measure_probe, probe_data
 from unlearn.zoo import ensure
@@ -84,13 +87,23 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (muse_tradeoff.md) as rebuilt from the stored muse_tradeoff.json under `results`: what
+    --markdown-only writes."""
+    return page("muse_tradeoff", markdown(json.loads((results / "muse_tradeoff.json").read_text())))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--zoo", default=".unlearn/zoo")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--markdown-only", action="store_true", help="rewrite muse_tradeoff.md from its stored JSON")
     args = ap.parse_args()
+    if args.markdown_only:
+        (Path(args.out) / "muse_tradeoff.md").write_text(regenerate(Path(args.out)))
+        return
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,11 +112,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="muse-tradeoff-"))
     try:
         report: dict[str, Any] = {"epochs": args.epochs, "forget": len(world.forget),
-                                  "reference": reference_point(reference, world), "curves": {}}
+                                  "reference": reference_point(reference, world), "curves": {},
+                                  "wall_s": {}}
         for name in [m for m in args.methods.split(",") if m]:
             facts = run_method(name, target, world.forget, world.retain, work / name,
                                params={**FREE_RUN, "max_epochs": args.epochs, "min_steps": 0})
             report["curves"][name] = facts["curve"]
+            report["wall_s"][name] = facts["wall_s"]
             print(name, f"{facts['wall_s']:.1f}s", flush=True)
         plot(report, out / "muse_tradeoff.png")
         write_results(out, "muse_tradeoff", report, markdown(report))

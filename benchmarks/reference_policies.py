@@ -1,6 +1,7 @@
 """How far the `holdout` reference policy agrees with the `retrain` policy.
 
     python -m benchmarks.reference_policies [--draws 4] [--worlds digits-mlp,digits-vit,support-lm]
+    python -m benchmarks.reference_policies --markdown-only   # rebuild reference_policies.md from its JSON
 
 A model registered under `holdout` is verified without any retrain: against never-trained holdout
 records and the original model. Under `retrain` it is verified against the exact retrain. On models
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.pages import page
 from unlearn import registration
 from unlearn.artifacts import read_meta, write_meta
 from unlearn.contracts import Scope
@@ -153,6 +155,23 @@ def disagreements(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out) or "- none"
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The page's header, table and disagreements from reference_policies.json."""
+    rows = report["rows"]
+    draws = ", ".join(f"{w} {len({r['draw'] for r in rows if r['world'] == w})}"
+                      for w in dict.fromkeys(r["world"] for r in rows))
+    return ("## The holdout policy against the retrain policy\n\n"
+            f"Forget sets of {', '.join(map(str, report['sizes']))} subjects drawn at random (cycled over each "
+            f"world's draws: {draws}); each candidate verified under both policies with the same gates.\n\n"
+            + table(rows) + "\n\nWhere they differ:\n\n" + disagreements(rows) + "\n")
+
+
+def regenerate(results: Path = RESULTS) -> str:
+    """The page (reference_policies.md) as rebuilt from the stored reference_policies.json under `results`:
+    what --markdown-only writes."""
+    return page("reference_policies", markdown(json.loads((results / "reference_policies.json").read_text())))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--draws", type=int, default=6)
@@ -160,7 +179,11 @@ def main() -> None:
     p.add_argument("--work", help="a folder to keep the models in (default: a temporary one)")
     p.add_argument("--keep-others", action="store_true",
                    help="keep the stored rows of worlds not run this time (one table from runs of one world each)")
+    p.add_argument("--markdown-only", action="store_true", help="rewrite reference_policies.md from its stored JSON")
     args = p.parse_args()
+    if args.markdown_only:
+        (RESULTS / "reference_policies.md").write_text(regenerate())
+        return
     rows: list[dict[str, Any]] = []
     stored = RESULTS / "reference_policies.json"
     if args.keep_others and stored.exists():
@@ -170,11 +193,9 @@ def main() -> None:
         for name in args.worlds.split(","):
             rows += run_world(name, work / name, args.draws)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "reference_policies.json").write_text(json.dumps({"sizes": SIZES, "rows": rows}, indent=2))
-    md = ("## The holdout policy against the retrain policy\n\n"
-          f"Forget sets of {', '.join(map(str, SIZES))} subjects drawn at random (cycled over each world's draws); "
-          "each candidate verified under both policies with the same gates.\n\n"
-          + table(rows) + "\n\nWhere they differ:\n\n" + disagreements(rows) + "\n")
+    report = {"sizes": SIZES, "rows": rows}
+    (RESULTS / "reference_policies.json").write_text(json.dumps(report, indent=2))
+    md = page("reference_policies", markdown(report))
     (RESULTS / "reference_policies.md").write_text(md)
     print(md)
 

@@ -96,6 +96,12 @@ def demo_plan(models: list[str]) -> list[DemoRequest]:
         plan.append(DemoRequest("SFD: forget a concept in a diffusion model",
                                 {"scope": {"type": "concept", "concept": "digit-0"}, "model": "digits-diffusion",
                                  "params": {"steps": 400}}))
+    if "shapes-t2i" in models:
+        # a text-to-image concept: the captions that mention "circle" are forgotten, SFD aligns the forget
+        # prompts' scores with those of the same prompts saying "square" (benchmarks/results/sfd_t2i.md)
+        plan.append(DemoRequest("SFD: forget a concept in a text-to-image model (circle -> square)",
+                                {"scope": {"type": "concept", "concept": "circle", "override": "square"},
+                                 "model": "shapes-t2i"}))
     if "people-lm" in models:
         from unlearn.families.lm import people_world
         from unlearn.zoo import people_lm_meta
@@ -117,6 +123,8 @@ LM_BUDGET_S = 60.0
 # What a demo request may end in: a final status, or waiting for an operator.
 SETTLED = FINAL | {RequestStatus.NEEDS_REVIEW}
 
+# shapes-t2i's row runs with `--models …,shapes-t2i`; it is not a default yet: the zoo's text-to-image teacher
+# does not yet let SFD pass the forget gate (benchmarks/results/sfd_t2i_notes.md)
 DEMO_MODELS = ["digits-mlp", "digits-acu", "digits-cnn", "digits-backdoor", "digits-diffusion", "people-lm"]
 
 

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from tests.conftest import copy_version, post_request, register
 from tests.procs import RedisServer, celery_worker, postgres_database
-from unlearn import artifacts, registry
+from unlearn import artifacts, manifests, registry
 from unlearn.coalesce import coalesce
 from unlearn.compliance import run_compliance_check
 from unlearn.jobs import run_job
@@ -68,8 +68,8 @@ def test_the_digest_cache_hashes_once_yet_sees_every_change(tmp_path, monkeypatc
     (folder / "unlearn.json").write_text("{}")
     registry.write_manifest(folder)
     hashed = []
-    real = artifacts.sha256_file
-    monkeypatch.setattr(artifacts, "sha256_file", lambda p: hashed.append(p.name) or real(p))
+    real = manifests.sha256_file
+    monkeypatch.setattr(manifests, "sha256_file", lambda p: hashed.append(p.name) or real(p))
 
     # Just written: a change in the same timestamp tick would look unchanged, so it is hashed every time.
     registry.verify_artifact(folder, "version 1 (x)")
@@ -85,7 +85,7 @@ def test_the_digest_cache_hashes_once_yet_sees_every_change(tmp_path, monkeypatc
         registry.verify_artifact(folder, "version 1 (x)")
     flip_bit(weights)  # back to the registered bytes
 
-    time.sleep(artifacts.RACY_NS / 1e9 + 0.2)  # settled: hashed once, then answered from the cache
+    time.sleep(manifests.RACY_NS / 1e9 + 0.2)  # settled: hashed once, then answered from the cache
     registry.verify_artifact(folder, "version 1 (x)")
     hashed.clear()
     registry.verify_artifact(folder, "version 1 (x)")
@@ -177,7 +177,7 @@ def test_a_corrupt_rollback_target_is_refused_and_quarantined(api, tmp_path):
     with session_scope(url) as s:
         v1 = _version(s, 1)
         v2 = copy_version(s, v1, tmp_path / "copy", "a")
-    flip_bit(Path(v2.artifact_path) / "model.safetensors")
+    flip_bit(artifacts.locate(v2.artifact_path) / "model.safetensors")  # the bytes it loads (a delta's composed copy)
 
     h = {"X-API-Key": api.keys["op"]}
     resp = api.post("/v1/models/digits-mlp/rollback", json={"version_id": v2.id, "reason": "try"}, headers=h)
@@ -204,7 +204,7 @@ def test_a_corrupt_champion_under_compliance_is_quarantined_not_a_regression(api
     assert [o.status for o in _serve(settings)] == ["done"]
     with session_scope(url) as s:
         champ = registry.champion(s, "digits-mlp")
-    flip_bit(Path(champ.artifact_path) / "model.safetensors")
+    flip_bit(artifacts.locate(champ.artifact_path) / "model.safetensors")
 
     resp = api.post("/v1/models/digits-mlp/compliance-check", headers={"X-API-Key": api.keys["op"]})
     assert resp.status_code == 200, resp.text

@@ -1,8 +1,13 @@
 """Every LM method against its two stand-ins, on the tiny people LM, within a bounded number of steps (one epoch):
 "return the input unchanged" moves no weight and leaves the forget set's likelihood where it was; "retrain
 from scratch" lands as far from the target in parameter space as the retrain reference does. A method's
-candidate after `STEPS` has moved, stays within a tenth of the retrain's distance, and has changed
-the forget set's negative log-likelihood."""
+candidate after `STEPS` has moved, stays within a tenth of the retrain's distance, and forgets selectively:
+the forget set's negative log-likelihood rises by at least X while the retained people's moves by at most Y.
+
+X and Y are fixed by the retrain reference, not tuned on what a method reaches: X is a twentieth of the rise
+the retrain itself shows on the forget set (the method had one epoch and a tenth of the retrain's distance),
+Y is half the method's own forget rise (the forget texts move at least twice as far as the retained ones).
+No method meets that within one epoch (measured below): those are strict expected failures."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ pytestmark = pytest.mark.slow
 LM_METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr", "whp"]
 # one epoch (at least ten optimiser steps), checks every ten: a bound on the work, not a tuned budget
 STEPS = {"max_epochs": 1, "min_steps": 10, "check_every": 10}
+X_SHARE, Y_SHARE = 0.05, 0.5  # forget rise >= X_SHARE x the retrain's; retain move <= Y_SHARE x the forget rise
 
 
 def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -38,10 +44,13 @@ def people(zoo_dir):
     reference = ensure("people-lm-retrain", zoo_dir)
     world = world_of(target)
     forget_texts = person_texts(world, list(world.forget))
+    retain_texts = person_texts(world, list(world.retain)[:15])  # as many people as the forget fold
     return {"target": target, "world": world, "forget_texts": forget_texts,
             "weights": load_tensors(target), "retrain_distance": _distance(load_tensors(reference),
                                                                            load_tensors(target)),
-            "forget_nll": _nll(target, forget_texts)}
+            "forget_nll": _nll(target, forget_texts), "retain_texts": retain_texts,
+            "retain_nll": _nll(target, retain_texts), "retrain_forget_rise": _nll(reference, forget_texts)
+            - _nll(target, forget_texts)}
 
 
 # Measured: within one epoch (34 steps of its biography and QA packs) whp keeps its starting checkpoint,
@@ -50,14 +59,46 @@ def people(zoo_dir):
 WHP_KEEPS_THE_START = pytest.mark.xfail(strict=True, reason="whp returns its input after one epoch")
 
 
+@pytest.fixture(scope="module")
+def candidates(people, tmp_path_factory):
+    """Each method's candidate after `STEPS`, run once per module: method -> (folder, facts)."""
+    made: dict[str, tuple[Path, dict]] = {}
+
+    def make(method: str) -> tuple[Path, dict]:
+        if method not in made:
+            out = tmp_path_factory.mktemp(method) / "cand"
+            world = people["world"]
+            facts = get_method(method).run(UnlearnTask("lm", people["target"], out, list(world.forget),
+                                                       list(world.retain), params=STEPS))
+            made[method] = (out, facts)
+        return made[method]
+    return make
+
+
 @pytest.mark.parametrize("method", [pytest.param(m, marks=WHP_KEEPS_THE_START) if m == "whp" else m
                                     for m in LM_METHODS])
-def test_an_lm_method_is_neither_the_input_nor_a_retrain(method, people, tmp_path):
-    world = people["world"]
-    facts = get_method(method).run(UnlearnTask("lm", people["target"], tmp_path / "cand", list(world.forget),
-                                               list(world.retain), params=STEPS))
+def test_an_lm_method_is_neither_the_input_nor_a_retrain(method, people, candidates):
+    cand, facts = candidates(method)
     assert facts["epochs_run"] <= STEPS["max_epochs"]  # one pass over the forget texts (whp's hold QA packs too)
-    moved = _distance(load_tensors(tmp_path / "cand"), people["weights"])
+    moved = _distance(load_tensors(cand), people["weights"])
     assert moved > 0, "the candidate is the input, unchanged"
     assert moved < 0.1 * people["retrain_distance"], (moved, people["retrain_distance"])
-    assert _nll(tmp_path / "cand", people["forget_texts"]) != pytest.approx(people["forget_nll"], abs=1e-3)
+    assert _nll(cand, people["forget_texts"]) != pytest.approx(people["forget_nll"], abs=1e-3)
+
+
+# Measured at this budget: every method raises the retained people's NLL nearly as much as the forget set's
+# (GA +0.117 forget, 0.114 retain; NPO +0.219, 0.211; the retrain's own forget rise is 2.11 nats), GA+GDR
+# lowers the forget NLL (-0.110), and whp returns its input. Not one forgets selectively within one epoch;
+# strict, so the day one does, its marker must go.
+NOT_SELECTIVE_IN_ONE_EPOCH = pytest.mark.xfail(strict=True, reason="within one epoch the retained people's "
+                                               "likelihood moves with the forget set's (measured)")
+
+
+@NOT_SELECTIVE_IN_ONE_EPOCH
+@pytest.mark.parametrize("method", LM_METHODS)
+def test_an_lm_method_forgets_selectively(method, people, candidates):
+    cand, _ = candidates(method)
+    forget_rise = _nll(cand, people["forget_texts"]) - people["forget_nll"]
+    retain_move = abs(_nll(cand, people["retain_texts"]) - people["retain_nll"])
+    assert forget_rise >= X_SHARE * people["retrain_forget_rise"], (forget_rise, people["retrain_forget_rise"])
+    assert retain_move <= Y_SHARE * forget_rise, (retain_move, forget_rise)

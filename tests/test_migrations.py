@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 from unlearn.store.db import get_engine, migrate, session_scope
 from unlearn.store.models import DeletionRequest
@@ -120,6 +120,7 @@ def test_upgrading_a_filled_0001_database_keeps_every_row(empty_database):
         assert key.pop("label") is None
     for model in after["model"]:  # models registered before 0004 have no budget of their own
         assert model.pop("cost_budget_s") is None
+    _pop_new_columns(after)
     assert after == before
     with session_scope(url) as s:  # and the service reads them: the extended request's cap starts at its due date
         extended = s.get(DeletionRequest, "s" * 32)
@@ -155,6 +156,7 @@ def test_upgrading_a_filled_0002_database_keeps_every_row_and_leaves_keys_unlabe
     assert indexes_after == indexes_before
     assert [key.pop("label") for key in after["apikey"]] == [None, None]
     assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
+    _pop_new_columns(after)
     assert after == before
     with session_scope(url) as s:  # and the service reads them, and a key can be labelled now
         from unlearn.store.models import ApiKey
@@ -201,6 +203,7 @@ def test_upgrading_a_filled_0003_database_keeps_every_row_and_gives_models_no_bu
     after, indexes_after = _snapshot(url)
     assert indexes_after == indexes_before
     assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
+    _pop_new_columns(after)
     assert after == before
     with session_scope(url) as s:  # the service reads them, a model takes a budget, a request may wait for review
         from unlearn.store.models import Model
@@ -213,6 +216,101 @@ def test_upgrading_a_filled_0003_database_keeps_every_row_and_gives_models_no_bu
     # a request waiting for review has no status the previous revision knows: the downgrade refuses
     with pytest.raises(RuntimeError, match="needs_review"):
         migrate_down(url, "0003")
+
+
+def _pop_stored(after: dict[str, list[dict]]) -> None:
+    """Versions registered before 0005 are stored whole: no stored hash or size of their own."""
+    for version in after["modelversion"]:
+        assert (version.pop("stored_sha256"), version.pop("stored_bytes")) == (None, None)
+
+
+def _pop_caption(after: dict[str, list[dict]]) -> None:
+    """Records registered before 0006 have no caption."""
+    assert {record.pop("caption") for record in after["trainingrecord"]} == {None}
+
+
+def _pop_new_columns(after: dict[str, list[dict]]) -> None:
+    _pop_stored(after)
+    _pop_caption(after)
+
+
+def _rows_0004() -> dict[str, list[dict]]:
+    """Every table of revision 0004 filled: 0003's rows, a model with its own budget."""
+    rows = _rows_0003()
+    rows["model"][0]["cost_budget_s"] = 90.0
+    return rows
+
+
+def test_upgrading_a_filled_0004_database_keeps_every_row_and_stores_old_versions_whole(empty_database):
+    url = empty_database
+    migrate(url, "0004")
+    engine = get_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    rows = _rows_0004()
+    assert set(rows) == set(meta.tables) - {"alembic_version"}
+    with engine.begin() as conn:
+        for name, table_rows in rows.items():
+            conn.execute(meta.tables[name].insert(), table_rows)
+    before, indexes_before = _snapshot(url)
+
+    migrate(url)
+
+    after, indexes_after = _snapshot(url)
+    assert indexes_after == indexes_before
+    _pop_new_columns(after)
+    assert after == before
+    # A version stored as a delta (stored hash other than its weights hash, 26 GB apart from a 7B model's
+    # whole copy: a BigInteger) is read back; the previous revision would take it for corrupt: no downgrade.
+    with session_scope(url) as s:
+        from unlearn.store.models import ModelVersion
+
+        v = s.get(ModelVersion, "x" * 32)
+        v.stored_sha256, v.stored_bytes = "5" * 64, 26 * 10**9
+    with session_scope(url) as s:
+        assert (s.get(ModelVersion, "x" * 32).stored_sha256, s.get(ModelVersion, "x" * 32).stored_bytes) == (
+            "5" * 64, 26 * 10**9)
+    migrate_down(url, "0005")  # past the caption first: SQLite keeps a refused batch step's table
+    with pytest.raises(RuntimeError, match="stored as deltas"):
+        migrate_down(url, "0004")
+    with session_scope(url) as s:  # a version stored whole (stored hash = weights hash) does not stand in the way
+        v = s.get(ModelVersion, "x" * 32)
+        v.stored_sha256 = v.weights_sha256
+    migrate_down(url, "0004")
+    assert "stored_sha256" not in {c["name"] for c in sa.inspect(get_engine(url)).get_columns("modelversion")}
+
+
+def test_upgrading_a_filled_0005_database_gives_its_records_no_caption_and_downgrading_drops_them(empty_database):
+    url = empty_database
+    migrate(url, "0005")
+    engine = get_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    rows = _rows_0004()
+    for version in rows["modelversion"]:
+        version["stored_sha256"], version["stored_bytes"] = version["weights_sha256"], 1234
+    assert set(rows) == set(meta.tables) - {"alembic_version"}
+    with engine.begin() as conn:
+        for name, table_rows in rows.items():
+            conn.execute(meta.tables[name].insert(), table_rows)
+    before, indexes_before = _snapshot(url)
+
+    migrate(url)
+
+    after, indexes_after = _snapshot(url)
+    assert indexes_after == indexes_before
+    assert {record.pop("caption") for record in after["trainingrecord"]} == {None}
+    assert after == before
+    with session_scope(url) as s:  # a text-to-image model's record carries its caption now
+        from unlearn.store.models import TrainingRecord
+
+        record = s.exec(select(TrainingRecord).order_by(TrainingRecord.id)).first()
+        record.caption, first = "a red circle on a white background", record.id
+        s.add(record)
+    with session_scope(url) as s:
+        assert s.get(TrainingRecord, first).caption == "a red circle on a white background"
+    migrate_down(url, "0005")
+    assert _snapshot(url)[0] == before
 
 
 def migrate_down(url: str, revision: str) -> None:

@@ -283,7 +283,9 @@ def _multi_host(tmp_path, zoo_dir, s3_server, bucket, redis_server, db):
             assert job2.base_version_id == v2.id and job2.worker.startswith("a-")
         fetched = tmp_path / "host-a" / "artifacts" / v2.artifact_path
         assert registry.check_manifest(fetched) == []
-        assert registry.build_manifest(fetched)["sha256"] == v2.weights_sha256
+        assert registry.build_manifest(fetched)["sha256"] == v2.stored_sha256  # what is kept: whole, or a delta
+        whole = fetched / ".composed" if (fetched / "delta.json").exists() else fetched
+        assert registry.build_manifest(whole)["sha256"] == v2.weights_sha256
     finally:
         os.killpg(beat.pid, signal.SIGKILL)
         beat.wait()

@@ -74,3 +74,12 @@ def test_a_model_records_the_absolute_folders_of_the_models_it_needs(tmp_path, m
     shutil.rmtree(tmp_path / "counter")
     assert zoo.ensure("user", tmp_path) == user and len(BUILDS) == 3
     assert read_meta(tmp_path / "counter")["build"] == 3
+
+
+@pytest.mark.parametrize(("name", "recipe"), [("digits-mlp", zoo.digits_mlp_meta), ("digits-acu", zoo.digits_acu_meta)])
+def test_a_zoo_recipe_is_what_the_zoo_builds_and_its_seed_changes_only_the_seed(zoo_dir, name, recipe) -> None:
+    # benchmarks/robustness.py trains the zoo's originals with other seeds from these recipes
+    built = read_meta(zoo.ensure(name, zoo_dir))
+    assert {k: built[k] for k in recipe()} == recipe()
+    assert {k: v for k, v in recipe(7).items() if k != "seed"} == {k: v for k, v in recipe().items() if k != "seed"}
+    assert recipe(7)["seed"] == 7

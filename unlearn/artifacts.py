@@ -14,20 +14,27 @@ installed once per process (`use_mirror`), from the settings, by the process's e
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
-import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from unlearn import deltas
+from unlearn.manifests import (  # noqa: F401  (re-exported: artifact folders and their manifests go together)
+    COMPOSED,
+    MANIFEST,
+    build_manifest,
+    check_manifest,
+    manifest_sha256,
+    sha256_file,
+    stored_size,
+    write_manifest,
+)
+
 META = "unlearn.json"
 WEIGHTS = "model.safetensors"
-MANIFEST = "manifest.json"
 ROOT_REF = "@artifacts/"  # how unlearn.json names a folder under the artifact root when a store is in use
 
 
@@ -67,9 +74,18 @@ def record(folder: Path | str) -> str:
 
 
 def locate(recorded: str | Path) -> Path:
-    """The local folder of a recorded path (`record`'s inverse), fetched from the store when this host
-    does not have it yet. Raises `NoStoreConfigured` for a relative path when no store is in use, and
-    FileNotFoundError when neither this host nor the store has the folder."""
+    """The local, loadable folder of a recorded path (`record`'s inverse), fetched from the store when
+    this host does not have it yet; for a version stored as a delta, its composed folder
+    (`unlearn.deltas.compose`, along the chain of parents). Raises `NoStoreConfigured` for a relative path
+    when no store is in use, FileNotFoundError when neither this host nor the store has the folder (or a
+    parent it needs), and `unlearn.deltas.DeltaIntegrityError` when a delta or a parent is corrupt."""
+    path = locate_stored(recorded)
+    return deltas.compose(path, locate) if deltas.is_delta(path) else path
+
+
+def locate_stored(recorded: str | Path) -> Path:
+    """The local folder of a recorded path as stored (for a delta: the delta, not the composed folder),
+    fetched from the store when this host does not have it yet. Raises as `locate` does, bar deltas."""
     text = str(recorded).removeprefix(ROOT_REF)
     path = Path(text)
     if not path.is_absolute():
@@ -134,78 +150,3 @@ def publish(folder: Path) -> None:
     """Send a folder whose manifest is written to the store, when one is in use (else nothing to do)."""
     if _MIRROR is not None:
         _MIRROR.publish(Path(folder))
-
-
-# ---------------------------------------------------------------- manifests
-
-def sha256_file(path: Path) -> str:
-    """sha256 hex digest of a file's bytes, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _total(files: dict[str, str]) -> str:
-    return hashlib.sha256("\n".join(f"{k} {v}" for k, v in files.items()).encode()).hexdigest()
-
-
-def build_manifest(folder: Path) -> dict[str, Any]:
-    """sha256 of every file in the folder, and one hash over them all (the version's weights hash)."""
-    files = {str(p.relative_to(folder)): sha256_file(p)
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    return {"files": files, "sha256": _total(files)}
-
-
-def manifest_sha256(folder: Path) -> str:
-    """The one hash over the files a folder's manifest lists, recomputed from the manifest's entries (not
-    from its "sha256" field, which a replaced manifest would carry along). Raises OSError/ValueError."""
-    files = json.loads((Path(folder) / MANIFEST).read_text())["files"]
-    return _total(files)  # in the order build_manifest wrote them
-
-
-def write_manifest(folder: Path) -> str:
-    manifest = build_manifest(folder)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    return manifest["sha256"]
-
-
-# Digests of files checked before, by (path, inode, size, mtime_ns, ctime_ns): any write to a file changes
-# its mtime and ctime (and a replacement its inode), so a hit is the same bytes: the check is never
-# skipped, only the hashing. A file stamped within the last RACY_NS is hashed every time: timestamps
-# are coarse (a few ms), and a write in the same tick as the hashing would otherwise look unchanged.
-_DIGESTS: OrderedDict[tuple, str] = OrderedDict()
-_DIGESTS_MAX = 4096
-_DIGESTS_LOCK = threading.Lock()
-RACY_NS = 2_000_000_000
-
-
-def _stat_key(path: Path) -> tuple:
-    st = path.stat()
-    return str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
-
-
-def _cached_sha256(path: Path) -> str:
-    key = _stat_key(path)
-    with _DIGESTS_LOCK:
-        if key in _DIGESTS:
-            _DIGESTS.move_to_end(key)
-            return _DIGESTS[key]
-    digest = sha256_file(path)
-    # Kept only when the file was settled before the hashing began and did not change during it.
-    if max(key[3], key[4]) < time.time_ns() - RACY_NS and _stat_key(path) == key:
-        with _DIGESTS_LOCK:
-            _DIGESTS[key] = digest
-            while len(_DIGESTS) > _DIGESTS_MAX:
-                _DIGESTS.popitem(last=False)
-    return digest
-
-
-def check_manifest(folder: Path) -> list[str]:
-    """The files that no longer match the manifest: changed, missing or added (empty: intact).
-    Raises OSError or ValueError when the manifest itself is missing or unreadable."""
-    recorded = json.loads((folder / MANIFEST).read_text())["files"]
-    present = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST}
-    bad = [f for f, h in recorded.items() if f not in present or _cached_sha256(folder / f) != h]
-    return bad + sorted(present - set(recorded))

@@ -33,6 +33,8 @@ def scope_of(request: DeletionRequest) -> Scope:
 def job_scope(scopes: list[Scope]) -> dict:
     """One scope for a batch: a class or concept removal keeps its label, a mixture is plain samples."""
     first = scopes[0]
+    if first.type == "concept" and first.extra and all(s.to_dict() == first.to_dict() for s in scopes):
+        return {**first.to_dict(), "labels_known": True}  # a text-to-image concept with its prompts
     if all(s.type == first.type and s.label == first.label for s in scopes) and first.type in ("class", "concept"):
         return {"type": first.type, "label": first.label, "concept": first.concept, "labels_known": True}
     return {"type": "samples", "label": None, "concept": None,
@@ -89,8 +91,10 @@ def _batch_model(session: Session, settings: Settings, model_name: str,
         scope = scope_of(request)
         method = resolve_method(session, model_name, request.method, scope)
         label = scope.label if scope.type in ("class", "concept") else None
-        key = (request.kind, method, json.dumps(request.params, sort_keys=True),
-               scope.type if label is not None else "samples", label)
+        # a text-to-image concept (its prompts in `extra`) batches only with the very same request
+        what = ("concept", json.dumps(scope.to_dict(), sort_keys=True)) if scope.type == "concept" and scope.extra \
+            else (scope.type if label is not None else "samples", label)
+        key = (request.kind, method, json.dumps(request.params, sort_keys=True), *what)
         groups.setdefault(key, []).append((target, request))
     job_ids = []
     for (kind, method, params, _, _), batch in groups.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -22,14 +23,21 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 from sqlmodel import Session, col, select
 
-from unlearn.contracts import Scope
+from unlearn.contracts import CONCEPT_PROMPT_KEYS, Scope
 from unlearn.identity import hash_subject, sha256_ids
 from unlearn.methods import ParamsError, get_method, method_names
 from unlearn.registry import resolve_method
 from unlearn.settings import Settings
-from unlearn.store.models import DeletionRequest, Model, RequestTarget, TrainingRecord, utcnow
+from unlearn.store.models import (
+    AuditEvent,
+    DeletionRequest,
+    Model,
+    RequestTarget,
+    TrainingRecord,
+    new_id,
+    utcnow,
+)
 from unlearn.store.states import RequestStatus
-from unlearn.store.transitions import audit
 
 
 class IntakeError(ValueError):
@@ -123,11 +131,23 @@ class ClassScope(BaseModel):
 
 
 class ConceptScope(BaseModel):
-    """A named concept of the target model, such as a class by name (`digit-3`, `class-3`)."""
+    """A named concept of the target model: a class by name (`digit-3`, `class-3`), or on a text-to-image
+    model a word of its captions (`circle`), with the prompts to forget and what to show instead."""
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["concept"] = Field(description="the scope type")
     concept: text(min_length=1, max_length=128) = Field(description="the concept's name", examples=["digit-3"])
+    forget_prompts: list[text(min_length=1, max_length=256)] | None = Field(
+        None, max_length=256, description="text-to-image: the prompts to forget (default: the captions that "
+                                          "mention the concept)", examples=[["a red circle", "two blue circles"]])
+    forget_pattern: text(min_length=1, max_length=128) | None = Field(
+        None, description="text-to-image: the regular expression that finds the concept in captions (default: "
+                          "the concept as a whole word)", examples=["circles?"])
+    override: text(min_length=1, max_length=128) | None = Field(
+        None, description="text-to-image: what replaces the concept in the forget prompts (SFD's override)",
+        examples=["square"])
+    negative_prompt: text(max_length=256) | None = Field(
+        None, description="text-to-image: the classifier-free guidance negative prompt for the override")
     labels_known: bool = Field(True, description=LABELS_KNOWN)
 
 
@@ -148,6 +168,14 @@ class ScopeIn(BaseModel):
     sample_ids: list[Text] | None = Field(None, description="training sample ids")
     label: int | None = Field(None, ge=0, le=1_000_000, description="the class's label")
     concept: text(min_length=1, max_length=128) | None = Field(None, description="the concept's name")
+    forget_prompts: list[text(min_length=1, max_length=256)] | None = Field(
+        None, max_length=256, description="concept on a text-to-image model: the prompts to forget")
+    forget_pattern: text(min_length=1, max_length=128) | None = Field(
+        None, description="concept on a text-to-image model: the regex that finds it in captions")
+    override: text(min_length=1, max_length=128) | None = Field(
+        None, description="concept on a text-to-image model: what replaces it in the forget prompts")
+    negative_prompt: text(max_length=256) | None = Field(
+        None, description="concept on a text-to-image model: CFG's negative prompt for the override")
     labels_known: bool = Field(True, description=LABELS_KNOWN)
 
     @classmethod
@@ -163,6 +191,8 @@ class ScopeIn(BaseModel):
             raise ValueError(f"scope type {self.type!r} needs a non-empty '{need}'")
         if self.sample_ids is not None and any(not s or len(s) > 128 for s in self.sample_ids):
             raise ValueError("sample ids must be 1 to 128 characters")
+        if self.type != "concept" and any(getattr(self, k) is not None for k in CONCEPT_PROMPT_KEYS):
+            raise ValueError(f"{', '.join(CONCEPT_PROMPT_KEYS)} belong to a concept scope")
         return self
 
 
@@ -201,19 +231,36 @@ BULK_ROUTE = "POST /v1/deletion-requests/bulk"
 _IN_QUERY_MAX = 5_000  # ids checked with one IN (…) query; beyond, against the model's whole id set
 
 
-def _check_known(session: Session, model: str, ids: list[str]) -> None:
-    """Raise IntakeError unless every id is a training sample of `model` (the first few unknown named)."""
-    if len(ids) <= _IN_QUERY_MAX:
-        known = set(_train_ids(session, model, col(TrainingRecord.sample_id).in_(ids)))
+def known_train_ids(session: Session, bodies: Iterable[DeletionRequestIn]) -> dict[str, set[str]]:
+    """The inline samples scopes of `bodies` checked together: model name → those of their ids that are
+    training samples of it, one query per model (at most `_IN_QUERY_MAX` ids each; a model with more is
+    left out and checked per request). For a batch of requests (`prepare(..., known=…)`), so that checking
+    N requests costs one round trip rather than N."""
+    wanted: dict[str, set[str]] = {}
+    for body in bodies:
+        if body.model and body.scope.type == "samples" and body.scope.sample_ids:
+            wanted.setdefault(body.model, set()).update(body.scope.sample_ids)
+    return {model: set(_train_ids(session, model, col(TrainingRecord.sample_id).in_(sorted(ids))))
+            for model, ids in wanted.items() if len(ids) <= _IN_QUERY_MAX}
+
+
+def _check_known(session: Session, model: str, ids: list[str], known: dict[str, set[str]] | None = None) -> None:
+    """Raise IntakeError unless every id is a training sample of `model` (the first few unknown named).
+    `known`: what `known_train_ids` found for a batch this request belongs to (no query then)."""
+    if known is not None and model in known:
+        known_ids = known[model]
+    elif len(ids) <= _IN_QUERY_MAX:
+        known_ids = set(_train_ids(session, model, col(TrainingRecord.sample_id).in_(ids)))
     else:  # no database takes a million bound parameters; one scan of the model's ids is cheaper anyway
-        known = set(_train_ids(session, model))
-    unknown = [s for s in ids if s not in known]
+        known_ids = set(_train_ids(session, model))
+    unknown = [s for s in ids if s not in known_ids]
     if unknown:
         shown = ", ".join(repr(s) for s in unknown[:5]) + (" …" if len(unknown) > 5 else "")
         raise IntakeError(f"{len(unknown)} sample id(s) are not in the training data of {model!r}: {shown}")
 
 
-def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> tuple[dict[str, list[str]], dict]:
+def _resolve(session: Session, body: DeletionRequestIn, settings: Settings,
+             known: dict[str, set[str]] | None = None) -> tuple[dict[str, list[str]], dict]:
     """Model name → sample ids to forget there, and the stored scope (no raw subject in it)."""
     scope = body.scope
     stored: dict[str, Any] = {"type": scope.type, "labels_known": scope.labels_known}
@@ -237,11 +284,18 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
         if len(ids) > settings.max_scope_items:
             raise IntakeError(f"scope has {len(ids)} samples; the limit is {settings.max_scope_items} inline: send "
                               f"larger scopes as an upload to {BULK_ROUTE}", 413, "Scope too large")
-        _check_known(session, body.model, ids)
+        _check_known(session, body.model, ids, known)
         stored["sample_ids"] = ids
         return {body.model: ids}, stored
     label = scope.label
+    if scope.type == "concept" and _has_captions(session, body.model):
+        return {body.model: _concept_ids(session, body.model, scope)}, {
+            **stored, "concept": scope.concept,
+            **{k: getattr(scope, k) for k in CONCEPT_PROMPT_KEYS if getattr(scope, k) is not None}}
     if scope.type == "concept":
+        if any(getattr(scope, k) is not None for k in CONCEPT_PROMPT_KEYS):
+            raise IntakeError(f"model {body.model!r} is not a text-to-image model: "
+                              f"{', '.join(CONCEPT_PROMPT_KEYS)} do not apply")
         stored["concept"] = scope.concept
         if label is None:
             try:
@@ -253,6 +307,34 @@ def _resolve(session: Session, body: DeletionRequestIn, settings: Settings) -> t
         raise IntakeError(f"model {body.model!r} was trained on no sample of class {label}")
     stored["label"] = label
     return {body.model: ids}, stored
+
+
+def _has_captions(session: Session, model: str) -> bool:
+    return session.exec(select(TrainingRecord.id).where(
+        TrainingRecord.model_name == model, col(TrainingRecord.caption).is_not(None)).limit(1)).first() is not None
+
+
+def _concept_ids(session: Session, model: str, scope: ScopeIn) -> list[str]:
+    """The training samples of a text-to-image model whose captions mention the concept (its
+    `forget_pattern`, else the concept as a whole word): forgetting the concept forgets them. Raises
+    IntakeError (422) when no caption mentions it, or when the request gives no override."""
+    from unlearn.families.text_diffusion import mentions
+
+    if not scope.override:
+        raise IntakeError("a concept request on a text-to-image model needs an 'override': what the forget "
+                          "prompts should show instead (e.g. 'square' for 'circle')")
+    rows = session.exec(select(TrainingRecord.sample_id, TrainingRecord.caption).where(
+        TrainingRecord.model_name == model, TrainingRecord.split == "train")).all()
+    try:
+        hit = mentions([c or "" for _, c in rows], scope.concept or "", scope.forget_pattern)
+    except ValueError as exc:
+        raise IntakeError(str(exc)) from None
+    ids = [sid for (sid, _), h in zip(rows, hit, strict=True) if h]
+    if not ids:
+        how = f"pattern {scope.forget_pattern!r}" if scope.forget_pattern else "that word"
+        raise IntakeError(f"no caption of model {model!r} mentions the concept {scope.concept!r} (matched as "
+                          f"{how}): it cannot forget what its training text never named")
+    return ids
 
 
 def _suspects(session: Session, body: DeletionRequestIn, settings: Settings) -> list[str]:
@@ -285,11 +367,37 @@ def _check_params(session: Session, body: DeletionRequestIn, models: Iterable[st
             raise IntakeError(f"{exc}; method {method!r}{chosen}") from None
 
 
-def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequestIn,
-           actor: str = "api", *, resolved: tuple[dict[str, list[str]], dict] | None = None
-           ) -> tuple[DeletionRequest, list[RequestTarget]]:
-    """Validate and record a request (status `received`) with one target per affected model.
-    `resolved`: the targets and stored scope already worked out (a bulk upload, `submit_bulk`)."""
+@dataclass
+class Submission:
+    """A validated request as plain column values, in no session yet: the request row, one target row per
+    model and the audit event of its arrival. `add_to(session)` writes them as ORM rows; `rows()` gives
+    them for a bulk INSERT (building an ORM row costs more than the INSERT itself, for a batch)."""
+
+    request: dict[str, Any]
+    targets: list[dict[str, Any]]
+    event: dict[str, Any]
+
+    def rows(self) -> list[tuple[Any, dict[str, Any]]]:
+        """(table, values) per row, in an order the foreign keys allow."""
+        return [(DeletionRequest.__table__, self.request), *((RequestTarget.__table__, t) for t in self.targets),
+                (AuditEvent.__table__, self.event)]
+
+    def add_to(self, session: Session) -> tuple[DeletionRequest, list[RequestTarget]]:
+        request = DeletionRequest(**self.request)
+        targets = [RequestTarget(**t) for t in self.targets]
+        session.add(request)
+        session.add_all(targets)
+        session.add(AuditEvent(**self.event))
+        return request, targets
+
+
+def prepare(session: Session, settings: Settings, tenant: str, body: DeletionRequestIn, actor: str = "api", *,
+            resolved: tuple[dict[str, list[str]], dict] | None = None,
+            known: dict[str, set[str]] | None = None) -> Submission:
+    """Validate a request and build its rows (status `received`, or `pending_review`), adding nothing to
+    `session`, which is only read. Raises IntakeError (404 unknown model, 413 scope too large, 422 otherwise).
+    `resolved`: the targets and stored scope already worked out (a bulk upload, `submit_bulk`); `known`:
+    the training ids a batch's samples scopes were checked against (`known_train_ids`)."""
     if body.model is not None and session.get(Model, body.model) is None:
         raise IntakeError(f"unknown model {body.model!r}", 404, "Unknown model")
     if body.method != "auto":
@@ -302,29 +410,36 @@ def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequ
         if not body.scope.labels_known and get_method(body.method).needs_labels:
             raise IntakeError(f"method {body.method!r} reads the labels of the samples it forgets, and this "
                               "request's samples come without labels (labels_known is false)")
-    targets, stored_scope = resolved or _resolve(session, body, settings)
+    targets, stored_scope = resolved or _resolve(session, body, settings, known)
     if body.suspect_ids:
         stored_scope["suspect_ids"] = _suspects(session, body, settings)
     _check_params(session, body, targets, Scope.from_dict(stored_scope, body.kind))
     received = utcnow()
     due = received + timedelta(days=body.due_days or settings.due_days)
-    request = DeletionRequest(
-        tenant=tenant, external_id=body.external_id, model_name=body.model, scope_type=body.scope.type,
-        scope=stored_scope, kind=body.kind, method=body.method, params=body.params,
-        subject_hash=hash_subject(body.scope.subject, settings.subject_salt) if body.scope.subject else None,
-        received_at=received, updated_at=received,
-        due_at=due, original_due_at=due)
     review = settings.review_required_for
-    if body.scope.type in review or body.kind in review:
-        request.status = RequestStatus.PENDING_REVIEW
-    session.add(request)
+    status = RequestStatus.PENDING_REVIEW if body.scope.type in review or body.kind in review else \
+        RequestStatus.RECEIVED
+    request = {"id": new_id(), "tenant": tenant, "external_id": body.external_id, "model_name": body.model,
+               "scope_type": body.scope.type, "scope": stored_scope, "kind": body.kind, "method": body.method,
+               "params": body.params, "status": str(status), "reason": None, "completed_at": None,
+               "subject_hash": hash_subject(body.scope.subject, settings.subject_salt) if body.scope.subject else None,
+               "received_at": received, "updated_at": received, "due_at": due, "original_due_at": due}
+    rows = [{"request_id": request["id"], "model_name": m, "forget_ids": sorted(ids), "job_id": None,
+             "status": "pending", "version_id": None, "created_at": received} for m, ids in sorted(targets.items())]
+    event = {"at": received, "actor": actor, "entity_type": "request", "entity_id": request["id"],
+             "from_state": None, "to_state": str(status), "reason": None,
+             "data": {"models": sorted(targets), "samples": sum(len(v) for v in targets.values())}}
+    return Submission(request, rows, event)
+
+
+def submit(session: Session, settings: Settings, tenant: str, body: DeletionRequestIn,
+           actor: str = "api", *, resolved: tuple[dict[str, list[str]], dict] | None = None
+           ) -> tuple[DeletionRequest, list[RequestTarget]]:
+    """Validate and record a request (status `received`) with one target per affected model, flushed into
+    `session` (the caller commits). Raises IntakeError as `prepare` does, having added nothing."""
+    request, targets = prepare(session, settings, tenant, body, actor, resolved=resolved).add_to(session)
     session.flush()
-    rows = [RequestTarget(request_id=request.id, model_name=m, forget_ids=sorted(ids))
-            for m, ids in sorted(targets.items())]
-    session.add_all(rows)
-    audit(session, actor=actor, entity_type="request", entity_id=request.id, to_state=request.status,
-          data={"models": sorted(targets), "samples": sum(len(v) for v in targets.values())})
-    return request, rows
+    return request, targets
 
 
 class BulkRequestIn(BaseModel):

@@ -23,7 +23,7 @@ from sqlalchemy import func
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
-from unlearn.artifacts import locate
+from unlearn.artifacts import locate, locate_stored
 from unlearn.certificates import issue_certificates
 from unlearn.contracts import Scope
 from unlearn.families import get_family
@@ -375,7 +375,7 @@ def _try_method(settings: Settings, h: JobHandle, plan: _Plan, step: ChainStep, 
             h.write(s)
             if not move_alias(s, job.model_name, version, expected=base.id, actor=h.worker,
                               reason=f"job {h.job_id} passed verification",
-                              fresh_manifest=locate(version.artifact_path) == out):
+                              fresh_manifest=locate_stored(version.artifact_path) == out):
                 # The champion moved under us (a rollback, a racing job): redo on the new champion.
                 requeue_job(s, job, actor=h.worker, reason="champion moved during the job")
                 h.write(s, lease_until=None)

@@ -11,7 +11,9 @@ relative to it). The store holds the same tree: `<url>/<model>/v1/…`, `<url>/<
   (`ensure_intact`) before a version is used, so a manifest replaced in the store is caught as well.
 - The local copies are a cache with a size limit (`cache_bytes`): folders fetched from the store are
   evicted least recently used first once the limit is passed (never the one just fetched); the store
-  keeps every version.
+  keeps every version. A version kept as a delta (`unlearn.deltas`) is fetched as its delta, and its
+  composed copy is built inside its local folder: the limit counts the fetched bytes, not composed copies
+  (evicting the folder removes its copy with it).
 
 Source: fsspec (`fsspec.core.url_to_fs`); s3fs for `s3://`.
 """

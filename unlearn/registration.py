@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, select
 
 from unlearn import registry
-from unlearn.artifacts import META, locate, publish, read_meta, record, write_meta
+from unlearn.artifacts import META, locate, publish, read_meta, record, stored_size, write_meta
 from unlearn.data import records as rec
 from unlearn.families import family_names, get_family
 from unlearn.identity import sha256_ids, valid_model_name
@@ -403,7 +403,8 @@ def _insert(session: Session, reg: Registration, final: Path, meta: dict[str, An
         session.flush()
         insert_training_records(session, reg.name, records.records())
         version = ModelVersion(model_name=reg.name, version=1, family=reg.family, method="train",
-                               artifact_path=record(v1), weights_sha256=sha, status=VersionStatus.PROMOTED,
+                               artifact_path=record(v1), weights_sha256=sha, stored_sha256=sha,
+                               stored_bytes=stored_size(v1), status=VersionStatus.PROMOTED,
                                verdict=None, params_hash="", forget_hash=sha256_ids([]))
         session.add(version)
         session.flush()

@@ -9,6 +9,14 @@ request. A tainted version is never served, promoted or rolled back to again.
 Integrity rule: an artifact is checked against its manifest every time it is about to be used (a job's
 base, a cached reference, a rollback or promotion target, a champion under a compliance check). A
 version whose files no longer match is quarantined and never used again.
+
+Storage: a candidate is stored as what it changed against its parent where that saves bytes
+(`unlearn.deltas`). Such a version is intact only when its stored files, every ancestor its delta
+composes from, and its composed folder all match their manifests: a corrupt parent quarantines the
+parent and every child checked after it. `weights_sha256` is the composed (whole) folder's manifest hash,
+as for a version stored whole; `stored_sha256` the hash of what is kept. No registry call deletes a
+registered version's folder, so a parent a delta needs is never removed by the service; before removing
+one by hand, `materialise_version` each child whose delta names it.
 """
 
 from __future__ import annotations
@@ -29,12 +37,15 @@ from unlearn.artifacts import (  # noqa: F401  (the manifest helpers are part of
     build_manifest,
     check_manifest,
     locate,
+    locate_stored,
     manifest_sha256,
     publish,
     record,
+    stored_size,
     write_manifest,
 )
 from unlearn.contracts import SampleRecord, Scope
+from unlearn.deltas import DeltaIntegrityError, is_delta, materialise, read_delta, store_delta
 from unlearn.families import get_family
 from unlearn.identity import hash_subject, sha256_ids, valid_model_name
 from unlearn.objectstore import StoreIntegrityError
@@ -113,24 +124,65 @@ def quarantine(session: Session, version: ModelVersion, *, reason: str, actor: s
 def ensure_intact(session: Session, version: ModelVersion, *, actor: str) -> None:
     """Refuse a quarantined version, and check any other's files against its manifest. A mismatch
     quarantines the version in `session` and raises `ArtifactIntegrityError`: a caller that refuses
-    the work still commits the session, so that the quarantine stands."""
+    the work still commits the session, so that the quarantine stands. A version stored as a delta is
+    checked along its chain: its stored files (against `stored_sha256`), its parent (`ensure_intact`,
+    which quarantines a corrupt parent), then its composed folder (against `weights_sha256`)."""
     label = version_label(version)
     if version.status == VersionStatus.QUARANTINED:
         raise ArtifactIntegrityError(f"artifact integrity: {label} is quarantined: its files did not match "
                                      "its manifest", version_id=version.id)
     try:
-        folder = locate(version.artifact_path)  # fetched from the store when this host lacks it
-        verify_artifact(folder, label, version_id=version.id)
-        if manifest_sha256(folder) != version.weights_sha256:  # the manifest itself was replaced
-            raise ArtifactIntegrityError(f"artifact integrity: the manifest of {label} is not the one it was "
-                                         "registered with", version_id=version.id)
-    except (FileNotFoundError, StoreIntegrityError) as exc:  # gone from the store, or changed there
+        stored = locate_stored(version.artifact_path)  # fetched from the store when this host lacks it
+        _check_folder(stored, label, version.stored_sha256 or version.weights_sha256, version_id=version.id)
+        if is_delta(stored):
+            _check_base(session, version, stored, actor=actor)
+            _check_folder(locate(version.artifact_path), label, version.weights_sha256, version_id=version.id)
+    except (FileNotFoundError, StoreIntegrityError, DeltaIntegrityError) as exc:  # gone or changed in the store
         exc = ArtifactIntegrityError(f"artifact integrity: {label}: {exc}", version_id=version.id)
         quarantine(session, version, reason=str(exc), actor=actor)
         raise exc from None
     except ArtifactIntegrityError as exc:
         quarantine(session, version, reason=str(exc), actor=actor)
         raise
+
+
+def _check_folder(folder: Path, label: str, sha256: str, *, version_id: str) -> None:
+    """Every file of `folder` matches its manifest, and the manifest is the one registered (`sha256`)."""
+    verify_artifact(folder, label, version_id=version_id)
+    if manifest_sha256(folder) != sha256:  # the manifest itself was replaced
+        raise ArtifactIntegrityError(f"artifact integrity: the manifest of {label} is not the one it was "
+                                     "registered with", version_id=version_id)
+
+
+def _check_base(session: Session, version: ModelVersion, stored: Path, *, actor: str) -> None:
+    """The parent a delta composes from is the version's registered parent, and intact."""
+    parent = session.get(ModelVersion, version.parent_id) if version.parent_id else None
+    if parent is None or read_delta(stored).get("base") != parent.artifact_path:
+        raise ArtifactIntegrityError(f"artifact integrity: the delta of {version_label(version)} names a base "
+                                     "that is not its registered parent", version_id=version.id)
+    try:
+        ensure_intact(session, parent, actor=actor)
+    except ArtifactIntegrityError as exc:
+        raise ArtifactIntegrityError(f"artifact integrity: {version_label(version)} is stored as a delta "
+                                     f"against {version_label(parent)}, which is corrupt ({exc})",
+                                     version_id=version.id) from None
+
+
+def materialise_version(session: Session, version: ModelVersion, *, actor: str) -> None:
+    """Keep a version stored as a delta whole from now on (so that its parents' folders may go): checked
+    first (`ensure_intact`), its composed folder replaces the delta, the stored hash and size follow, and
+    the folder is published again. Nothing to do for a version kept whole. Raises ArtifactIntegrityError."""
+    ensure_intact(session, version, actor=actor)
+    stored = locate_stored(version.artifact_path)
+    if not is_delta(stored):
+        return
+    materialise(stored, locate)
+    version.stored_sha256, version.stored_bytes = manifest_sha256(stored), stored_size(stored)
+    publish(stored)
+    session.add(version)
+    audit(session, actor=actor, entity_type="version", entity_id=version.id, to_state="stored-whole",
+          reason="materialised: no longer depends on its parent's folder",
+          data={"model": version.model_name, "version": version.version, "stored_bytes": version.stored_bytes})
 
 
 def artifact_dir(root: Path, model_name: str, *parts: str) -> Path:
@@ -171,11 +223,12 @@ def import_model(session: Session, *, name: str, family: str, source_dir: Path, 
     session.add(Model(name=name, family=family, description=description, thresholds=thresholds or {}))
     session.flush()
     insert_training_records(session, name, (  # one COPY (PostgreSQL) or executemany (SQLite), not an object a row
-        SampleRecord(sample_id=r.sample_id, label=r.label, split=r.split,
+        SampleRecord(sample_id=r.sample_id, label=r.label, split=r.split, caption=r.caption,
                      subject_hash=r.subject_hash or (hash_subject(r.subject, salt) if r.subject else None))
         for r in samples))
     version = ModelVersion(model_name=name, version=1, family=family, method="train", artifact_path=record(dest),
-                           weights_sha256=sha, status=VersionStatus.PROMOTED, verdict=None, params_hash="",
+                           weights_sha256=sha, stored_sha256=sha, stored_bytes=stored_size(dest),
+                           status=VersionStatus.PROMOTED, verdict=None, params_hash="",
                            forget_hash=sha256_ids([]))
     session.add(version)
     session.flush()
@@ -215,15 +268,17 @@ def register_version(session: Session, *, parent: ModelVersion, method: str, par
         ModelVersion.method == method, ModelVersion.params_hash == p_hash)).first()
     if existing is not None:
         return existing
-    sha = write_manifest(folder)
-    publish(folder)  # in the store before the row that names it commits
+    sha = write_manifest(folder)  # the whole folder's: the version's weights hash, however it is stored
+    stored = store_delta(folder, base=locate(parent.artifact_path), base_ref=parent.artifact_path)
+    publish(folder)  # in the store before the row that names it commits (for a delta, the delta alone)
     next_version = (session.exec(select(func.max(ModelVersion.version))
                                  .where(ModelVersion.model_name == parent.model_name)).one() or 0) + 1
     version = ModelVersion(
         model_name=parent.model_name, version=next_version, family=parent.family, parent_id=parent.id,
         method=method, params=params, params_hash=p_hash, forget_hash=forget_hash,
         excluded_ids=sorted(set(parent.excluded_ids) | set(forget_ids)), request_ids=request_ids,
-        artifact_path=record(folder), weights_sha256=sha, verdict=verdict["verdict"], metrics=verdict,
+        artifact_path=record(folder), weights_sha256=sha, stored_sha256=stored.sha256, stored_bytes=stored.bytes,
+        verdict=verdict["verdict"], metrics=verdict,
         method_info=method_info, status=VersionStatus.CANDIDATE, job_id=job_id)
     try:
         with session.begin_nested():

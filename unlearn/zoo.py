@@ -69,21 +69,34 @@ ZOO: dict[str, ZooEntry] = {
                                  version=2, needs={"judge_dir": "digits-judge"}),
     "digits-judge": ZooEntry("classifier", "unlearn.zoo:build_digits_judge",
                              "MLP that judges generated digits for the diffusion verifier; no method uses it"),
+    "shapes-t2i": ZooEntry("diffusion", "unlearn.zoo:build_shapes_t2i",
+                           "text-to-image diffusers UNet2DConditionModel + CLIP text encoder on 16x16 captioned "
+                           "shapes: SFD's text-conditioned teacher", needs={"judge_dir": "shapes-judge"}),
+    "shapes-judge": ZooEntry("classifier", "unlearn.zoo:build_shapes_judge",
+                             "MLP that judges shape and colour of generated shapes images; no method uses it"),
 }
 
 
-def build_digits_mlp(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
-    meta = {"family": "classifier", "model": "digits-mlp", "arch": "mlp", "seed": 0,
+def digits_mlp_meta(seed: int = 0) -> dict:
+    """`digits-mlp`'s recipe; `seed` sets its initialisation and batch order (the data set stays)."""
+    return {"family": "classifier", "model": "digits-mlp", "arch": "mlp", "seed": seed,
             "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "hidden": 128, "num_classes": 10,
             "train": {"epochs": 60, "lr": 1e-3, "batch_size": 64}}
-    train_on_split(meta, out_dir, device=device, progress=progress)
+
+
+def build_digits_mlp(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    train_on_split(digits_mlp_meta(), out_dir, device=device, progress=progress)
+
+
+def digits_acu_meta(seed: int = 0) -> dict:
+    """`digits-acu`'s recipe; `seed` draws its random buffer (the data set stays)."""
+    return {"family": "classifier", "model": "digits-acu", "arch": "analytic", "seed": seed,
+            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "num_classes": 10,
+            "backbone": "identity", "buffer_size": 1024, "gamma": 1.0}
 
 
 def build_digits_acu(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
-    meta = {"family": "classifier", "model": "digits-acu", "arch": "analytic", "seed": 0,
-            "dataset": {"name": "digits", "seed": 0}, "in_features": 64, "num_classes": 10,
-            "backbone": "identity", "buffer_size": 1024, "gamma": 1.0}
-    train_on_split(meta, out_dir, device=device, progress=progress)
+    train_on_split(digits_acu_meta(), out_dir, device=device, progress=progress)
 
 
 def build_synthetic_acu(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
@@ -197,13 +210,18 @@ def build_people_smollm2_retrain(out_dir: Path, *, device: str = "cpu", progress
     retrain_from_meta(meta, people_world(meta["dataset"]).retain, out_dir, device=device, progress=progress)
 
 
-def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
-    from unlearn.families.diffusion import train_teacher_artifact
-
-    meta = {"family": "diffusion", "model": "digits-diffusion", "sampler": "multistep", "seed": 0,
+def digits_diffusion_meta(seed: int = 0) -> dict:
+    """`digits-diffusion`'s recipe; `seed` sets its initialisation, noise and batch order (the data set stays)."""
+    return {"family": "diffusion", "model": "digits-diffusion", "sampler": "multistep", "seed": seed,
             "dataset": {"name": "digits", "seed": 0}, "judge": "digits-judge",
             # 700 steps of batch 128 cost what 700 of batch 64 do (8×8 images: per-call overhead dominates).
             "train": {"steps": 700, "lr": 2e-3, "batch_size": 128, "ema": 0.995}}
+
+
+def build_digits_diffusion(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.diffusion import train_teacher_artifact
+
+    meta = digits_diffusion_meta()
     train_teacher_artifact(meta, get_dataset(meta["dataset"]).ids_in("train"), out_dir, device=device,
                            progress=progress)
 
@@ -222,6 +240,41 @@ def build_digits_judge(out_dir: Path, *, device: str = "cpu", progress: Progress
     t = meta["train"]
     torch.manual_seed(meta["seed"])
     model = mlp.fit(mlp.build(meta), X, y, epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"],
+                    seed=meta["seed"], device=device, weight_decay=t["weight_decay"],
+                    label_smoothing=t["label_smoothing"], progress=progress)
+    mlp.save(model, meta, out_dir)
+
+
+SHAPES_T2I_TRAIN = {"steps": 1800, "lr": 2e-3, "batch_size": 32, "ema": 0.995}
+
+
+def build_shapes_t2i(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    from unlearn.families.text_diffusion import train_teacher_artifact
+
+    meta = {"family": "diffusion", "model": "shapes-t2i", "sampler": "multistep", "conditioning": "text",
+            "seed": 0, "dataset": {"name": "shapes", "seed": 0}, "judge": "shapes-judge",
+            "train": dict(SHAPES_T2I_TRAIN)}
+    train_teacher_artifact(meta, get_dataset(meta["dataset"]).ids_in("train"), out_dir, device=device,
+                           progress=progress)
+
+
+def build_shapes_judge(out_dir: Path, *, device: str = "cpu", progress: Progress = no_progress) -> None:
+    """Shape × colour (12 classes: shape index · 4 + colour index), from train and holdout images; an
+    evaluator, never a method's input."""
+    from unlearn.data.shapes import COLOURS, SHAPES
+    from unlearn.models import mlp
+
+    meta = {"family": "classifier", "model": "shapes-judge", "arch": "mlp", "seed": 1,
+            "dataset": {"name": "shapes", "seed": 0}, "in_features": 768, "hidden": 256,
+            "num_classes": 12, "class_words": [[s, c] for s in SHAPES for c in COLOURS],
+            "train": {"epochs": 30, "lr": 1e-3, "batch_size": 64, "weight_decay": 1e-4, "label_smoothing": 0.1,
+                      "splits": ["train", "holdout"]}}
+    data = get_dataset(meta["dataset"])
+    rows = data.rows([s for split in meta["train"]["splits"] for s in data.ids_in(split)])
+    y = data.y[rows] * len(COLOURS) + [data.extra["colours"][r] for r in rows]
+    t = meta["train"]
+    torch.manual_seed(meta["seed"])
+    model = mlp.fit(mlp.build(meta), data.X[rows], y, epochs=t["epochs"], lr=t["lr"], batch_size=t["batch_size"],
                     seed=meta["seed"], device=device, weight_decay=t["weight_decay"],
                     label_smoothing=t["label_smoothing"], progress=progress)
     mlp.save(model, meta, out_dir)

@@ -17,6 +17,7 @@ _DATASETS: dict[str, str] = {
     "digits-backdoor": "unlearn.data.poison:load_backdoor",
     "digits-swap": "unlearn.data.poison:load_swap",
     "synthetic": "unlearn.data.synthetic:load",
+    "shapes": "unlearn.data.shapes:load",
     "records": "unlearn.data.records:load_tabular",  # a team's own records (unlearn/data/records.py)
 }
 

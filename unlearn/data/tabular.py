@@ -35,6 +35,7 @@ class TabularDataset:
     num_classes: int
     image_shape: tuple[int, ...] | None = None  # e.g. (1, 8, 8) for digits
     extra: dict[str, Any] = field(default_factory=dict)
+    captions: list[str] | None = None  # (N,) text of each sample, for text-conditioned models
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -56,6 +57,7 @@ class TabularDataset:
 
     def records(self) -> list[SampleRecord]:
         """Train and holdout samples; test samples are not addressable by requests."""
-        return [SampleRecord(s, subj, int(lbl), str(sp))
-                for s, subj, lbl, sp in zip(self.ids, self.subjects, self.y, self.split, strict=True)
+        captions = self.captions or [None] * len(self.ids)
+        return [SampleRecord(s, subj, int(lbl), str(sp), caption=cap)
+                for s, subj, lbl, sp, cap in zip(self.ids, self.subjects, self.y, self.split, captions, strict=True)
                 if sp != "test"]

@@ -27,6 +27,7 @@ METHODS: dict[str, str] = {
     "whp": "unlearn.methods.whp:SPEC",
     "sfd": "unlearn.methods.sfd:SPEC",
     "erasure-finetune": "unlearn.methods.erasure_finetune:SPEC",
+    "esd": "unlearn.methods.esd:SPEC",
 }
 
 

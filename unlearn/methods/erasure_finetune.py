@@ -27,6 +27,7 @@ from unlearn.families.diffusion import (
     load_pipeline,
     teacher_of,
 )
+from unlearn.families.text_diffusion import is_text_model
 from unlearn.methods.base import MethodError, MethodParams, MethodSpec, UnlearnTask
 from unlearn.models.class_diffusion import SCHEDULE, alpha_sigma, generate, image_shape, save_pipeline
 
@@ -45,6 +46,8 @@ class Params(MethodParams):
 def run(task: UnlearnTask) -> dict[str, Any]:
     p = SPEC.parse_params(task.params)
     base_meta = read_meta(task.base_dir)
+    if is_text_model(task.base_dir):
+        raise MethodError("the erasure fine-tune moves a class's score; on a text-to-image model use 'esd' or 'sfd'")
     if base_meta.get("sampler", "multistep") != "multistep":
         raise MethodError("erasure fine-tuning needs a multi-step (score) model, not a one-step generator")
     try:

@@ -23,6 +23,9 @@ at 1, ψ and θ initialised from the teacher's EMA weights. Changed for the 8×8
 (research note §1.6): learning rates 1e-4 (θ) and 3e-4 (ψ) instead of 1e-5 (50k steps there,
 hundreds here); batch 64 per term instead of 128; EMA of θ off (0.9999 over a few hundred steps
 would return the initial generator); steps 800 instead of 50k.
+
+On a text-to-image pipeline (a concept request naming a word of its captions) the same algorithm runs
+on prompts: `unlearn.methods.sfd_text`, with the SD config's defaults where they carry over.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from unlearn.families.diffusion import (
     load_pipeline,
     teacher_of,
 )
+from unlearn.families.text_diffusion import is_text_model
 from unlearn.methods.base import MethodError, MethodParams, MethodSpec, UnlearnTask
 from unlearn.models.class_diffusion import (
     SCHEDULE,
@@ -70,6 +74,7 @@ class Params(MethodParams):
     beta2: float = Field(0.999, ge=0, lt=1)
     clip: float = Field(1.0, gt=0, le=1e6)  # gradients clipped by value
     ema: float = Field(0.0, ge=0, lt=1)  # 0: no EMA of θ
+    guidance: float | None = Field(None, ge=0, le=50)  # text-to-image: the teacher's CFG w; None: the pipeline's
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @model_validator(mode="after")
@@ -92,6 +97,10 @@ def sid_loss(teacher: torch.nn.Module, fake: torch.nn.Module, scheduler, x_g: to
 
 def run(task: UnlearnTask) -> dict[str, Any]:
     p = SPEC.parse_params(task.params)
+    if is_text_model(task.base_dir):  # prompts for classes: the same algorithm, see that module
+        from unlearn.methods import sfd_text
+
+        return sfd_text.run(task, p)
     base_meta = read_meta(task.base_dir)
     teacher_dir = teacher_of(task.base_dir)
     try:

@@ -17,13 +17,13 @@ from sqlmodel import Session
 
 from unlearn.contracts import SampleRecord
 
-COLUMNS = ("model_name", "sample_id", "subject_hash", "label", "split")
+COLUMNS = ("model_name", "sample_id", "subject_hash", "label", "split", "caption")
 _BATCH = 50_000
 
 
 def _rows(model_name: str, records: Iterable[SampleRecord]) -> Iterator[tuple]:
     for r in records:
-        yield (model_name, r.sample_id, r.subject_hash, r.label, r.split)
+        yield (model_name, r.sample_id, r.subject_hash, r.label, r.split, r.caption)
 
 
 def _batches(rows: Iterator[tuple], size: int = _BATCH) -> Iterator[list[tuple]]:
@@ -71,7 +71,7 @@ def _insert(conn: Connection, rows: Iterator[tuple], skip_existing: bool) -> int
     cur = conn.connection.driver_connection.cursor()
     before = conn.connection.driver_connection.total_changes
     for batch in _batches(rows):
-        cur.executemany(f"{verb} INTO trainingrecord ({cols}) VALUES (?, ?, ?, ?, ?)", batch)
+        cur.executemany(f"{verb} INTO trainingrecord ({cols}) VALUES (?, ?, ?, ?, ?, ?)", batch)
     return conn.connection.driver_connection.total_changes - before
 
 

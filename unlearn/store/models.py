@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -62,6 +62,7 @@ class TrainingRecord(SQLModel, table=True):
     subject_hash: str | None = Field(default=None, max_length=64)
     label: int | None = None
     split: str = Field(default="train", max_length=16)
+    caption: str | None = Field(default=None, max_length=512)  # a text-to-image model's caption of the sample
 
 
 class DeletionRequest(SQLModel, table=True):
@@ -142,7 +143,13 @@ class ModelVersion(SQLModel, table=True):
     excluded_ids: list = json_list_column()  # every sample forgotten in this lineage so far
     request_ids: list = json_list_column()  # the requests this version incorporates (itself, not ancestors)
     artifact_path: str
+    # weights_sha256: the hash of the whole folder's manifest (what the version loads; the same whichever way
+    # it is stored, so certificates compare). stored_sha256: the hash of the manifest of what is kept for it,
+    # a delta against its parent (`unlearn.deltas`) or, equal to weights_sha256, the whole folder; None
+    # for versions registered before delta storage (stored whole). stored_bytes: the bytes kept.
     weights_sha256: str = Field(default="", max_length=64)
+    stored_sha256: str | None = Field(default=None, max_length=64)
+    stored_bytes: int | None = Field(default=None, sa_type=BigInteger)
     verdict: str | None = Field(default=None, max_length=8)  # pass | fail
     metrics: dict = json_column()
     method_info: dict = json_column()
