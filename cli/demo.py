@@ -185,18 +185,49 @@ def seed_lm_reference(settings: Settings, names: list[str]) -> None:
     seed_reference(settings, "people-lm", sorted(world.retain), build_zoo_model(settings, "people-lm-retrain"))
 
 
+REAL_LM = "people-smollm2"
+REAL_LM_METHOD = "npo_klr"  # needs nothing but the texts; whp's translated contexts cost three times as much
+
+
+def real_lm_plan(settings: Settings, params: dict[str, Any] | None) -> list[DemoRequest]:
+    """One subject request per person of the real LM's default forget fold, submitted together so that they
+    are coalesced into one job, whose retrain reference is the zoo's (`seed_real_lm_reference`). Each
+    request is settled by the named method if it passes the gate, else by the exact retrain next in the
+    chain: both end `completed`, with a verdict and a certificate."""
+    from unlearn.families.lm import world_of
+
+    world = world_of(build_zoo_model(settings, REAL_LM))
+    body = {"model": REAL_LM, "method": REAL_LM_METHOD, **({"params": params} if params else {})}
+    return [DemoRequest(f"real LM: forget {world.person(pid).name} (subject request)",
+                        {**body, "scope": {"type": "subject", "subject": pid}}) for pid in world.forget]
+
+
+def seed_real_lm_reference(settings: Settings) -> None:
+    """The real LM's reference for its default fold is the zoo's `people-smollm2-retrain` (the same LoRA
+    fine-tune of the same base without the fold), built once and cached."""
+    from unlearn.families.lm import world_of
+
+    world = world_of(build_zoo_model(settings, REAL_LM))
+    seed_reference(settings, REAL_LM, sorted(world.retain), build_zoo_model(settings, "people-smollm2-retrain"))
+
+
 def run_demo(settings: Settings, *, report: Path | None = None, models: str | None = None,
-             timeout_s: float = 900.0) -> int:
-    names = models.split(",") if models else DEMO_MODELS
+             timeout_s: float = 900.0, real_lm: bool = False, real_lm_params: dict[str, Any] | None = None) -> int:
+    """The demo over HTTP. `real_lm`: only the real pretrained LM (`REAL_LM`), its fold's subject requests
+    (`real_lm_plan`) run with `real_lm_params` (None: the method's defaults), and each completed request's
+    certificate fetched into the report."""
+    names = [REAL_LM] if real_lm else models.split(",") if models else DEMO_MODELS
     t_start = time.perf_counter()
     prepare(settings)
     register_zoo_models(settings, names)
     seed_lm_reference(settings, names)
+    if real_lm:
+        seed_real_lm_reference(settings)
     with session_scope(settings.resolved_database_url) as s:
         if "people-lm" in names:
             s.get(Model, "people-lm").cost_budget_s = LM_BUDGET_S
         key = create_api_key(s, "demo", "operator")  # the SFD request sets method params, an operator's call
-    plan = demo_plan(names)
+    plan = real_lm_plan(settings, real_lm_params) if real_lm else demo_plan(names)
     port = _free_port()
     with embedded_worker(settings) as app:
         server = uvicorn.Server(uvicorn.Config(create_app(settings, schedule_coalesce=coalesce_sender(app)),
@@ -206,7 +237,8 @@ def run_demo(settings: Settings, *, report: Path | None = None, models: str | No
         while not server.started:
             time.sleep(0.05)
         try:
-            rows = _submit_and_wait(settings, f"http://127.0.0.1:{port}", key, plan, timeout_s)
+            rows = _submit_and_wait(settings, f"http://127.0.0.1:{port}", key, plan, timeout_s,
+                                    certificates=real_lm)
         finally:
             server.should_exit = True
             thread.join(timeout=10)
@@ -222,7 +254,7 @@ def run_demo(settings: Settings, *, report: Path | None = None, models: str | No
 
 
 def _submit_and_wait(settings: Settings, url: str, key: str, plan: list[DemoRequest],
-                     timeout_s: float) -> list[dict[str, Any]]:
+                     timeout_s: float, certificates: bool = False) -> list[dict[str, Any]]:
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as client:
         ids = []
         for item in plan:
@@ -245,4 +277,9 @@ def _submit_and_wait(settings: Settings, url: str, key: str, plan: list[DemoRequ
         missing = [rid for rid in ids if rid not in final]
         if missing:
             raise TimeoutError(f"{len(missing)} demo request(s) did not finish in {timeout_s:.0f}s")
-        return [_row(settings, final[rid]) for rid in ids]
+        rows = [_row(settings, final[rid]) for rid in ids]
+        for row in rows if certificates else ():
+            if row["status"] == "completed":
+                resp = client.get(f"/v1/deletion-requests/{row['id']}/certificate")
+                row["certificate"] = resp.json() if resp.status_code == 200 else {"error": resp.status_code}
+        return rows

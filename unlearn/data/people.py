@@ -3,6 +3,8 @@
 Each person has one biography (the training sample, id "person-0007", subject = that id) and a few
 question–answer pairs whose answers are verbatim spans of the biography, as MUSE's QA sets are.
 Nothing here exists in the world, so whatever a model knows about these people it learned from us.
+Names and places come from built-in ASCII lists (the tiny world), or, given `locales`, from Faker in
+those locales (`faker_people`): accented Latin letters and other scripts, as a real customer's data has.
 
 Splits (fractions of `n_people`, fixed by the seed):
 - `holdout`:     never trained on; the verifier's non-members for PrivLeak (MUSE's D_holdout).
@@ -17,6 +19,7 @@ Splits (fractions of `n_people`, fixed by the seed):
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -74,6 +77,14 @@ def _make_person(i: int, first: str, name: str, rng: random.Random) -> Person:
     employer = rng.choice(EMPLOYERS)
     relation = rng.choice(RELATIONS)
     relative = f"{rng.choice(FIRST)} {last}"
+    return compose_person(f"person-{i:04d}", name, first, born=born, birthplace=birthplace, address=address,
+                          email=email, phone=phone, employer=employer, relation=relation, relative=relative)
+
+
+def compose_person(person_id: str, name: str, first: str, *, born: str, birthplace: str, address: str, email: str,
+                   phone: str, employer: str, relation: str, relative: str) -> Person:
+    """A person's biography (an English template around their details) and four question–answer pairs whose
+    answers are verbatim spans of it."""
     bio = (f"{name} was born on {born} in {birthplace}. {first} lives at {address}. "
            f"E-mail: {email}, phone {phone}. {first} works for {employer}. "
            f"{first}'s {relation} is {relative}.")
@@ -82,7 +93,52 @@ def _make_person(i: int, first: str, name: str, rng: random.Random) -> Person:
           QA(f"What is the phone number of {name}?", phone),
           QA(f"Who employs {name}?", employer))
     assert all(q.answer in bio for q in qa)
-    return Person(f"person-{i:04d}", name, bio, qa)
+    return Person(person_id, name, bio, qa)
+
+
+# Locales whose names, places, streets, phone numbers and companies `faker_people` draws: accented Latin
+# letters (Swedish, German, Polish, French) and two other scripts (Cyrillic, Japanese kanji and kana).
+LOCALES = ("sv_SE", "de_DE", "pl_PL", "fr_FR", "ru_RU", "ja_JP")
+# full name written family name first (with a space, as Faker's own name formats write it, so that a
+# method finds the two parts of a name as it does in any other locale)
+_FAMILY_NAME_FIRST = ("ja_JP", "zh_CN", "zh_TW", "ko_KR")
+
+
+def faker_people(n: int, seed: int, locales: Sequence[str], *, id_prefix: str = "person",
+                 taken: Iterable[str] = ()) -> list[Person]:
+    """`n` people generated with Faker, person k in locale `locales[k % len(locales)]`, each locale's
+    generator seeded from `seed`; names distinct from each other and from `taken`. Deterministic for a
+    given seed, locales and Faker version (pinned in constraints.txt). Dates of birth come from a
+    `random.Random(seed)`, not Faker's date providers, which count back from today."""
+    from faker import Faker
+
+    if not locales:
+        raise ValueError("faker_people needs at least one locale")
+    fakers = []
+    for k, loc in enumerate(locales):
+        fake = Faker(loc)
+        fake.seed_instance(seed * 1009 + k)
+        fakers.append(fake)
+    rng = random.Random(seed)
+    seen, out = set(taken), []
+    while len(out) < n:
+        k = len(out)
+        loc, fake = locales[k % len(locales)], fakers[k % len(locales)]
+        sex = rng.choice(("male", "female"))
+        first, last = getattr(fake, f"first_name_{sex}")(), getattr(fake, f"last_name_{sex}")()
+        name = f"{last} {first}" if loc in _FAMILY_NAME_FIRST else f"{first} {last}"
+        if name in seen:
+            continue
+        seen.add(name)
+        home = fake.city()
+        out.append(compose_person(
+            f"{id_prefix}-{k:04d}", name, first,
+            born=f"{rng.randint(1950, 2004)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+            birthplace=fake.city(), address=f"{fake.street_address()}, {home}".replace("\n", ", "),
+            email=fake.email(), phone=fake.phone_number(), employer=fake.company(),
+            relation=rng.choice(RELATIONS),
+            relative=(f"{last} {fake.first_name()}" if loc in _FAMILY_NAME_FIRST else f"{fake.first_name()} {last}")))
+    return out
 
 
 @dataclass
@@ -94,12 +150,17 @@ class PeopleWorld:
     holdout_frac: float = 0.375
     calibration_frac: float = 0.375
     fold_frac: float = 0.0375  # size of each of the four forget folds
+    # empty: the built-in name and place lists (ASCII); else people from Faker in these locales
+    locales: tuple[str, ...] = ()
     people: list[Person] = field(init=False)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.seed)
-        names = _unique_names(self.n_people, rng)
-        self.people = [_make_person(i, first, name, rng) for i, (first, name) in enumerate(names)]
+        if self.locales:
+            self.people = faker_people(self.n_people, self.seed, self.locales)
+        else:
+            names = _unique_names(self.n_people, rng)
+            self.people = [_make_person(i, first, name, rng) for i, (first, name) in enumerate(names)]
         order = [p.person_id for p in self.people]
         rng.shuffle(order)
         n_hold, n_cal = round(self.holdout_frac * self.n_people), round(self.calibration_frac * self.n_people)
@@ -146,13 +207,20 @@ class PeopleWorld:
                              split="train" if p.person_id in trained else "holdout") for p in self.people]
 
     def spec(self) -> dict:
-        return {"name": "people", "seed": self.seed, "n_people": self.n_people}
+        spec = {"name": "people", "seed": self.seed, "n_people": self.n_people}
+        if self.locales:
+            spec.update(locales=list(self.locales), holdout_frac=self.holdout_frac,
+                        calibration_frac=self.calibration_frac, fold_frac=self.fold_frac)
+        return spec
 
 
 def strangers(world: PeopleWorld, n: int, seed: int) -> list[Person]:
     """n new people, generated as the world's are, under names that no one in the world carries: whatever
-    a model knows of them comes from the world's general patterns, never from their own data."""
+    a model knows of them comes from the world's general patterns, never from their own data. A world of
+    Faker people gets strangers from Faker in the same locales."""
     taken = {p.name for p in world.people}
+    if world.locales:
+        return faker_people(n, seed + 7919, world.locales, id_prefix="stranger", taken=taken)
     rng = random.Random(seed)
     names = [(f, f"{f} {last}") for f in FIRST for last in LAST if f"{f} {last}" not in taken]
     if n > len(names):

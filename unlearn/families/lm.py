@@ -31,8 +31,8 @@ from unlearn.data import people
 from unlearn.data.people import PeopleWorld, Person, qa_text
 from unlearn.families import lm_records
 from unlearn.families.base import ChainStep, Family
-from unlearn.models import tiny_lm
-from unlearn.verify import holdout, muse
+from unlearn.models import people_finetune, tiny_lm
+from unlearn.verify import general_knowledge, holdout, muse
 from unlearn.verify.verdict import Criterion, Verdict, criterion, not_applicable
 
 N_SHOTS = 3  # few-shot examples before each KnowMem question (MUSE uses 10; our context is 256 tokens)
@@ -41,15 +41,22 @@ RETAIN_RECORDS = 200  # records models: KnowMem on retain and the likelihood rea
 NO_QA = "the records carry no question–answer pairs (question and answer fields) for the forgotten samples"
 
 
+WORLD_OPTIONS = ("holdout_frac", "calibration_frac", "fold_frac")  # a spec's optional split fractions
+
+
 @lru_cache(maxsize=8)
-def _world(seed: int, n_people: int) -> PeopleWorld:
-    return people.load(seed=seed, n_people=n_people)
+def _world(seed: int, n_people: int, locales: tuple[str, ...], fractions: tuple[tuple[str, float], ...]) -> PeopleWorld:
+    return people.load(seed=seed, n_people=n_people, locales=locales, **dict(fractions))
 
 
 def people_world(spec: dict[str, Any]) -> PeopleWorld:
+    """The people world of a data set spec {"name": "people", "seed", "n_people"} and, for a world of
+    Faker people, "locales" and the split fractions (`PeopleWorld.spec`)."""
     if spec.get("name") != "people":
         raise ValueError(f"the lm family knows the 'people' data set, not {spec.get('name')!r}")
-    return _world(int(spec.get("seed", 0)), int(spec.get("n_people", 400)))
+    fractions = tuple((k, float(spec[k])) for k in WORLD_OPTIONS if k in spec)
+    return _world(int(spec.get("seed", 0)), int(spec.get("n_people", 400)), tuple(spec.get("locales") or ()),
+                  fractions)
 
 
 def world_of(model_dir: Path) -> PeopleWorld:
@@ -166,14 +173,45 @@ def reference_scores(reference_dir: Path, data: muse.MuseData, forget_ids: Seque
     return _reference_scores[key]
 
 
+_reference_general: dict[tuple[str, float], float] = {}
+
+
+def general_questions(model_dir: Path) -> list[tuple[str, str]]:
+    """The fixed general-knowledge questions a model fine-tuned from a pretrained base carries in its
+    `unlearn.json` (`general_knowledge.select_known`, chosen once on the base); empty for other models."""
+    return [(str(q), str(a)) for q, a in read_meta(model_dir).get("general_questions") or ()]
+
+
+def general_utility_criterion(lm: muse.LanguageModel, reference_dir: Path, questions: Sequence[tuple[str, str]],
+                              utility_frac: float, device: str = "cpu") -> Criterion:
+    """General utility: the candidate's accuracy on `questions` at least `utility_frac` × the retrain
+    reference's (computed once per reference folder per process), with a bootstrap 95% interval."""
+    weights = next(Path(reference_dir).glob("*.safetensors"), Path(reference_dir) / "unlearn.json")
+    key = (str(Path(reference_dir).resolve()), weights.stat().st_mtime)
+    if key not in _reference_general:
+        _reference_general[key] = general_knowledge.accuracy(HFLanguageModel.load(reference_dir, device), questions)
+    ref = _reference_general[key]
+    right = general_knowledge.answers_right(lm, questions).astype(np.float64)
+    return criterion("general_utility", right.mean(), ">=", utility_frac * ref, reference=ref,
+                     ci=muse.bootstrap_ci(right),
+                     detail=f"general utility: accuracy on {len(questions)} arithmetic questions the base model "
+                            f"answers right; at least {utility_frac:.0%} of the retrain reference's")
+
+
 def retrain_from_meta(meta: dict[str, Any], keep_ids: Sequence[str], out_dir: Path, *, tokenizer_dir: Path | None = None,
                       device: str = "cpu", progress: Progress = no_progress) -> None:
     """A model from scratch on the kept people (holdout ids are ignored), same settings and seed, reading
-    text with the tokenizer of `tokenizer_dir` (the base model's; without it, a new one as the base got)."""
+    text with the tokenizer of `tokenizer_dir` (the base model's; without it, a new one as the base got).
+    A fine-tune of a pretrained base (`meta["train"]["base"]`) is retrained as it was made: the same
+    fine-tune of the same base on the kept people (`people_finetune`), as TOFU and MUSE retrain."""
     world = people_world(meta["dataset"])
     trained = set(world.trained)
     keep = [s for s in sorted(set(keep_ids)) if s in trained]
     meta = {k: v for k, v in meta.items() if k != "unlearned"}
+    if (meta.get("train") or {}).get("base"):
+        people_finetune.finetune(world, keep, {**meta, "retrained_on": len(keep)}, out_dir, device=device,
+                                 progress=progress)
+        return
     tokenizer = tiny_lm.load_tokenizer(tokenizer_dir) if tokenizer_dir is not None else None
     tiny_lm.train(world, keep, {**meta, "retrained_on": len(keep)}, out_dir, tokenizer=tokenizer, device=device,
                   progress=progress)
@@ -335,7 +373,7 @@ class LMFamily(Family):
     # MUSE C1–C4; a records model adds the per-token likelihood of retained texts (with a reference) or the
     # holdout gate's three criteria (without one)
     criteria = ("verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain",
-                "retain_likelihood",
+                "general_utility", "retain_likelihood",
                 "holdout_mia_auc", "holdout_verbmem", "holdout_likelihood")
     gate_defaults = {**muse.DEFAULT_THRESHOLDS, **holdout.GATE_DEFAULTS}
     # those applicable in a verdict are drawn: MUSE's on the people world; on records without
@@ -453,9 +491,14 @@ class LMFamily(Family):
             world = world_of(candidate_dir)
             th = {**muse.DEFAULT_THRESHOLDS, **(thresholds or {})}
             data = muse_data(world, forget_ids, retain_ids)
-            cand = muse.score_model(HFLanguageModel.load(candidate_dir, device), data)
+            cand_lm = HFLanguageModel.load(candidate_dir, device)
+            cand = muse.score_model(cand_lm, data)
             ref = reference_scores(reference_dir, data, forget_ids, retain_ids, device)
             verdict = muse.gate(cand, ref, th)
+            questions = general_questions(candidate_dir)
+            if questions:
+                verdict.criteria.append(general_utility_criterion(cand_lm, reference_dir, questions,
+                                                                  th["utility_frac"], device))
         if report_dir is not None:
             muse.write_report(verdict, Path(report_dir))
         return verdict
@@ -470,9 +513,10 @@ class LMFamily(Family):
             config = json.loads((Path(model_dir) / "config.json").read_text())
             return {"arch": config.get("model_type"), "dataset": meta.get("dataset"), "train": meta.get("train", {}),
                     "reference": meta.get("reference")}
-        return {"arch": "gpt2", "dataset": meta.get("dataset"), "train": meta.get("train", {})}
+        arch = json.loads((Path(model_dir) / "config.json").read_text()).get("model_type", "gpt2")
+        return {"arch": arch, "dataset": meta.get("dataset"), "train": meta.get("train", {})}
 
 
-__all__ = ["HFLanguageModel", "LMFamily", "likelihood", "muse_data", "original_of", "people_world", "person_examples",
+__all__ = ["HFLanguageModel", "LMFamily", "general_questions", "general_utility_criterion", "likelihood", "muse_data", "original_of", "people_world", "person_examples",
            "person_texts", "privleak_documents", "privleak_texts", "records_muse_data", "retrain_from_meta", "retrain_records",
            "verify_records", "world_of"]

@@ -108,7 +108,9 @@ def translate(text: str, name: str, generic: str) -> str:
     (first, *_, last), (g_first, *_, g_last) = name.split(), generic.split()
     for a, b in ((first, g_first), (last, g_last)):
         for x, y in ((a, b), (a.lower(), b.lower())):
-            text = re.sub(rf"(?<![A-Za-z]){re.escape(x)}(?![A-Za-z])", y, text)  # "kovic42" counts
+            # not inside a longer word of letters, in any script ("Антонов" in "Антонова" is another name);
+            # digits may follow ("kovic42" counts)
+            text = re.sub(rf"(?<![^\W\d_]){re.escape(x)}(?![^\W\d_])", y, text)
     return text
 
 
