@@ -98,22 +98,29 @@ def _snapshot(url: str) -> tuple[dict[str, list[dict]], dict[str, list]]:
     return rows, indexes
 
 
-def test_upgrading_a_filled_0001_database_keeps_every_row(empty_database):
-    url = empty_database
-    migrate(url, "0001")
+def _upgrade_filled(url: str, revision: str, rows: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """Migrate to `revision`, fill every one of its tables with `rows`, upgrade to the head: the rows before
+    and after, the indexes checked unchanged."""
+    migrate(url, revision)
     engine = get_engine(url)
     meta = sa.MetaData()
     meta.reflect(engine)
-    assert set(ROWS_0001) == set(meta.tables) - {"alembic_version"}  # every table of the revision is filled
+    assert set(rows) == set(meta.tables) - {"alembic_version"}  # every table of the revision is filled
     with engine.begin() as conn:
-        for name, rows in ROWS_0001.items():
-            conn.execute(meta.tables[name].insert(), rows)
+        for name, table_rows in rows.items():
+            conn.execute(meta.tables[name].insert(), table_rows)
     before, indexes_before = _snapshot(url)
 
     migrate(url)
 
     after, indexes_after = _snapshot(url)
     assert indexes_after == indexes_before
+    return before, after
+
+
+def test_upgrading_a_filled_0001_database_keeps_every_row(empty_database):
+    url = empty_database
+    before, after = _upgrade_filled(url, "0001", ROWS_0001)
     for request in after["deletionrequest"]:  # no deadline was extended before this revision recorded it
         assert request.pop("original_due_at") == request["due_at"]
     for key in after["apikey"]:  # keys created before 0003 have no label
@@ -139,21 +146,8 @@ def _rows_0002() -> dict[str, list[dict]]:
 
 def test_upgrading_a_filled_0002_database_keeps_every_row_and_leaves_keys_unlabelled(empty_database):
     url = empty_database
-    migrate(url, "0002")
-    engine = get_engine(url)
-    meta = sa.MetaData()
-    meta.reflect(engine)
     rows = _rows_0002()
-    assert set(rows) == set(meta.tables) - {"alembic_version"}
-    with engine.begin() as conn:
-        for name, table_rows in rows.items():
-            conn.execute(meta.tables[name].insert(), table_rows)
-    before, indexes_before = _snapshot(url)
-
-    migrate(url)
-
-    after, indexes_after = _snapshot(url)
-    assert indexes_after == indexes_before
+    before, after = _upgrade_filled(url, "0002", rows)
     assert [key.pop("label") for key in after["apikey"]] == [None, None]
     assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
     _pop_new_columns(after)
@@ -187,21 +181,8 @@ def _rows_0003() -> dict[str, list[dict]]:
 
 def test_upgrading_a_filled_0003_database_keeps_every_row_and_gives_models_no_budget_of_their_own(empty_database):
     url = empty_database
-    migrate(url, "0003")
-    engine = get_engine(url)
-    meta = sa.MetaData()
-    meta.reflect(engine)
     rows = _rows_0003()
-    assert set(rows) == set(meta.tables) - {"alembic_version"}
-    with engine.begin() as conn:
-        for name, table_rows in rows.items():
-            conn.execute(meta.tables[name].insert(), table_rows)
-    before, indexes_before = _snapshot(url)
-
-    migrate(url)
-
-    after, indexes_after = _snapshot(url)
-    assert indexes_after == indexes_before
+    before, after = _upgrade_filled(url, "0003", rows)
     assert [model.pop("cost_budget_s") for model in after["model"]] == [None]
     _pop_new_columns(after)
     assert after == before
@@ -243,21 +224,8 @@ def _rows_0004() -> dict[str, list[dict]]:
 
 def test_upgrading_a_filled_0004_database_keeps_every_row_and_stores_old_versions_whole(empty_database):
     url = empty_database
-    migrate(url, "0004")
-    engine = get_engine(url)
-    meta = sa.MetaData()
-    meta.reflect(engine)
     rows = _rows_0004()
-    assert set(rows) == set(meta.tables) - {"alembic_version"}
-    with engine.begin() as conn:
-        for name, table_rows in rows.items():
-            conn.execute(meta.tables[name].insert(), table_rows)
-    before, indexes_before = _snapshot(url)
-
-    migrate(url)
-
-    after, indexes_after = _snapshot(url)
-    assert indexes_after == indexes_before
+    before, after = _upgrade_filled(url, "0004", rows)
     _pop_new_columns(after)
     assert after == before
     # A version stored as a delta (stored hash other than its weights hash, 26 GB apart from a 7B model's
@@ -282,24 +250,11 @@ def test_upgrading_a_filled_0004_database_keeps_every_row_and_stores_old_version
 
 def test_upgrading_a_filled_0005_database_gives_its_records_no_caption_and_downgrading_drops_them(empty_database):
     url = empty_database
-    migrate(url, "0005")
-    engine = get_engine(url)
-    meta = sa.MetaData()
-    meta.reflect(engine)
     rows = _rows_0004()
     for version in rows["modelversion"]:
         version["stored_sha256"], version["stored_bytes"] = version["weights_sha256"], 1234
-    assert set(rows) == set(meta.tables) - {"alembic_version"}
-    with engine.begin() as conn:
-        for name, table_rows in rows.items():
-            conn.execute(meta.tables[name].insert(), table_rows)
-    before, indexes_before = _snapshot(url)
-
-    migrate(url)
-
-    after, indexes_after = _snapshot(url)
-    assert indexes_after == indexes_before
-    assert {record.pop("caption") for record in after["trainingrecord"]} == {None}
+    before, after = _upgrade_filled(url, "0005", rows)
+    _pop_caption(after)
     assert after == before
     with session_scope(url) as s:  # a text-to-image model's record carries its caption now
         from unlearn.store.models import TrainingRecord
