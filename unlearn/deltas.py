@@ -48,7 +48,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from unlearn.manifests import COMPOSED, MANIFEST, build_manifest, check_manifest, sha256_file
+from unlearn.manifests import COMPOSED, MANIFEST, build_manifest, check_manifest, move_into_place, sha256_file
 
 DELTA = "delta.json"
 META = "unlearn.json"  # `unlearn.artifacts.META`: kept in every stored folder, so that it describes itself
@@ -248,11 +248,7 @@ def compose(folder: Path, locate_base: Callable[[str], Path]) -> Path:
                 raise DeltaIntegrityError(f"{name} composed for {folder} does not match the manifest it was "
                                           "registered with (its parent's bytes changed)")
         (tmp / MANIFEST).write_text(json.dumps(spec["full"], indent=2))
-        try:
-            os.rename(tmp, composed)
-        except OSError:  # another process of this host composed it meanwhile
-            if not (composed / MANIFEST).is_file():
-                raise
+        move_into_place(tmp, composed)  # or keep what another process of this host composed meanwhile
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return composed

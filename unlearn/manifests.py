@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -71,6 +72,17 @@ _DIGESTS: OrderedDict[tuple, str] = OrderedDict()
 _DIGESTS_MAX = 4096
 _DIGESTS_LOCK = threading.Lock()
 RACY_NS = 2_000_000_000
+
+
+def move_into_place(tmp: Path, dest: Path) -> None:
+    """Rename the finished folder `tmp` (its manifest written last) to `dest`, atomically on one file system.
+    When another process of this host put a complete copy there first (its manifest present), theirs is kept
+    and `tmp` is left for the caller to remove. Raises OSError otherwise."""
+    try:
+        os.rename(tmp, dest)
+    except OSError:
+        if not (dest / MANIFEST).is_file():
+            raise
 
 
 def _stat_key(path: Path) -> tuple:

@@ -33,6 +33,7 @@ from typing import Any
 import fsspec
 
 from unlearn.artifacts import MANIFEST, sha256_file
+from unlearn.manifests import move_into_place
 
 log = logging.getLogger(__name__)
 INDEX = ".store-cache.json"  # folders this host fetched: {relative path: [bytes, last use (unix s)]}
@@ -126,11 +127,7 @@ class ArtifactStore:
                 size += dest.stat().st_size
             (tmp / MANIFEST).write_bytes(raw)
             folder.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.rename(tmp, folder)
-            except OSError:  # another process of this host fetched it meanwhile
-                if not (folder / MANIFEST).exists():
-                    raise
+            move_into_place(tmp, folder)  # or keep what another process of this host fetched meanwhile
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         log.info("fetched %s from %s (%d bytes)", rel, self.url, size)
