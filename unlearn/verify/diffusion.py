@@ -110,12 +110,18 @@ def disk_cache(model_dir: Path, judge_dir: Path, n_per_class: int, seed: int) ->
     """`.<model>.judged/<key>.npz` next to the model folder, outside it (artifact folders carry a
     sha256 manifest). The key hashes both networks' weights and the sampling settings, so a rebuilt
     teacher or judge at the same path never reads stale figures."""
-    h = hashlib.sha256(f"{n_per_class}:{seed}:{class_diffusion.TEACHER_STEPS}:{class_diffusion.TEACHER_ETA}"
-                       .encode())
+    return judged_cache_path(model_dir, judge_dir, f"{n_per_class}:{seed}:{class_diffusion.TEACHER_STEPS}:"
+                                                   f"{class_diffusion.TEACHER_ETA}")
+
+
+def judged_cache_path(model_dir: Path, judge_dir: Path, settings: str, prefix: str = "") -> Path:
+    """`.<model>.judged/<prefix><key>.npz` beside `model_dir`: the key hashes `settings` and both folders'
+    safetensors bytes."""
+    h = hashlib.sha256(settings.encode())
     for folder in (model_dir, judge_dir):
         for f in sorted(folder.rglob("*.safetensors")):
             h.update(f.read_bytes())
-    return model_dir.parent / f".{model_dir.name}.judged" / f"{h.hexdigest()[:24]}.npz"
+    return model_dir.parent / f".{model_dir.name}.judged" / f"{prefix}{h.hexdigest()[:24]}.npz"
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -153,6 +159,22 @@ def figures(j: Judged, real_features: np.ndarray, real_labels: np.ndarray, *, fo
     )
 
 
+def gate_rows(cand: Any, teacher: Any, ref: Any | None, th: dict[str, float], *, fd_scale: float,
+              details: tuple[str, str, str]) -> list:
+    """The diffusion gates from a model's figures (anything with `forget_rate`, `retained_acc` and
+    `retained_fd`): the forget rate, the remaining accuracy over the teacher's, and the Fréchet distance over
+    `fd_scale`, each beside the reference's value where there is one; `details` word the three rows."""
+    forget_detail, acc_detail, fd_detail = details
+    return [
+        criterion("forget_rate", cand.forget_rate, "<=", th["forget_rate"],
+                  reference=ref.forget_rate if ref else None, detail=forget_detail),
+        criterion("retained_acc_ratio", cand.retained_acc / teacher.retained_acc, ">=", th["retained_acc_ratio"],
+                  reference=ref.retained_acc / teacher.retained_acc if ref else None, detail=acc_detail),
+        criterion("retained_fd_ratio", cand.retained_fd / fd_scale, "<=", th["retained_fd_ratio"],
+                  reference=ref.retained_fd / fd_scale if ref else None, detail=fd_detail),
+    ]
+
+
 def verify_diffusion(candidate_dir: Path, teacher_dir: Path, judge_dir: Path, *, forgotten: int, override: int,
                      retained: Sequence[int], dataset: dict, reference_dir: Path | None = None,
                      thresholds: dict[str, float] | None = None, report_dir: Path | None = None,
@@ -169,20 +191,11 @@ def verify_diffusion(candidate_dir: Path, teacher_dir: Path, judge_dir: Path, *,
     cand_j, cand = of(candidate_dir)
     teach_j, teacher = of(teacher_dir)
     ref = of(reference_dir)[1] if reference_dir is not None else None
-    rows = [
-        criterion("forget_rate", cand.forget_rate, "<=", th["forget_rate"],
-                  reference=ref.forget_rate if ref else None,
-                  detail=f"share of class-{forgotten} generations the judge reads as {forgotten}; "
-                         f"teacher {teacher.forget_rate:.3f}"),
-        criterion("retained_acc_ratio", cand.retained_acc / teacher.retained_acc, ">=", th["retained_acc_ratio"],
-                  reference=ref.retained_acc / teacher.retained_acc if ref else None,
-                  detail=f"judge accuracy on retained classes {cand.retained_acc:.3f} "
-                         f"over the teacher's {teacher.retained_acc:.3f}"),
-        criterion("retained_fd_ratio", cand.retained_fd / teacher.retained_fd, "<=", th["retained_fd_ratio"],
-                  reference=ref.retained_fd / teacher.retained_fd if ref else None,
-                  detail=f"judge-feature Fréchet distance on retained classes {cand.retained_fd:.3f} "
-                         f"over the teacher's multi-step sampler's {teacher.retained_fd:.3f}"),
-    ]
+    rows = gate_rows(cand, teacher, ref, th, fd_scale=teacher.retained_fd, details=(
+        f"share of class-{forgotten} generations the judge reads as {forgotten}; teacher {teacher.forget_rate:.3f}",
+        f"judge accuracy on retained classes {cand.retained_acc:.3f} over the teacher's {teacher.retained_acc:.3f}",
+        f"judge-feature Fréchet distance on retained classes {cand.retained_fd:.3f} "
+        f"over the teacher's multi-step sampler's {teacher.retained_fd:.3f}"))
     info = {**cand.as_dict(), **teacher.as_dict("teacher_"), **(ref.as_dict("reference_") if ref else {}),
             "forgotten": forgotten, "override": override, "retained": list(map(int, retained)),
             "n_per_class": n_per_class, "teacher_dir": str(teacher_dir)}

@@ -21,7 +21,6 @@ the same figures of the retrained reference when one is given.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Sequence
@@ -33,8 +32,8 @@ import numpy as np
 
 from unlearn.artifacts import read_meta
 from unlearn.models import text_diffusion
-from unlearn.verify.diffusion import DEFAULT_THRESHOLDS, frechet_distance, judge
-from unlearn.verify.verdict import Verdict, criterion
+from unlearn.verify.diffusion import DEFAULT_THRESHOLDS, frechet_distance, gate_rows, judge, judged_cache_path
+from unlearn.verify.verdict import Verdict
 
 N_PER_PROMPT = 20
 SEED = 0
@@ -76,11 +75,8 @@ def judged_prompts(model_dir: str, judge_dir: str, prompts: tuple[str, ...], n_p
 
 
 def _disk_cache(model_dir: Path, judge_dir: Path, listed: Sequence[str], seed: int) -> Path:
-    h = hashlib.sha256(f"{seed}:{text_diffusion.TEACHER_STEPS}:{'|'.join(listed)}".encode())
-    for folder in (model_dir, judge_dir):
-        for f in sorted(folder.rglob("*.safetensors")):
-            h.update(f.read_bytes())
-    return model_dir.parent / f".{model_dir.name}.judged" / f"t2i-{h.hexdigest()[:24]}.npz"
+    return judged_cache_path(model_dir, judge_dir, f"{seed}:{text_diffusion.TEACHER_STEPS}:{'|'.join(listed)}",
+                             prefix="t2i-")
 
 
 def class_words(judge_dir: Path) -> list[set[str]]:
@@ -154,20 +150,13 @@ def verify_text_concept(candidate_dir: Path, teacher_dir: Path, judge_dir: Path,
     c_forget, c_remaining = draws(candidate_dir)
     cand = figures(c_forget, c_remaining, t_remaining, classes, concept, override)
     ref = figures(*draws(reference_dir), t_remaining, classes, concept, override) if reference_dir else None
-    rows = [
-        criterion("forget_rate", cand.forget_rate, "<=", th["forget_rate"],
-                  reference=ref.forget_rate if ref else None,
-                  detail=f"share of the {len(forget_prompts)} forget prompts' images the judge reads as "
-                         f"{concept!r}; teacher {teacher.forget_rate:.3f}"),
-        criterion("retained_acc_ratio", cand.retained_acc / teacher.retained_acc, ">=", th["retained_acc_ratio"],
-                  reference=ref.retained_acc / teacher.retained_acc if ref else None,
-                  detail=f"judged accuracy on {len(remaining_prompts)} held-out remaining prompts "
-                         f"{cand.retained_acc:.3f} over the teacher's {teacher.retained_acc:.3f}"),
-        criterion("retained_fd_ratio", cand.retained_fd / scale, "<=", th["retained_fd_ratio"],
-                  reference=ref.retained_fd / scale if ref else None,
-                  detail=f"judge-feature Fréchet distance to the teacher's images of the remaining prompts "
-                         f"{cand.retained_fd:.3f} over the teacher's own distance to the data's images {scale:.3f}"),
-    ]
+    rows = gate_rows(cand, teacher, ref, th, fd_scale=scale, details=(
+        f"share of the {len(forget_prompts)} forget prompts' images the judge reads as {concept!r}; "
+        f"teacher {teacher.forget_rate:.3f}",
+        f"judged accuracy on {len(remaining_prompts)} held-out remaining prompts {cand.retained_acc:.3f} "
+        f"over the teacher's {teacher.retained_acc:.3f}",
+        f"judge-feature Fréchet distance to the teacher's images of the remaining prompts {cand.retained_fd:.3f} "
+        f"over the teacher's own distance to the data's images {scale:.3f}"))
     info = {**cand.as_dict(), **teacher.as_dict("teacher_"), **(ref.as_dict("reference_") if ref else {}),
             "concept": concept, "override": override, "forget_prompts": list(forget_prompts),
             "remaining_prompts": list(remaining_prompts), "n_per_prompt": n_per_prompt,
