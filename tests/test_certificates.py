@@ -29,7 +29,7 @@ from unlearn.intake import DeletionRequestIn, submit
 from unlearn.jobs import run_job
 from unlearn.settings import Settings
 from unlearn.store.db import migrate, session_scope
-from unlearn.store.models import AuditEvent, Certificate, ModelVersion
+from unlearn.store.models import AuditEvent, Certificate, DeletionRequest, ModelVersion, utcnow
 
 SUBJECT = "subject-0001"
 MODEL = "digits-acu"  # the shared request's model
@@ -283,3 +283,20 @@ def test_a_method_checked_against_a_retrain_presents_its_table(completed):
     assert model["method"] != "retrain"
     assert model["verifier"]["exact_by_construction"] is False and "note" not in model["verifier"]
     assert model["verifier"]["criteria"]
+
+
+def test_a_batch_of_certificates_says_what_one_at_a_time_says(completed):
+    """issue_certificates reads what a job's requests share once (`_Batch`); the body must not change."""
+    from unlearn.certificates import _Batch, certificate_body
+
+    settings, rid, doc = completed
+    with session_scope(settings.resolved_database_url) as s:
+        request = s.get(DeletionRequest, rid)
+        at = utcnow()
+        alone = certificate_body(s, settings, request, kid="k", issued_at=at)
+        others = [r for r in s.exec(select(DeletionRequest.id)).all() if r != rid]
+        batched = certificate_body(s, settings, request, kid="k", issued_at=at,
+                                   batch=_Batch(s, [*others, rid, "no-such-request"], at))
+    assert batched == alone
+    assert alone["models"] and alone["models"][0]["attempts"] and alone["models"][0]["new_version"]
+    assert alone["models"] == doc["certificate"]["models"]  # what the job's transaction issued

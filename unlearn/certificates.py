@@ -24,7 +24,7 @@ import math
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
@@ -35,7 +35,7 @@ from sqlmodel import Session, col, select
 import unlearn
 from unlearn.identity import sha256_ids
 from unlearn.methods import get_method, method_names
-from unlearn.registry import job_attempts, request_job_ids
+from unlearn.registry import job_attempts, requests_job_ids
 from unlearn.settings import Settings
 from unlearn.store.models import (
     AuditEvent,
@@ -48,7 +48,7 @@ from unlearn.store.models import (
     utcnow,
 )
 from unlearn.store.states import RequestStatus, TargetStatus
-from unlearn.store.transitions import audit
+from unlearn.store.transitions import audit_many
 
 ALGORITHM = "Ed25519"
 CERTIFICATE_TYPE = "unlearn/deletion-certificate"
@@ -184,29 +184,69 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _tainted_versions(session: Session, model_name: str, forget_ids: set[str],
-                      until: datetime) -> list[dict[str, Any]]:
-    """The model's versions marked tainted up to `until`, and whether each held this request's samples."""
-    versions = {v.id: v for v in session.exec(select(ModelVersion).where(ModelVersion.model_name == model_name))}
-    events = session.exec(select(AuditEvent).where(
-        AuditEvent.entity_type == "version", AuditEvent.to_state == "tainted",
-        col(AuditEvent.entity_id).in_(list(versions)), AuditEvent.at <= until).order_by(AuditEvent.at)).all()
-    out, seen = [], set()
-    for e in events:
-        v = versions[e.entity_id]
-        if v.id in seen:
-            continue
-        seen.add(v.id)
-        out.append({"id": v.id, "version": v.version, "weights_sha256": v.weights_sha256, "status": v.status,
-                    "tainted_at": _ts(e.at), "held_request_data": not forget_ids <= set(v.excluded_ids)})
-    return out
+_Row = TypeVar("_Row", Model, UnlearningJob, ModelVersion)
 
 
-def _model_entry(session: Session, settings: Settings, request: DeletionRequest, target: RequestTarget,
-                 until: datetime) -> dict[str, Any]:
-    model = session.get(Model, target.model_name)
-    job = session.get(UnlearningJob, target.job_id) if target.job_id else None
-    version = session.get(ModelVersion, target.version_id) if target.version_id else None
+class _Batch:
+    """What the certificates issued in one transaction share, read once: each model's tainted versions,
+    each request's jobs, each set of jobs' attempts, and the requests' finished targets. A burst's job
+    completes thousands of requests at once, and each would otherwise read all of these again.
+    `until`: the issue time; taint events after it are not part of the certificates."""
+
+    def __init__(self, session: Session, request_ids: list[str], until: datetime) -> None:
+        self.session, self.until = session, until
+        self.job_ids = requests_job_ids(session, request_ids)
+        self.targets: dict[str, list[RequestTarget]] = {rid: [] for rid in request_ids}
+        for start in range(0, len(request_ids), _CHUNK):
+            for t in session.exec(select(RequestTarget).where(
+                    col(RequestTarget.request_id).in_(request_ids[start:start + _CHUNK]),
+                    RequestTarget.status == TargetStatus.DONE).order_by(RequestTarget.model_name)).all():
+                self.targets[t.request_id].append(t)
+        self._tainted: dict[str, list[ModelVersion]] = {}
+        self._attempts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        self._rows: dict[tuple[type, str], Any] = {}
+
+    def row(self, cls: type[_Row], key: str | None) -> _Row | None:
+        """`session.get`, held for the batch: the session's identity map keeps a row only while something
+        refers to it, and every reload would first flush the certificates added so far."""
+        if key is None:
+            return None
+        if (cls, key) not in self._rows:
+            self._rows[cls, key] = self.session.get(cls, key)
+        return self._rows[cls, key]
+
+    def tainted(self, model_name: str, forget_ids: set[str]) -> list[dict[str, Any]]:
+        """The model's versions marked tainted up to `until`, and whether each held these samples."""
+        if model_name not in self._tainted:
+            versions = {v.id: v for v in self.session.exec(
+                select(ModelVersion).where(ModelVersion.model_name == model_name))}
+            events = self.session.exec(select(AuditEvent).where(
+                AuditEvent.entity_type == "version", AuditEvent.to_state == "tainted",
+                col(AuditEvent.entity_id).in_(list(versions)), AuditEvent.at <= self.until)
+                .order_by(AuditEvent.at)).all()
+            first: dict[str, tuple[ModelVersion, datetime]] = {}
+            for e in events:
+                first.setdefault(e.entity_id, (versions[e.entity_id], e.at))
+            self._tainted[model_name] = list(first.values())
+        return [{"id": v.id, "version": v.version, "weights_sha256": v.weights_sha256, "status": v.status,
+                 "tainted_at": _ts(at), "held_request_data": not forget_ids <= set(v.excluded_ids)}
+                for v, at in self._tainted[model_name]]
+
+    def attempts(self, request_id: str) -> list[dict[str, Any]]:
+        """Every candidate the request's jobs made (`registry.job_attempts`)."""
+        key = tuple(self.job_ids.get(request_id, []))
+        if key not in self._attempts:
+            self._attempts[key] = job_attempts(self.session, list(key))
+        return self._attempts[key]
+
+
+_CHUNK = 1000  # ids per IN (…) list
+
+
+def _model_entry(session: Session, request: DeletionRequest, target: RequestTarget, batch: _Batch) -> dict[str, Any]:
+    model = batch.row(Model, target.model_name)
+    job = batch.row(UnlearningJob, target.job_id)
+    version = batch.row(ModelVersion, target.version_id)
     method = job.method if job else (version.method if version else request.method)
     metrics = version.metrics if version is not None else {}
     criteria = metrics.get("criteria") or {}
@@ -247,11 +287,10 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
             # stood when this version was verified (None: verified before they were recorded)
             "gate_overrides": metrics.get("gate_overrides", None if criteria else {}),
         },
-        "tainted_versions_retired": _tainted_versions(session, target.model_name, forget, until),
+        "tainted_versions_retired": batch.tainted(target.model_name, forget),
         # every candidate the job's chain of methods made before this one passed (or this one alone):
         # method, version, verdict and reasons, wall seconds and device
-        "attempts": [a for a in job_attempts(session, request_job_ids(session, request.id))
-                     if a["model"] == target.model_name],
+        "attempts": [a for a in batch.attempts(request.id) if a["model"] == target.model_name],
     }
     if metrics.get("warning"):  # a caveat of the method's step, e.g. a retrain that may keep a backdoor
         entry["warning"] = metrics["warning"]
@@ -259,10 +298,12 @@ def _model_entry(session: Session, settings: Settings, request: DeletionRequest,
 
 
 def certificate_body(session: Session, settings: Settings, request: DeletionRequest, *, kid: str,
-                     issued_at: datetime) -> dict[str, Any]:
-    targets = session.exec(select(RequestTarget).where(RequestTarget.request_id == request.id,
-                                                       RequestTarget.status == TargetStatus.DONE)
-                           .order_by(RequestTarget.model_name)).all()
+                     issued_at: datetime, batch: _Batch | None = None) -> dict[str, Any]:
+    """The unsigned body of `request`'s certificate as of `issued_at`: the request, and for each model it
+    was served on, the method, the new version, the verifier's evidence, the tainted versions retired
+    and every attempt. `batch`: what the other certificates of this transaction already read."""
+    batch = batch or _Batch(session, [request.id], issued_at)
+    targets = batch.targets[request.id]
     body = {
         "type": CERTIFICATE_TYPE,
         "format": FORMAT,
@@ -275,7 +316,7 @@ def certificate_body(session: Session, settings: Settings, request: DeletionRequ
             "received_at": _ts(request.received_at), "due_at": _ts(request.due_at),
             "completed_at": _ts(request.completed_at),
         },
-        "models": [_model_entry(session, settings, request, t, issued_at) for t in targets],
+        "models": [_model_entry(session, request, t, batch) for t in targets],
         "issued_at": _ts(issued_at),
     }
     return _finite(body)
@@ -290,21 +331,27 @@ def issue_certificates(session: Session, settings: Settings, request_ids: list[s
     kid = key_id(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                serialization.PublicFormat.SubjectPublicKeyInfo))
     session.flush()  # the completion and taint rows written so far in this transaction
-    issued = []
-    for rid in request_ids:
-        request = session.get(DeletionRequest, rid)
-        if request is None or request.status != RequestStatus.COMPLETED:
-            continue
-        now = utcnow()
-        body = certificate_body(session, settings, request, kid=kid, issued_at=now)
-        row = session.get(Certificate, rid)
+    ids = sorted(set(request_ids))
+    requests = {r.id: r for start in range(0, len(ids), _CHUNK) for r in session.exec(
+        select(DeletionRequest).where(col(DeletionRequest.id).in_(ids[start:start + _CHUNK]),
+                                      DeletionRequest.status == RequestStatus.COMPLETED)).all()}
+    ids = [rid for rid in ids if rid in requests]
+    rows = {c.request_id: c for start in range(0, len(ids), _CHUNK) for c in session.exec(
+        select(Certificate).where(col(Certificate.request_id).in_(ids[start:start + _CHUNK]))).all()}
+    now = utcnow()  # one transaction, one issue time
+    batch = _Batch(session, ids, now)
+    issued, events = [], []
+    for rid in ids:
+        body = certificate_body(session, settings, requests[rid], kid=kid, issued_at=now, batch=batch)
+        row = rows.get(rid)
         state = "reissued" if row is not None else "issued"
         if row is None:
             row = Certificate(request_id=rid, body=body, signature="", key_id=kid)
         row.body, row.signature, row.key_id, row.issued_at = body, sign(body, key), kid, now
         session.add(row)
-        audit(session, actor="service", entity_type="certificate", entity_id=rid, to_state=state,
-              data={"key_id": kid, "models": [m["model"] for m in body["models"]]})
+        events.append({"actor": "service", "entity_type": "certificate", "entity_id": rid, "to_state": state,
+                       "data": {"key_id": kid, "models": [m["model"] for m in body["models"]]}})
         issued.append(row)
+    audit_many(session, events)
     return issued
 

@@ -87,9 +87,13 @@ def _batch_model(session: Session, settings: Settings, model_name: str,
                  members: list[tuple[RequestTarget, DeletionRequest]]) -> list[str]:
     """The jobs for one model's pending targets: one per batch key, in chunks of `max_batch_requests`."""
     groups: dict[tuple, list[tuple[RequestTarget, DeletionRequest]]] = {}
+    resolved: dict[tuple[str, str], str] = {}  # `auto`'s pick reads the champion: once per method and scope
     for target, request in members:
         scope = scope_of(request)
-        method = resolve_method(session, model_name, request.method, scope)
+        asked = (request.method, json.dumps(scope.to_dict(), sort_keys=True))
+        if asked not in resolved:
+            resolved[asked] = resolve_method(session, model_name, request.method, scope)
+        method = resolved[asked]
         label = scope.label if scope.type in ("class", "concept") else None
         # a text-to-image concept (its prompts in `extra`) batches only with the very same request
         what = ("concept", json.dumps(scope.to_dict(), sort_keys=True)) if scope.type == "concept" and scope.extra \

@@ -188,8 +188,9 @@ def _plan(s: Session, h: JobHandle, settings: Settings) -> _Plan:
     train_ids = set(s.exec(select(TrainingRecord.sample_id).where(
         TrainingRecord.model_name == job.model_name, TrainingRecord.split == "train")).all())
     request_ids = sorted({t.request_id for t in targets})
-    requests = [s.get(DeletionRequest, rid) for rid in request_ids]
-    suspects = {sid for r in requests for sid in (r.scope.get("suspect_ids") or [])}
+    suspects = {sid for start in range(0, len(request_ids), 1000) for scope in s.exec(
+        select(DeletionRequest.scope).where(col(DeletionRequest.id).in_(request_ids[start:start + 1000]))).all()
+        for sid in (scope.get("suspect_ids") or [])}
     model = s.get(Model, job.model_name)
     sync_requests(s, set(request_ids), actor=h.worker)  # → running
     return _Plan(model=model, base=base, method=job.method, params=dict(job.params),

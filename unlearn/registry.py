@@ -296,14 +296,23 @@ def request_job_ids(session: Session, request_id: str) -> list[str]:
     """Every job that worked on the request: its targets' present jobs, and earlier ones an operator's retry
     replaced (the coalescer names a job in the request's audit event when it queues the request, `job`;
     an operator's retry names the jobs it leaves behind, `jobs`)."""
-    ids = set(session.exec(select(RequestTarget.job_id).where(RequestTarget.request_id == request_id,
-                                                              col(RequestTarget.job_id).is_not(None))).all())
-    for data in session.exec(select(AuditEvent.data).where(AuditEvent.entity_type == "request",
-                                                           AuditEvent.entity_id == request_id)).all():
-        if isinstance(data, dict):
-            named = [data.get("job"), *(data.get("jobs") or [])]
-            ids.update(j for j in named if isinstance(j, str))
-    return sorted(ids)
+    return requests_job_ids(session, [request_id])[request_id]
+
+
+def requests_job_ids(session: Session, request_ids: list[str]) -> dict[str, list[str]]:
+    """`request_job_ids` for many requests at once, 1,000 to a query: request id → its job ids, sorted."""
+    ids: dict[str, set[str]] = {rid: set() for rid in request_ids}
+    for start in range(0, len(request_ids), 1000):
+        chunk = request_ids[start:start + 1000]
+        for rid, job_id in session.exec(select(RequestTarget.request_id, RequestTarget.job_id).where(
+                col(RequestTarget.request_id).in_(chunk), col(RequestTarget.job_id).is_not(None))).all():
+            ids[rid].add(job_id)
+        for rid, data in session.exec(select(AuditEvent.entity_id, AuditEvent.data).where(
+                AuditEvent.entity_type == "request", col(AuditEvent.entity_id).in_(chunk))).all():
+            if isinstance(data, dict):
+                named = [data.get("job"), *(data.get("jobs") or [])]
+                ids[rid].update(j for j in named if isinstance(j, str))
+    return {rid: sorted(v) for rid, v in ids.items()}
 
 
 def job_attempts(session: Session, job_ids: list[str]) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import inspect, update
+from sqlalchemy import insert, inspect, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -86,6 +86,31 @@ def audit(session: Session, *, actor: str, entity_type: str, entity_id: str, to_
                            to_state=to_state, reason=reason, data=data or {}))
 
 
+def audit_many(session: Session, events: list[dict[str, Any]]) -> None:
+    """Many audit rows (each `audit`'s keyword arguments) in one INSERT: building an ORM row costs more
+    than writing it, and a burst's job writes thousands."""
+    if events:
+        now = utcnow()
+        session.execute(insert(AuditEvent), [{"at": now, "from_state": None, "reason": None, **e,
+                                              "data": e.get("data") or {}} for e in events])
+
+
+def _moved_values(kind: str, current: str, to: str, reason: str | None) -> dict[str, Any]:
+    """The columns a legal move from `current` to `to` writes: the state, and for a request its
+    timestamps and the reason the submitter reads; for a job its finish time."""
+    now = utcnow()
+    if kind == "job":
+        return {"stage": str(to), **({"finished_at": now} if to in JOB_FINAL else {})}
+    values: dict[str, Any] = {"status": str(to), "updated_at": now}
+    if to in REQUEST_FINAL or to == R.NEEDS_REVIEW:  # what the operator or the submitter reads
+        values["reason"] = reason if to != R.COMPLETED else None
+    elif current == R.NEEDS_REVIEW:  # back at work: why it waited is in the audit trail, no longer current
+        values["reason"] = None
+    if to == R.COMPLETED:
+        values["completed_at"] = now
+    return values
+
+
 def transition(session: Session, entity: DeletionRequest | UnlearningJob, to: str, *, actor: str,
                reason: str | None = None, data: dict[str, Any] | None = None) -> None:
     """Move a request's `status` or a job's `stage` to `to`.
@@ -101,18 +126,7 @@ def transition(session: Session, entity: DeletionRequest | UnlearningJob, to: st
     current = getattr(entity, attr)
     if to not in table.get(current, set()):
         raise IllegalTransition(f"{kind} {entity.id}: {current} → {to} is not allowed")
-    now = utcnow()
-    values: dict[str, Any] = {attr: str(to)}
-    if kind == "request":
-        values["updated_at"] = now
-        if to in REQUEST_FINAL or to == R.NEEDS_REVIEW:  # what the operator or the submitter reads
-            values["reason"] = reason if to != R.COMPLETED else None
-        elif current == R.NEEDS_REVIEW:  # back at work: why it waited is in the audit trail, no longer current
-            values["reason"] = None
-        if to == R.COMPLETED:
-            values["completed_at"] = now
-    elif to in JOB_FINAL:
-        values["finished_at"] = now
+    values = _moved_values(kind, current, to, reason)
     state = inspect(entity, raiseerr=False)
     if state is not None and state.detached:
         raise ValueError(f"{kind} {entity.id} is detached: load it in this session before moving it")
@@ -218,39 +232,90 @@ def derived_status(current: str, targets: Iterable[tuple[str, str | None]]) -> s
 
 def sync_requests(session: Session, request_ids: Iterable[str], *, actor: str, reason: str | None = None,
                   reopen: bool = False, data: dict[str, Any] | None = None) -> list[str]:
-    """Move each request to its derived status; returns those that became completed.
+    """Move each request to its derived status; returns those that became completed, sorted.
 
     A final request stays final unless `reopen` (its targets were made pending again on purpose).
-    Each request is read afresh; when another transaction moves it meanwhile (two workers on two of
-    its models), its status is derived again from what that one committed: a derived move is a
-    function of the targets, so redoing it is always right."""
-    completed = []
+    Requests are read afresh, `_SYNC_CHUNK` at a time with their targets in one query, and the requests
+    that make the same move share one conditional UPDATE and one batch of audit rows: a burst's job
+    moves thousands of requests at a time. A request another transaction moved meanwhile (two workers
+    on two of its models) is not matched by that UPDATE; its status is derived again, alone, from what
+    that one committed: a derived move is a function of the targets, so redoing it is always right."""
+    completed: list[str] = []
     session.flush()
-    for rid in sorted(set(request_ids)):
-        for attempt in range(_SYNC_ATTEMPTS):
-            request = session.get(DeletionRequest, rid, populate_existing=True)
-            if request is None or (request.status in REQUEST_FINAL and not reopen):
-                break
-            rows = session.exec(select(RequestTarget.status, UnlearningJob.stage)
-                                .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
-                                .where(RequestTarget.request_id == rid)).all()
-            to = derived_status(request.status, rows)
-            if to == request.status:
-                break
-            try:
-                transition(session, request, to, actor=actor, reason=reason, data=data)
-            except Conflict:
-                if attempt + 1 == _SYNC_ATTEMPTS:
-                    raise
+    ids = sorted(set(request_ids))
+    for start in range(0, len(ids), _SYNC_CHUNK):
+        chunk = ids[start:start + _SYNC_CHUNK]
+        requests = session.exec(select(DeletionRequest).where(col(DeletionRequest.id).in_(chunk))
+                                .execution_options(populate_existing=True)).all()
+        rows: dict[str, list[tuple[str, str | None]]] = {rid: [] for rid in chunk}
+        for rid, status, stage in session.exec(
+                select(RequestTarget.request_id, RequestTarget.status, UnlearningJob.stage)
+                .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
+                .where(col(RequestTarget.request_id).in_(chunk))).all():
+            rows[rid].append((status, stage))
+        moves: dict[tuple[str, str], list[DeletionRequest]] = {}
+        for request in requests:
+            if request.status in REQUEST_FINAL and not reopen:
                 continue
-            if to == R.COMPLETED:
-                completed.append(rid)
-            break
-    return completed
+            to = derived_status(request.status, rows[request.id])
+            if to != request.status:
+                moves.setdefault((request.status, to), []).append(request)
+        for (frm, to), group in moves.items():
+            moved = _move_requests(session, group, frm, to, actor=actor, reason=reason, data=data)
+            for request in group:
+                if request.id in moved:
+                    completed += [request.id] if to == R.COMPLETED else []
+                elif _sync_one(session, request.id, actor=actor, reason=reason, reopen=reopen, data=data):
+                    completed.append(request.id)
+    return sorted(completed)
 
 
+def _move_requests(session: Session, group: list[DeletionRequest], frm: str, to: str, *, actor: str,
+                   reason: str | None, data: dict[str, Any] | None) -> set[str]:
+    """Move the requests of `group`, all now in `frm`, to `to` with one conditional UPDATE and their
+    audit rows; returns the ids that moved (one another transaction moved first is left as it is)."""
+    if to not in REQUEST_TRANSITIONS.get(frm, set()):
+        raise IllegalTransition(f"request {group[0].id}: {frm} → {to} is not allowed")
+    values = _moved_values("request", frm, to, reason)
+    moved = set(session.execute(update(DeletionRequest).where(
+        col(DeletionRequest.id).in_([r.id for r in group]), DeletionRequest.status == frm)
+        .values(**values).returning(DeletionRequest.id).execution_options(synchronize_session=False)).scalars())
+    for request in group:
+        if request.id in moved:
+            for k, v in values.items():
+                set_committed_value(request, k, v)
+    audit_many(session, [{"actor": actor, "entity_type": "request", "entity_id": r.id, "from_state": frm,
+                          "to_state": to, "reason": reason, "data": data} for r in group if r.id in moved])
+    return moved
+
+
+def _sync_one(session: Session, rid: str, *, actor: str, reason: str | None, reopen: bool,
+              data: dict[str, Any] | None) -> bool:
+    """`sync_requests` for one request that lost a race: read it and its targets again and move it,
+    retrying while other transactions keep moving it. Returns whether it became completed."""
+    for attempt in range(_SYNC_ATTEMPTS):
+        request = session.get(DeletionRequest, rid, populate_existing=True)
+        if request is None or (request.status in REQUEST_FINAL and not reopen):
+            return False
+        rows = session.exec(select(RequestTarget.status, UnlearningJob.stage)
+                            .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
+                            .where(RequestTarget.request_id == rid)).all()
+        to = derived_status(request.status, rows)
+        if to == request.status:
+            return False
+        try:
+            transition(session, request, to, actor=actor, reason=reason, data=data)
+        except Conflict:
+            if attempt + 1 == _SYNC_ATTEMPTS:
+                raise
+            continue
+        return to == R.COMPLETED
+    return False
+
+
+_SYNC_CHUNK = 1000  # ids per IN (…) list: well under SQLite's 32,766 bound parameters
 _SYNC_ATTEMPTS = 3
 
 
-__all__ = ["JOB_TRANSITIONS", "REQUEST_TRANSITIONS", "Conflict", "IllegalTransition", "audit", "derived_status",
-           "move_targets", "move_version", "requeue_job", "sync_requests", "transition"]
+__all__ = ["JOB_TRANSITIONS", "REQUEST_TRANSITIONS", "Conflict", "IllegalTransition", "audit", "audit_many",
+           "derived_status", "move_targets", "move_version", "requeue_job", "sync_requests", "transition"]
