@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--name", default="muse_real")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the rows of the stored table (same budget and device) and run only the methods it lacks")
     ap.add_argument("--until", type=float, default=0.0,
                     help="Unix time: a method whose run (as long as the last one's) would end later is not started")
     args = ap.parse_args()
@@ -155,10 +157,21 @@ def main() -> None:
         "general_questions": len(questions),
         "general_retrain": v_target.criteria[-1].reference,
         "reference_scores": ref_scores.to_dict(), "target_row": {"scores": target_scores.to_dict()}, "methods": []}
+    stored = out / f"{args.name}.json"
+    if args.resume and stored.exists():
+        before = json.loads(stored.read_text())
+        if (before.get("budget"), before.get("device")) != (budget, args.device):
+            raise SystemExit(f"--resume: {stored} was measured with another budget or device; run without --resume")
+        # the stored rows hold only if this is the same target and reference (the zoo rebuilt them alike)
+        now = json.loads(json.dumps([report["reference_scores"], report["target_row"]], default=float))
+        if [before.get("reference_scores"), before.get("target_row")] != now:
+            raise SystemExit(f"--resume: the target or reference scores differ from {stored}'s; run without --resume")
+        report["methods"] = [r for r in before["methods"] if r["method"] in methods]
+        report["methods_planned"] = list(dict.fromkeys([*before["methods_planned"], *methods]))
     write_results(out, args.name, report, markdown(report))
     work = Path(tempfile.mkdtemp(prefix="muse-real-"))
     try:
-        for spec in methods:
+        for spec in [m for m in methods if m not in {r["method"] for r in report["methods"]}]:
             last = max((r["wall_s"] + r.get("score_s", 0.0) for r in report["methods"]), default=0.0)
             if args.until and time.time() + last > args.until:
                 print(f"{spec}: not started, it would end after --until", flush=True)
