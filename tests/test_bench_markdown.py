@@ -30,7 +30,7 @@ def _regenerate(name: str) -> Callable[[], str]:
     return lambda: importlib.import_module(f"benchmarks.{name}").regenerate(RESULTS)
 
 
-REGENERATED = ("acu", "bulk_scope", "byo_lm", "corrective", "demo_fallback", "gate_calibration", "laf",
+REGENERATED = ("acu", "bulk_scope", "byo_lm", "corrective", "demo_fallback", "gate_calibration", "intake", "laf",
                "lineage_import", "muse", "muse_gate_noise", "muse_tradeoff", "reference_policies", "sfd")
 PAGES: dict[str, Callable[[], str]] = {**{name: _regenerate(name) for name in REGENERATED}, "gate_power": _gate_power}
 
