@@ -37,7 +37,7 @@ DEFAULTS = {
     "ga": LM, "ga_gdr": LM, "ga_klr": LM, "npo": NPO, "npo_gdr": NPO, "npo_klr": NPO, "whp": WHP,
     "sfd": {"override": None, "steps": 800, "batch_size": 64, "alpha": 1.2, "t_init": 440, "t_min": 38, "t_max": 712,
             "forget_coef": 0.01, "lr_generator": 1e-4, "lr_fake": 3e-4, "beta1": 0.0, "beta2": 0.999, "clip": 1.0,
-            "ema": 0.0, "seed": 0, "guidance": None},
+            "ema": 0.0, "seed": 0, "guidance": None, "guidance_fake": 1.0},
     "esd": {"steps": 200, "batch_size": 16, "lr": 1e-4, "eta": 1.0, "pool_per_prompt": 8, "train_cross_attention": False,
             "seed": 0},
     "erasure-finetune": {"override": None, "steps": 400, "batch_size": 64, "lr": 1e-4, "forget_coef": 1.0,

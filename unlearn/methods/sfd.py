@@ -75,6 +75,7 @@ class Params(MethodParams):
     clip: float = Field(1.0, gt=0, le=1e6)  # gradients clipped by value
     ema: float = Field(0.0, ge=0, lt=1)  # 0: no EMA of θ
     guidance: float | None = Field(None, ge=0, le=50)  # text-to-image: the teacher's CFG w; None: the pipeline's
+    guidance_fake: float = Field(1.0, ge=0, le=50)  # text-to-image: the fake score's CFG κ1 = κ2 (sfd_text)
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @model_validator(mode="after")
