@@ -350,9 +350,11 @@ def draws_markdown(family: str, section: dict[str, Any]) -> list[str]:
                   for r in section["rows"] for d in r["per_draw"] for o in d["other_seeds"]]
         lines += ["", "The service verifies this family against the teacher, not a reference; an exact retrain is "
                   "its own teacher (no `teacher_dir`), so its retained-class criteria compare it with itself and only "
-                  "`forget_rate` can refuse it. Against the original teacher its ratios are "
-                  + ", ".join(f"accuracy {a:.3f} and Fréchet distance {f:.3f}" for a, f in ratios)
-                  + f" (gates ≥ {s['thresholds']['retained_acc_ratio']} and ≤ {s['thresholds']['retained_fd_ratio']})."]
+                  "`forget_rate` can refuse it."
+                  + (" Against the original teacher its ratios are "
+                     + ", ".join(f"accuracy {a:.3f} and Fréchet distance {f:.3f}" for a, f in ratios)
+                     + f" (gates ≥ {s['thresholds']['retained_acc_ratio']} and ≤ "
+                       f"{s['thresholds']['retained_fd_ratio']})." if ratios else "")]
     return lines
 
 
