@@ -125,7 +125,8 @@ def outcome(verdict: Verdict) -> dict[str, Any]:
     and every criterion's value."""
     gated = [c for c in verdict.criteria if c.threshold is not None]
     return {"refused": not verdict.passed, "failed": [c.name for c in gated if not c.passed],
-            "reasons": verdict.reasons, "values": {c.name: float(c.value) for c in verdict.criteria}}
+            "reasons": verdict.reasons,
+            "values": {c.name: None if c.value is None else float(c.value) for c in verdict.criteria}}
 
 
 def judge(candidate: Path, reference: Path, forget: list[str], keep: list[str], scope: Scope,
