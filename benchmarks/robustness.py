@@ -182,7 +182,7 @@ def trial(method: str, world: str, family: str, kind: str, scope: dict, original
             metrics = version.metrics or {}
     failing = []
     for name, c in (metrics.get("criteria") or {}).items():
-        if c.get("threshold") is None or c.get("passed"):
+        if c.get("threshold") is None or c.get("passed") or c.get("gated") is False:
             continue
         value, threshold = c["value"], c["threshold"]
         margin = abs(value) - threshold if c["op"] == "within" else \

@@ -382,7 +382,7 @@ async function openReport(model, versionId, { focus = true } = {}) {
         h("th", { scope: "row" }, c.name), h("td", { class: "num" }, fmtNum(c.value)),
         h("td", { class: "num" }, c.threshold === null ? "not gated" : `${c.op} ${fmtNum(c.threshold)}`),
         h("td", { class: "num" }, fmtNum(c.reference)),
-        h("td", {}, c.threshold === null ? "–" : badge(c.passed ? "pass" : "fail")),
+        h("td", {}, c.threshold === null ? "–" : c.gated === false ? badge("not gated", "retired") : badge(c.passed ? "pass" : "fail")),
         h("td", {}, c.detail || "")))))));
   } else {
     body.push(h("p", { class: "help" }, "This version was not verified (an imported base model)."));

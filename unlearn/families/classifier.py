@@ -173,6 +173,11 @@ class ClassifierFamily(Family):
                                 device=device, thresholds=thresholds)
         verdict.criteria.append(row)
         verdict.info.update(info)
+        if "indistinguishable" in info:
+            # the rows that compare the forget set's behaviour with the one reference: where the original
+            # is itself within the seed-to-seed spread, their gaps are that spread (`exactness_rule`)
+            info["indistinguishable"]["seed_noise_criteria"] = [
+                c.name for c in verdict.criteria if c.name in ("forget_acc", "forget_acc_gap", "privleak")]
         return verdict
 
     def _ulira(self, candidate: Any, candidate_dir: Path, reference_dir: Path, data: TabularDataset,

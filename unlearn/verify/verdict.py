@@ -25,6 +25,7 @@ class Criterion:
     ci: tuple[float, float] | None = None  # bootstrap 95% interval
     detail: str = ""
     applicable: bool = True  # False: the criterion cannot be computed for this model; `detail` says why
+    gated: bool = True  # False: shown with its threshold but not part of the verdict; `detail` says why
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -63,12 +64,12 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return bool(self.criteria) and all(c.passed for c in self.criteria if c.threshold is not None)
+        return bool(self.criteria) and all(c.passed for c in self.criteria if c.threshold is not None and c.gated)
 
     @property
     def reasons(self) -> list[str]:
         return [f"{c.name}={c.value:.4g} fails {c.op} {c.threshold:.4g}" for c in self.criteria
-                if c.threshold is not None and not c.passed]
+                if c.threshold is not None and c.gated and not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
         return {
