@@ -123,7 +123,7 @@ def verdict_of(family: str, candidate: Path, reference: Path | None, forget: Seq
 def outcome(verdict: Verdict) -> dict[str, Any]:
     """What a table row needs of one verdict: refused or not, the failing gated criteria (names and reasons),
     and every criterion's value."""
-    gated = [c for c in verdict.criteria if c.threshold is not None]
+    gated = [c for c in verdict.criteria if c.threshold is not None and c.gated]
     return {"refused": not verdict.passed, "failed": [c.name for c in gated if not c.passed],
             "reasons": verdict.reasons,
             "values": {c.name: None if c.value is None else float(c.value) for c in verdict.criteria}}
@@ -139,15 +139,19 @@ def judge(candidate: Path, reference: Path, forget: list[str], keep: list[str], 
             "remembered_share": verdict.info["ulira_remembered_share"], "reasons": verdict.reasons}
 
 
-def run_scope(name: str, scope_name: str, draws: int, retrains: int, work: Path, zoo: Path) -> dict:
+def run_scope(name: str, scope_name: str, draws: int, retrains: int, work: Path, zoo: Path,
+              first_draw: int = 0) -> dict:
     """The classifier `name`'s row for `scope_name` over `draws` forget sets, `retrains` other-seed
-    candidates each."""
+    candidates each: the draws `first_draw` … `first_draw + draws − 1` of the scope's fixed sequence (a
+    rerun after a change of the gate can score forget sets that did not motivate it)."""
     model = ensure(name, zoo)
     data = dataset_of(model)
     fam = get_family("classifier")
     rng = np.random.default_rng(SCOPES.index(scope_name))  # the same forget sets for every model
     nothing, other = [], []
-    for d in range(draws):
+    for _ in range(first_draw):
+        forget_set(data, scope_name, rng)
+    for d in range(first_draw, first_draw + draws):
         forget, scope = forget_set(data, scope_name, rng)
         gone = set(forget)
         keep = [s for s in data.ids_in("train") if s not in gone]
@@ -162,7 +166,7 @@ def run_scope(name: str, scope_name: str, draws: int, retrains: int, work: Path,
               f"{[o['refused'] for o in other[-retrains:]]}", flush=True)
         shutil.rmtree(ref.parent, ignore_errors=True)
     k_n, k_o = sum(x["refused"] for x in nothing), sum(x["refused"] for x in other)
-    return {"family": "classifier", "model": name, "scope": scope_name, "draws": draws,
+    return {"family": "classifier", "model": name, "scope": scope_name, "draws": draws, "first_draw": first_draw,
             "indistinguishable": sum(x["indistinguishable"] for x in nothing),
             "separation_median": float(np.median([x["separation"] for x in nothing])),
             "do_nothing": {"refused": k_n, "n": len(nothing), "rate": k_n / len(nothing),
@@ -384,6 +388,8 @@ def main() -> None:
     ap.add_argument("--scopes", default=",".join(SCOPES), help="the classifier family's scopes")
     ap.add_argument("--draws", type=int, default=4)
     ap.add_argument("--retrains", type=int, default=1, help="other-seed retrains per draw")
+    ap.add_argument("--first-draw", type=int, default=0,
+                    help="the classifier's first forget set in each scope's fixed sequence of draws")
     ap.add_argument("--zoo", default=str(Settings().zoo_dir))
     ap.add_argument("--work", default=".unlearn/gate_power", help="cache of the lm and diffusion retrains")
     ap.add_argument("--device", default="cpu")
@@ -402,13 +408,16 @@ def main() -> None:
         t0 = time.perf_counter()
         settings: dict[str, Any] = {"draws": args.draws, "retrains": args.retrains, "torch_threads": threads}
         if family == "classifier":
+            settings["first_draw"] = args.first_draw
+        if family == "classifier":
             settings.update(ulira_references=int(GATE_DEFAULTS["ulira_references"]),
                             ulira_min_separation=GATE_DEFAULTS["ulira_min_separation"])
             rows: list[dict[str, Any]] = []
             with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
                 for name in args.models.split(","):
                     for scope in args.scopes.split(","):
-                        rows.append(run_scope(name, scope, args.draws, args.retrains, Path(tmp), zoo))
+                        rows.append(run_scope(name, scope, args.draws, args.retrains, Path(tmp), zoo,
+                                              args.first_draw))
                         # after each scope: a long run keeps what it measured
                         write(merged(load(path), family, {**settings, "seconds": time.perf_counter() - t0}, rows))
             continue
