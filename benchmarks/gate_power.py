@@ -312,7 +312,11 @@ def classifier_markdown(section: dict[str, Any]) -> list[str]:
     lines = [
         "### classifier",
         "",
-        f"_{s['draws']} forget sets per scope, {s['retrains']} other-seed retrains each; U-LiRA with "
+        f"_{s['draws']} forget sets per scope"
+        + (f" (draws {s['first_draw']}–{s['first_draw'] + s['draws'] - 1} of each scope's fixed sequence: draws "
+           f"0–{s['first_draw'] - 1} were measured before the last change of the gate, and are not scored here)"
+           if s.get("first_draw") else "")
+        + f", {s['retrains']} other-seed retrains each; U-LiRA with "
         f"{s['ulira_references']} retrains, separation gate {s['ulira_min_separation']}; {s['torch_threads']} "
         f"torch thread, {s['seconds']:.0f} s._",
         "",
