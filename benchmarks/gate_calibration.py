@@ -52,6 +52,7 @@ import itertools
 import json
 import math
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +75,25 @@ BARS = {"verbmem_gap": "verbmem_margin", "knowmem_gap": "knowmem_margin", "privl
         "privleak_bio": "privleak_tol_bio", "privleak_qa": "privleak_tol_qa", "utility_ratio": "utility_frac"}
 
 
-def retrain(target: Path, seed: int, work: Path) -> Path:
-    """The exact retrain with `seed` (cached): the target's recipe and tokenizer, the retained people."""
-    out = work / f"retrain-seed-{seed}"
+def ids_tag(ids: Sequence[str]) -> str:
+    """A cache folder's tag for a set of sample ids: 12 hex digits of the sorted ids' sha256 and a dash."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:12] + "-"
+
+
+def retrain(target: Path, seed: int, work: Path, keep_ids: Sequence[str] | None = None, *,
+            device: str = "cpu") -> Path:
+    """The exact retrain with `seed` (cached under `work`): the target's recipe and tokenizer, on `keep_ids`
+    (default: the world's retained people, the default forget fold's retain set). With the target's own seed
+    this is the family's retrain, the service's reference (`LMFamily.retrain`: `retrain_from_meta` with the
+    target's meta and tokenizer). The folder name carries `ids_tag(keep_ids)` when they are given, so the
+    retrains of different forget sets never share a cache entry."""
+    keep = world_of(target).retain if keep_ids is None else sorted(keep_ids)
+    tag = "" if keep_ids is None else ids_tag(keep)
+    out = work / f"retrain-{tag}seed-{seed}"
     if not (out / "unlearn.json").exists():
-        tmp = work / f".building-{seed}"
+        tmp = work / f".building-{tag}{seed}"
         shutil.rmtree(tmp, ignore_errors=True)
-        retrain_from_meta({**read_meta(target), "seed": seed}, world_of(target).retain, tmp, tokenizer_dir=target)
+        retrain_from_meta({**read_meta(target), "seed": seed}, keep, tmp, tokenizer_dir=target, device=device)
         tmp.rename(out)
     return out
 

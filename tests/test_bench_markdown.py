@@ -54,3 +54,36 @@ def test_a_hand_edited_figure_is_caught(tmp_path: Path) -> None:
     rebuilt = importlib.import_module("benchmarks.acu").regenerate(tmp_path)
     assert rebuilt != (RESULTS / "acu.md").read_text()
     assert "8.2e-11" in rebuilt
+
+
+def _outcome(refused: bool, failed: tuple[str, ...] = ()) -> dict:
+    return {"refused": refused, "failed": list(failed), "reasons": [], "values": {}}
+
+
+def test_gate_power_merges_a_family_and_keeps_the_others() -> None:
+    """A run of one family replaces that family's rows of the same model and scope, keeps its rows of other
+    scopes and every other family's rows; the page gets one table per family with the counts and intervals."""
+    gp = importlib.import_module("benchmarks.gate_power")
+    stored = gp.load(RESULTS / "gate_power.json")
+    classifier_rows = stored["families"]["classifier"]["rows"]
+    settings = {"draws": 2, "retrains": 1, "torch_threads": 1, "device": "cpu", "seconds": 1.0,
+                "thresholds": {"retained_acc_ratio": 0.95, "retained_fd_ratio": 1.25}}
+    lm = gp.draw_row("lm", "people-lm", "subject", [
+        {"forget": "person-0001", "do_nothing": _outcome(True, ("verbmem", "privleak")),
+         "other_seeds": [_outcome(False)]},
+        {"forget": "person-0002", "do_nothing": _outcome(False), "other_seeds": [_outcome(True, ("privleak",))]}])
+    older = {**lm, "scope": "fold", "draws": 9}
+    result = gp.merged(gp.merged(stored, "lm", settings, [older]), "lm", settings, [lm])
+    assert result["families"]["classifier"]["rows"] == classifier_rows
+    assert [(r["scope"], r["draws"]) for r in result["families"]["lm"]["rows"]] == [("subject", 2), ("fold", 9)]
+    diffusion = gp.draw_row("diffusion", "digits-diffusion", "class", [
+        {"forget": "class 3", "do_nothing": _outcome(True, ("forget_rate",)),
+         "other_seeds": [{**_outcome(False), "against_original_teacher": {"retained_acc_ratio": 0.97,
+                                                                          "retained_fd_ratio": 1.1}}]}])
+    page = gp.markdown(gp.merged(result, "diffusion", settings, [diffusion]))
+    assert list(result["families"]) == ["classifier", "lm"]
+    assert page.index("### classifier") < page.index("### lm") < page.index("### diffusion")
+    assert "| people-lm | subject | person-0001, person-0002 | 1/2 (0.01–0.99) | privleak ×1, verbmem ×1 " \
+           "| 1/2 (0.01–0.99) | privleak ×1 |" in page
+    assert "| digits-diffusion | class | class 3 | 1/1 (0.03–1.00) | forget_rate ×1 | 0/1 (0.00–0.97) | – |" in page
+    assert "accuracy 0.970 and Fréchet distance 1.100" in page
