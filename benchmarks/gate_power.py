@@ -224,9 +224,11 @@ def run_lm(draws: int, retrains: int, work: Path, zoo: Path, device: str,
 
 
 def diffusion_retrain(teacher: Path, keep: Sequence[str], seed: int, work: Path, device: str) -> Path:
-    """The teacher's recipe on `keep` with `seed` (cached under `work`), written as `DiffusionFamily.retrain`
-    writes the exact retrain (same meta keys, "original_dir" the teacher), the seed changed."""
-    out = work / f"retrain-{gate_calibration.ids_tag(keep)}seed-{seed}"
+    """The teacher's recipe on `keep` with `seed` (cached under `work`, per teacher folder: the retrain records
+    its teacher's judge), written as `DiffusionFamily.retrain` writes the exact retrain (same meta keys,
+    "original_dir" the teacher), the seed changed."""
+    teacher_tag = gate_calibration.ids_tag([str(Path(teacher).resolve())])
+    out = work / f"teacher-{teacher_tag}retrain-{gate_calibration.ids_tag(keep)}seed-{seed}"
     if not (out / "unlearn.json").exists():
         tmp = work / f".building-{out.name}"
         shutil.rmtree(tmp, ignore_errors=True)
