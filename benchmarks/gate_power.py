@@ -13,7 +13,8 @@ Families:
   class. The reference is the exact retrain (the original's seed); U-LiRA's retrains with other seeds are
   built as the service builds them (`ClassifierFamily.seeded_retrain`).
 - lm (zoo `people-lm`): subject scope, one person per draw (the people world's sample *is* a person, so a
-  one-sample request forgets the same texts and meets the same gates). The reference is the family's retrain
+  one-sample request forgets the same texts and meets the same gates), and samples-N, N people per draw
+  (`--scopes samples-15`: the size of the forget fold the MUSE bars were calibrated on). The reference is the family's retrain
   without the person (the target's seed), the other-seed candidates the same recipe with seeds from
   `CANDIDATE_SEEDS_FROM`; both from `benchmarks.gate_calibration.retrain`, cached under `--work/lm`.
 - diffusion (zoo `digits-diffusion`, judged by `digits-judge`): class scope, one digit class per draw. The
@@ -28,8 +29,13 @@ merged into `benchmarks/results/gate_power.json` (a family's rows of other model
 are the other families'), rewritten after every draw, so a long run keeps what it measured.
 
     python -m benchmarks.gate_power [--families classifier] [--models digits-mlp] [--draws 4] [--retrains 1]
-    python -m benchmarks.gate_power --families lm,diffusion --draws 3 [--device cuda]
+    python -m benchmarks.gate_power --families lm --scopes samples-15 --draws 2     # the committed lm rows:
+    python -m benchmarks.gate_power --families lm --scopes subject --draws 5        #   these two, in this order
+    python -m benchmarks.gate_power --families diffusion --draws 10 [--device cuda]
     python -m benchmarks.gate_power --markdown-only
+
+Cost on the shared 2-core machine, one thread: an lm retrain 2–6 minutes, its verification 5–20 s; a diffusion
+retrain about a minute, its verification under 10 s.
 """
 
 from __future__ import annotations
