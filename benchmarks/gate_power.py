@@ -31,7 +31,7 @@ are the other families'), rewritten after every draw, so a long run keeps what i
     python -m benchmarks.gate_power [--families classifier] [--models digits-mlp] [--draws 4] [--retrains 1]
     python -m benchmarks.gate_power --families lm --scopes samples-15 --draws 2     # the committed lm rows:
     python -m benchmarks.gate_power --families lm --scopes subject --draws 5        #   these two, in this order
-    python -m benchmarks.gate_power --families diffusion --draws 10 [--device cuda]
+    python -m benchmarks.gate_power --families diffusion --draws 10 --retrains 2 [--device cuda]
     python -m benchmarks.gate_power --markdown-only
 
 Cost on the shared 2-core machine, one thread: an lm retrain 2–6 minutes, its verification 5–20 s; a diffusion
