@@ -13,7 +13,8 @@ Families:
   class. The reference is the exact retrain (the original's seed); U-LiRA's retrains with other seeds are
   built as the service builds them (`ClassifierFamily.seeded_retrain`).
 - lm (zoo `people-lm`): subject scope, one person per draw (the people world's sample *is* a person, so a
-  one-sample request forgets the same texts and meets the same gates). The reference is the family's retrain
+  one-sample request forgets the same texts and meets the same gates), and samples-N, N people per draw
+  (`--scopes samples-15`: the size of the forget fold the MUSE bars were calibrated on). The reference is the family's retrain
   without the person (the target's seed), the other-seed candidates the same recipe with seeds from
   `CANDIDATE_SEEDS_FROM`; both from `benchmarks.gate_calibration.retrain`, cached under `--work/lm`.
 - diffusion (zoo `digits-diffusion`, judged by `digits-judge`): class scope, one digit class per draw. The
@@ -28,8 +29,13 @@ merged into `benchmarks/results/gate_power.json` (a family's rows of other model
 are the other families'), rewritten after every draw, so a long run keeps what it measured.
 
     python -m benchmarks.gate_power [--families classifier] [--models digits-mlp] [--draws 4] [--retrains 1]
-    python -m benchmarks.gate_power --families lm,diffusion --draws 3 [--device cuda]
+    python -m benchmarks.gate_power --families lm --scopes samples-15 --draws 2     # the committed lm rows:
+    python -m benchmarks.gate_power --families lm --scopes subject --draws 5        #   these two, in this order
+    python -m benchmarks.gate_power --families diffusion --draws 10 --retrains 2 [--device cuda]
     python -m benchmarks.gate_power --markdown-only
+
+Cost on the shared 2-core machine, one thread: an lm retrain 2–6 minutes, its verification 5–20 s; a diffusion
+retrain about a minute, its verification under 10 s.
 """
 
 from __future__ import annotations
@@ -199,38 +205,55 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     return out, round(time.perf_counter() - t0, 1)
 
 
-def run_lm(draws: int, retrains: int, work: Path, zoo: Path, device: str,
+def lm_forget_sets(trained: Sequence[str], scope: str, draws: int) -> list[tuple[str, list[str], Scope]]:
+    """The LM's draws of `scope` as (label, forget ids, scope): "subject", one person each
+    (`subjects_drawn`), or "samples-N", N people each from a fixed generator per N, so a longer run extends a
+    shorter one's draws. Raises ValueError for another scope."""
+    if scope == "subject":
+        return [(p, [p], Scope(type="subject")) for p in subjects_drawn(trained, draws)]
+    if not scope.startswith("samples-"):
+        raise ValueError(f"the lm rows know the subject and samples-N scopes, not {scope!r}")
+    n = int(scope.split("-")[1])
+    rng = np.random.default_rng(LM_DRAW_SEED + n)
+    sets = [sorted(rng.choice(sorted(trained), n, replace=False).tolist()) for _ in range(draws)]
+    return [(f"{n} people #{d}", ids, Scope(type="samples")) for d, ids in enumerate(sets)]
+
+
+def run_lm(scope_name: str, draws: int, retrains: int, work: Path, zoo: Path, device: str,
            on_draw: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """people-lm's subject row: per drawn person, the target and `retrains` other-seed retrains verified
-    against the family's retrain without that person. Retrains are cached under `work`."""
+    """people-lm's row for `scope_name` (`lm_forget_sets`): per draw, the target and `retrains` other-seed
+    retrains verified against the family's retrain without the drawn people. Retrains are cached under `work`."""
     target = ensure(FAMILY_MODELS["lm"], zoo)
     world = world_of(target)
     seed = int(read_meta(target).get("seed", 0))
     done: list[dict[str, Any]] = []
-    for person in subjects_drawn(world.trained, draws):
-        keep = [s for s in world.trained if s != person]
-        scope = Scope(type="subject")
+    for label, forget, scope in lm_forget_sets(world.trained, scope_name, draws):
+        gone = set(forget)
+        keep = [s for s in world.trained if s not in gone]
         ref, t_ref = timed(gate_calibration.retrain, target, seed, work, keep, device=device)
-        verdict, t_nothing = timed(verdict_of, "lm", target, ref, [person], keep, scope, None, device)
+        verdict, t_nothing = timed(verdict_of, "lm", target, ref, forget, keep, scope, None, device)
         nothing = outcome(verdict)
         others, seconds = [], {"reference": t_ref, "verify_do_nothing": t_nothing}
         for r in range(retrains):
             cand, seconds[f"retrain_{r}"] = timed(gate_calibration.retrain, target, CANDIDATE_SEEDS_FROM + r, work,
                                                   keep, device=device)
-            verdict, seconds[f"verify_retrain_{r}"] = timed(verdict_of, "lm", cand, ref, [person], keep, scope,
+            verdict, seconds[f"verify_retrain_{r}"] = timed(verdict_of, "lm", cand, ref, forget, keep, scope,
                                                             "retrain", device)
             others.append({**outcome(verdict), "seed": CANDIDATE_SEEDS_FROM + r})
-        done.append({"forget": person, "do_nothing": nothing, "other_seeds": others, "seconds": seconds})
-        print(f"lm subject {person}: do nothing refused {nothing['refused']} {nothing['failed']}; retrains refused "
-              f"{[(o['refused'], o['failed']) for o in others]}; {seconds}", flush=True)
-        on_draw(draw_row("lm", FAMILY_MODELS["lm"], "subject", done))
-    return draw_row("lm", FAMILY_MODELS["lm"], "subject", done)
+        done.append({"forget": label, "forget_ids": forget, "do_nothing": nothing, "other_seeds": others,
+                     "seconds": seconds})
+        print(f"lm {scope_name} {label}: do nothing refused {nothing['refused']} {nothing['failed']}; retrains "
+              f"refused {[(o['refused'], o['failed']) for o in others]}; {seconds}", flush=True)
+        on_draw(draw_row("lm", FAMILY_MODELS["lm"], scope_name, done))
+    return draw_row("lm", FAMILY_MODELS["lm"], scope_name, done)
 
 
 def diffusion_retrain(teacher: Path, keep: Sequence[str], seed: int, work: Path, device: str) -> Path:
-    """The teacher's recipe on `keep` with `seed` (cached under `work`), written as `DiffusionFamily.retrain`
-    writes the exact retrain (same meta keys, "original_dir" the teacher), the seed changed."""
-    out = work / f"retrain-{gate_calibration.ids_tag(keep)}seed-{seed}"
+    """The teacher's recipe on `keep` with `seed` (cached under `work`, per teacher folder: the retrain records
+    its teacher's judge), written as `DiffusionFamily.retrain` writes the exact retrain (same meta keys,
+    "original_dir" the teacher), the seed changed."""
+    teacher_tag = gate_calibration.ids_tag([str(Path(teacher).resolve())])
+    out = work / f"teacher-{teacher_tag}retrain-{gate_calibration.ids_tag(keep)}seed-{seed}"
     if not (out / "unlearn.json").exists():
         tmp = work / f".building-{out.name}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -242,10 +265,13 @@ def diffusion_retrain(teacher: Path, keep: Sequence[str], seed: int, work: Path,
     return out
 
 
-def run_diffusion(draws: int, retrains: int, work: Path, zoo: Path, device: str,
+def run_diffusion(scope_name: str, draws: int, retrains: int, work: Path, zoo: Path, device: str,
                   on_draw: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """digits-diffusion's class row: per drawn class, the teacher and `retrains` retrains without the class
-    (other seeds) verified as the service verifies the family (no reference)."""
+    (other seeds) verified as the service verifies the family (no reference). Raises ValueError for a scope
+    other than "class"."""
+    if scope_name != "class":
+        raise ValueError(f"the diffusion rows know the class scope, not {scope_name!r}")
     teacher = ensure(FAMILY_MODELS["diffusion"], zoo)
     data = get_dataset(read_meta(teacher)["dataset"])
     train = data.ids_in("train")
@@ -303,6 +329,10 @@ def _ci(t: dict[str, Any]) -> str:
     return f"{t['refused']}/{t['n']} ({t['ci'][0]:.2f}–{t['ci'][1]:.2f})"
 
 
+def _span(values: list[float]) -> str:
+    return f"[{min(values):.3f}, {max(values):.3f}]"
+
+
 def _failed(t: dict[str, Any]) -> str:
     return ", ".join(f"{name} ×{k}" for name, k in t["failed"].items()) or "–"
 
@@ -339,9 +369,10 @@ def classifier_markdown(section: dict[str, Any]) -> list[str]:
 def draws_markdown(family: str, section: dict[str, Any]) -> list[str]:
     s = section["settings"]
     lines = [f"### {family}", "",
-             f"_Up to {s['draws']} draws per scope, {s['retrains']} other-seed retrain(s) each (seeds from "
-             f"{CANDIDATE_SEEDS_FROM}); {s['torch_threads']} torch thread(s) on {s['device']}, {s['seconds']:.0f} s "
-             f"(retrains read from the cache under `--work` cost nothing here)._", "",
+             f"_Each forget set is one draw; the other-seed retrains use seeds from {CANDIDATE_SEEDS_FROM}. "
+             f"{s['torch_threads']} torch thread(s) on {s['device']}; the last run took {s['seconds']:.0f} s "
+             "(retrains read from the cache under `--work` cost nothing there; each draw's times are in the "
+             "JSON)._", "",
              "| model | scope | forget sets | power: do nothing refused | failing criteria (do nothing) "
              "| false rejection: other-seed retrains refused | failing criteria (retrains) |",
              "|---|---|---|---|---|---|---|"]
@@ -350,20 +381,25 @@ def draws_markdown(family: str, section: dict[str, Any]) -> list[str]:
         drawn = ", ".join(d["forget"] for d in r["per_draw"])
         lines.append(f"| {r['model']} | {r['scope']} | {drawn} | {_ci(dn)} | {_failed(dn)} | {_ci(ro)} | {_failed(ro)} |")
     if family == "lm":
-        lines += ["", "A person is one sample and one subject in the people world, so these rows are also the "
-                  "one-sample scope. The bars are `muse.DEFAULT_THRESHOLDS`, calibrated on the default forget fold "
-                  "of 15 people; a single person is 1 biography and 4 question–answer texts, so C1–C3 read a "
-                  "handful of items."]
+        lines += ["", "A person is one sample and one subject in the people world, so the subject row is also the "
+                  "one-sample scope, and samples-N forgets N people. The bars are `muse.DEFAULT_THRESHOLDS`, "
+                  "calibrated on the default forget fold of 15 people; a single person is 1 biography and 4 "
+                  "question–answer texts, so there C1–C3 read a handful of items."]
     if family == "diffusion":
-        ratios = [(o["against_original_teacher"]["retained_acc_ratio"], o["against_original_teacher"]["retained_fd_ratio"])
-                  for r in section["rows"] for d in r["per_draw"] for o in d["other_seeds"]]
+        retrains = [o for r in section["rows"] for d in r["per_draw"] for o in d["other_seeds"]]
+        th = s["thresholds"]
         lines += ["", "The service verifies this family against the teacher, not a reference; an exact retrain is "
                   "its own teacher (no `teacher_dir`), so its retained-class criteria compare it with itself and only "
-                  "`forget_rate` can refuse it."
-                  + (" Against the original teacher its ratios are "
-                     + ", ".join(f"accuracy {a:.3f} and Fréchet distance {f:.3f}" for a, f in ratios)
-                     + f" (gates ≥ {s['thresholds']['retained_acc_ratio']} and ≤ "
-                       f"{s['thresholds']['retained_fd_ratio']})." if ratios else "")]
+                  "`forget_rate` can refuse it."]
+        if retrains:
+            lines[-1] += (
+                " The exact retrains' forget rates reach "
+                f"{max(o['values'].get('forget_rate', 0.0) for o in retrains):.2f} at most (gate ≤ {th['forget_rate']}, "
+                f"{s['n_per_class']} generations per class). Against the original teacher their ratios span accuracy "
+                f"{_span([o['against_original_teacher']['retained_acc_ratio'] for o in retrains])} (gate ≥ "
+                f"{th['retained_acc_ratio']}) and Fréchet distance "
+                f"{_span([o['against_original_teacher']['retained_fd_ratio'] for o in retrains])} (gate ≤ "
+                f"{th['retained_fd_ratio']}).")
     return lines
 
 
@@ -380,16 +416,20 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def write(result: dict[str, Any]) -> None:
+    """gate_power.json and .md, each replaced whole (a reader never sees half a file)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "gate_power.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "gate_power.md").write_text(markdown(result))
+    for name, text in (("gate_power.json", json.dumps(result, indent=2)), ("gate_power.md", markdown(result))):
+        tmp = RESULTS / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text(text)
+        tmp.replace(RESULTS / name)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="classifier", help=f"comma list of {', '.join(FAMILIES)}")
     ap.add_argument("--models", default=FAMILY_MODELS["classifier"], help="the classifier family's zoo models")
-    ap.add_argument("--scopes", default=",".join(SCOPES), help="the classifier family's scopes")
+    ap.add_argument("--scopes", help="comma list; default each family's own (classifier: "
+                    f"{','.join(SCOPES)}; lm: subject, or samples-N; diffusion: class)")
     ap.add_argument("--draws", type=int, default=4)
     ap.add_argument("--retrains", type=int, default=1, help="other-seed retrains per draw")
     ap.add_argument("--first-draw", type=int, default=0,
@@ -413,30 +453,33 @@ def main() -> None:
         settings: dict[str, Any] = {"draws": args.draws, "retrains": args.retrains, "torch_threads": threads}
         if family == "classifier":
             settings["first_draw"] = args.first_draw
-        if family == "classifier":
             settings.update(ulira_references=int(GATE_DEFAULTS["ulira_references"]),
                             ulira_min_separation=GATE_DEFAULTS["ulira_min_separation"])
             rows: list[dict[str, Any]] = []
             with tempfile.TemporaryDirectory(prefix="gate-power-") as tmp:
                 for name in args.models.split(","):
-                    for scope in args.scopes.split(","):
+                    for scope in (args.scopes or ",".join(SCOPES)).split(","):
                         rows.append(run_scope(name, scope, args.draws, args.retrains, Path(tmp), zoo,
                                               args.first_draw))
                         # after each scope: a long run keeps what it measured
                         write(merged(load(path), family, {**settings, "seconds": time.perf_counter() - t0}, rows))
             continue
-        settings.update(device=args.device, thresholds=gates_for(family, None, Scope(
+        settings.update(device=args.device, zoo=str(zoo), thresholds=gates_for(family, None, Scope(
             type=FAMILY_SCOPES[family][0], label=0 if family == "diffusion" else None)))
         if family == "diffusion":
             settings["n_per_class"] = N_PER_CLASS
         run = run_lm if family == "lm" else run_diffusion
         (work / family).mkdir(parents=True, exist_ok=True)
+        rows = []  # this run's finished rows: each save writes them with the scope in progress
+        for scope in (args.scopes.split(",") if args.scopes else FAMILY_SCOPES[family]):
 
-        def save(row: dict[str, Any], family: str = family, settings: dict[str, Any] = settings,
-                 t0: float = t0) -> None:
-            write(merged(load(path), family, {**settings, "seconds": time.perf_counter() - t0}, [row]))
+            def save(row: dict[str, Any], family: str = family, settings: dict[str, Any] = settings,
+                     t0: float = t0, rows: list[dict[str, Any]] = rows) -> None:
+                write(merged(load(path), family, {**settings, "seconds": time.perf_counter() - t0}, [*rows, row]))
 
-        save(run(args.draws, args.retrains, work / family, zoo, args.device, save))
+            row = run(scope, args.draws, args.retrains, work / family, zoo, args.device, save)
+            save(row)
+            rows.append(row)
     print(markdown(load(path)))
 
 

@@ -64,10 +64,10 @@ def test_gate_power_merges_a_family_and_keeps_the_others() -> None:
     """A run of one family replaces that family's rows of the same model and scope, keeps its rows of other
     scopes and every other family's rows; the page gets one table per family with the counts and intervals."""
     gp = importlib.import_module("benchmarks.gate_power")
-    stored = gp.load(RESULTS / "gate_power.json")
+    stored = {"families": {"classifier": gp.load(RESULTS / "gate_power.json")["families"]["classifier"]}}
     classifier_rows = stored["families"]["classifier"]["rows"]
-    settings = {"draws": 2, "retrains": 1, "torch_threads": 1, "device": "cpu", "seconds": 1.0,
-                "thresholds": {"retained_acc_ratio": 0.95, "retained_fd_ratio": 1.25}}
+    settings = {"draws": 2, "retrains": 1, "torch_threads": 1, "device": "cpu", "seconds": 1.0, "n_per_class": 100,
+                "thresholds": {"forget_rate": 0.05, "retained_acc_ratio": 0.95, "retained_fd_ratio": 1.25}}
     lm = gp.draw_row("lm", "people-lm", "subject", [
         {"forget": "person-0001", "do_nothing": _outcome(True, ("verbmem", "privleak")),
          "other_seeds": [_outcome(False)]},
@@ -78,12 +78,26 @@ def test_gate_power_merges_a_family_and_keeps_the_others() -> None:
     assert [(r["scope"], r["draws"]) for r in result["families"]["lm"]["rows"]] == [("subject", 2), ("fold", 9)]
     diffusion = gp.draw_row("diffusion", "digits-diffusion", "class", [
         {"forget": "class 3", "do_nothing": _outcome(True, ("forget_rate",)),
-         "other_seeds": [{**_outcome(False), "against_original_teacher": {"retained_acc_ratio": 0.97,
-                                                                          "retained_fd_ratio": 1.1}}]}])
+         "other_seeds": [{**_outcome(False), "values": {"forget_rate": 0.03},
+                          "against_original_teacher": {"retained_acc_ratio": 0.97, "retained_fd_ratio": 1.1}}]}])
     page = gp.markdown(gp.merged(result, "diffusion", settings, [diffusion]))
     assert list(result["families"]) == ["classifier", "lm"]
     assert page.index("### classifier") < page.index("### lm") < page.index("### diffusion")
     assert "| people-lm | subject | person-0001, person-0002 | 1/2 (0.01–0.99) | privleak ×1, verbmem ×1 " \
            "| 1/2 (0.01–0.99) | privleak ×1 |" in page
     assert "| digits-diffusion | class | class 3 | 1/1 (0.03–1.00) | forget_rate ×1 | 0/1 (0.00–0.97) | – |" in page
-    assert "accuracy 0.970 and Fréchet distance 1.100" in page
+    assert "span accuracy [0.970, 0.970] (gate ≥ 0.95) and Fréchet distance [1.100, 1.100] (gate ≤ 1.25)" in page
+    assert "forget rates reach 0.03 at most (gate ≤ 0.05, 100 generations per class)" in page
+
+
+def test_gate_power_lm_draws_extend_and_stay_in_the_trained_people() -> None:
+    """A longer run's LM forget sets start with a shorter run's; samples-N draws N distinct trained people."""
+    gp = importlib.import_module("benchmarks.gate_power")
+    trained = [f"person-{i:04d}" for i in range(0, 200, 2)]
+    for scope in ("subject", "samples-15"):
+        short, long = gp.lm_forget_sets(trained, scope, 2), gp.lm_forget_sets(trained, scope, 4)
+        assert [ids for _, ids, _ in long[:2]] == [ids for _, ids, _ in short]
+    sets = gp.lm_forget_sets(trained, "samples-15", 3)
+    assert all(len(set(ids)) == 15 and set(ids) <= set(trained) for _, ids, _ in sets)
+    assert sets[0][1] != sets[1][1] and sets[0][2].type == "samples"
+    assert [s.type for _, _, s in gp.lm_forget_sets(trained, "subject", 2)] == ["subject", "subject"]
