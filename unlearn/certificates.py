@@ -37,6 +37,7 @@ from unlearn.identity import sha256_ids
 from unlearn.methods import get_method, method_names
 from unlearn.registry import job_attempts, requests_job_ids
 from unlearn.settings import Settings
+from unlearn.store.db import id_chunks
 from unlearn.store.models import (
     AuditEvent,
     Certificate,
@@ -197,9 +198,9 @@ class _Batch:
         self.session, self.until = session, until
         self.job_ids = requests_job_ids(session, request_ids)
         self.targets: dict[str, list[RequestTarget]] = {rid: [] for rid in request_ids}
-        for start in range(0, len(request_ids), _CHUNK):
+        for chunk in id_chunks(request_ids):
             for t in session.exec(select(RequestTarget).where(
-                    col(RequestTarget.request_id).in_(request_ids[start:start + _CHUNK]),
+                    col(RequestTarget.request_id).in_(chunk),
                     RequestTarget.status == TargetStatus.DONE).order_by(RequestTarget.model_name)).all():
                 self.targets[t.request_id].append(t)
         self._tainted: dict[str, list[ModelVersion]] = {}
@@ -238,9 +239,6 @@ class _Batch:
         if key not in self._attempts:
             self._attempts[key] = job_attempts(self.session, list(key))
         return self._attempts[key]
-
-
-_CHUNK = 1000  # ids per IN (…) list
 
 
 def _model_entry(session: Session, request: DeletionRequest, target: RequestTarget, batch: _Batch) -> dict[str, Any]:
@@ -332,12 +330,12 @@ def issue_certificates(session: Session, settings: Settings, request_ids: list[s
                                                serialization.PublicFormat.SubjectPublicKeyInfo))
     session.flush()  # the completion and taint rows written so far in this transaction
     ids = sorted(set(request_ids))
-    requests = {r.id: r for start in range(0, len(ids), _CHUNK) for r in session.exec(
-        select(DeletionRequest).where(col(DeletionRequest.id).in_(ids[start:start + _CHUNK]),
+    requests = {r.id: r for chunk in id_chunks(ids) for r in session.exec(
+        select(DeletionRequest).where(col(DeletionRequest.id).in_(chunk),
                                       DeletionRequest.status == RequestStatus.COMPLETED)).all()}
     ids = [rid for rid in ids if rid in requests]
-    rows = {c.request_id: c for start in range(0, len(ids), _CHUNK) for c in session.exec(
-        select(Certificate).where(col(Certificate.request_id).in_(ids[start:start + _CHUNK]))).all()}
+    rows = {c.request_id: c for chunk in id_chunks(ids) for c in session.exec(
+        select(Certificate).where(col(Certificate.request_id).in_(chunk))).all()}
     now = utcnow()  # one transaction, one issue time
     batch = _Batch(session, ids, now)
     issued, events = [], []

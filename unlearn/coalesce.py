@@ -90,13 +90,13 @@ def _batch_model(session: Session, settings: Settings, model_name: str,
     resolved: dict[tuple[str, str], str] = {}  # `auto`'s pick reads the champion: once per method and scope
     for target, request in members:
         scope = scope_of(request)
-        asked = (request.method, json.dumps(scope.to_dict(), sort_keys=True))
-        if asked not in resolved:
-            resolved[asked] = resolve_method(session, model_name, request.method, scope)
-        method = resolved[asked]
+        scope_json = json.dumps(scope.to_dict(), sort_keys=True)
+        if (request.method, scope_json) not in resolved:
+            resolved[request.method, scope_json] = resolve_method(session, model_name, request.method, scope)
+        method = resolved[request.method, scope_json]
         label = scope.label if scope.type in ("class", "concept") else None
         # a text-to-image concept (its prompts in `extra`) batches only with the very same request
-        what = ("concept", json.dumps(scope.to_dict(), sort_keys=True)) if scope.type == "concept" and scope.extra \
+        what = ("concept", scope_json) if scope.type == "concept" and scope.extra \
             else (scope.type if label is not None else "samples", label)
         key = (request.kind, method, json.dumps(request.params, sort_keys=True), *what)
         groups.setdefault(key, []).append((target, request))

@@ -42,7 +42,7 @@ from unlearn.registry import (
     taint_stale_versions,
 )
 from unlearn.settings import Settings
-from unlearn.store.db import session_scope
+from unlearn.store.db import id_chunks, session_scope
 from unlearn.store.models import (
     DeletionRequest,
     Model,
@@ -188,8 +188,8 @@ def _plan(s: Session, h: JobHandle, settings: Settings) -> _Plan:
     train_ids = set(s.exec(select(TrainingRecord.sample_id).where(
         TrainingRecord.model_name == job.model_name, TrainingRecord.split == "train")).all())
     request_ids = sorted({t.request_id for t in targets})
-    suspects = {sid for start in range(0, len(request_ids), 1000) for scope in s.exec(
-        select(DeletionRequest.scope).where(col(DeletionRequest.id).in_(request_ids[start:start + 1000]))).all()
+    suspects = {sid for chunk in id_chunks(request_ids) for scope in s.exec(
+        select(DeletionRequest.scope).where(col(DeletionRequest.id).in_(chunk))).all()
         for sid in (scope.get("suspect_ids") or [])}
     model = s.get(Model, job.model_name)
     sync_requests(s, set(request_ids), actor=h.worker)  # → running

@@ -50,6 +50,7 @@ from unlearn.families import get_family
 from unlearn.identity import hash_subject, sha256_ids, valid_model_name
 from unlearn.objectstore import StoreIntegrityError
 from unlearn.store.bulk import insert_training_records
+from unlearn.store.db import id_chunks
 from unlearn.store.models import (
     Alias,
     AuditEvent,
@@ -300,10 +301,9 @@ def request_job_ids(session: Session, request_id: str) -> list[str]:
 
 
 def requests_job_ids(session: Session, request_ids: list[str]) -> dict[str, list[str]]:
-    """`request_job_ids` for many requests at once, 1,000 to a query: request id → its job ids, sorted."""
+    """`request_job_ids` for many requests at once, `id_chunks` to a query: request id → its job ids, sorted."""
     ids: dict[str, set[str]] = {rid: set() for rid in request_ids}
-    for start in range(0, len(request_ids), 1000):
-        chunk = request_ids[start:start + 1000]
+    for chunk in id_chunks(request_ids):
         for rid, job_id in session.exec(select(RequestTarget.request_id, RequestTarget.job_id).where(
                 col(RequestTarget.request_id).in_(chunk), col(RequestTarget.job_id).is_not(None))).all():
             ids[rid].add(job_id)

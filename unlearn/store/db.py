@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +12,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+IN_LIST_MAX = 1000  # ids per IN (…) list: well under SQLite's 32,766 bound parameters
+
+
+def id_chunks(ids: Sequence[str], size: int = IN_LIST_MAX) -> Iterator[Sequence[str]]:
+    """`ids` in slices of at most `size`, in order: one IN (…) query per slice for a job's thousands of ids."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 @lru_cache(maxsize=8)

@@ -13,13 +13,14 @@ request by themselves.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import insert, inspect, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from unlearn.store.db import id_chunks
 from unlearn.store.models import (
     AuditEvent,
     DeletionRequest,
@@ -235,24 +236,17 @@ def sync_requests(session: Session, request_ids: Iterable[str], *, actor: str, r
     """Move each request to its derived status; returns those that became completed, sorted.
 
     A final request stays final unless `reopen` (its targets were made pending again on purpose).
-    Requests are read afresh, `_SYNC_CHUNK` at a time with their targets in one query, and the requests
+    Requests are read afresh, `unlearn.store.db.IN_LIST_MAX` at a time with their targets in one query, and the requests
     that make the same move share one conditional UPDATE and one batch of audit rows: a burst's job
     moves thousands of requests at a time. A request another transaction moved meanwhile (two workers
     on two of its models) is not matched by that UPDATE; its status is derived again, alone, from what
     that one committed: a derived move is a function of the targets, so redoing it is always right."""
     completed: list[str] = []
     session.flush()
-    ids = sorted(set(request_ids))
-    for start in range(0, len(ids), _SYNC_CHUNK):
-        chunk = ids[start:start + _SYNC_CHUNK]
+    for chunk in id_chunks(sorted(set(request_ids))):
         requests = session.exec(select(DeletionRequest).where(col(DeletionRequest.id).in_(chunk))
                                 .execution_options(populate_existing=True)).all()
-        rows: dict[str, list[tuple[str, str | None]]] = {rid: [] for rid in chunk}
-        for rid, status, stage in session.exec(
-                select(RequestTarget.request_id, RequestTarget.status, UnlearningJob.stage)
-                .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
-                .where(col(RequestTarget.request_id).in_(chunk))).all():
-            rows[rid].append((status, stage))
+        rows = _target_stages(session, chunk)
         moves: dict[tuple[str, str], list[DeletionRequest]] = {}
         for request in requests:
             if request.status in REQUEST_FINAL and not reopen:
@@ -268,6 +262,17 @@ def sync_requests(session: Session, request_ids: Iterable[str], *, actor: str, r
                 elif _sync_one(session, request.id, actor=actor, reason=reason, reopen=reopen, data=data):
                     completed.append(request.id)
     return sorted(completed)
+
+
+def _target_stages(session: Session, request_ids: Sequence[str]) -> dict[str, list[tuple[str, str | None]]]:
+    """Each request's targets as `derived_status` reads them: (target status, its job's stage or None)."""
+    rows: dict[str, list[tuple[str, str | None]]] = {rid: [] for rid in request_ids}
+    for rid, status, stage in session.exec(
+            select(RequestTarget.request_id, RequestTarget.status, UnlearningJob.stage)
+            .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
+            .where(col(RequestTarget.request_id).in_(request_ids))).all():
+        rows[rid].append((status, stage))
+    return rows
 
 
 def _move_requests(session: Session, group: list[DeletionRequest], frm: str, to: str, *, actor: str,
@@ -297,10 +302,7 @@ def _sync_one(session: Session, rid: str, *, actor: str, reason: str | None, reo
         request = session.get(DeletionRequest, rid, populate_existing=True)
         if request is None or (request.status in REQUEST_FINAL and not reopen):
             return False
-        rows = session.exec(select(RequestTarget.status, UnlearningJob.stage)
-                            .join(UnlearningJob, col(UnlearningJob.id) == RequestTarget.job_id, isouter=True)
-                            .where(RequestTarget.request_id == rid)).all()
-        to = derived_status(request.status, rows)
+        to = derived_status(request.status, _target_stages(session, [rid])[rid])
         if to == request.status:
             return False
         try:
@@ -313,7 +315,6 @@ def _sync_one(session: Session, rid: str, *, actor: str, reason: str | None, reo
     return False
 
 
-_SYNC_CHUNK = 1000  # ids per IN (…) list: well under SQLite's 32,766 bound parameters
 _SYNC_ATTEMPTS = 3
 
 
