@@ -129,7 +129,7 @@ def verdict_of(family: str, candidate: Path, reference: Path | None, forget: Seq
 def outcome(verdict: Verdict) -> dict[str, Any]:
     """What a table row needs of one verdict: refused or not, the failing gated criteria (names and reasons),
     and every criterion's value."""
-    gated = [c for c in verdict.criteria if c.threshold is not None and c.gated]
+    gated = [c for c in verdict.criteria if c.decides]
     return {"refused": not verdict.passed, "failed": [c.name for c in gated if not c.passed],
             "reasons": verdict.reasons,
             "values": {c.name: None if c.value is None else float(c.value) for c in verdict.criteria}}
@@ -140,7 +140,7 @@ def judge(candidate: Path, reference: Path, forget: list[str], keep: list[str], 
     """A classifier verdict, with U-LiRA's figures (`unlearn.verify.ulira`)."""
     verdict = verdict_of("classifier", candidate, reference, forget, keep, scope, method)
     rows = {c.name: c for c in verdict.criteria}
-    return {"refused": not verdict.passed, "by_ulira": bool(rows["ulira"].threshold is not None and not rows["ulira"].passed),
+    return {"refused": not verdict.passed, "by_ulira": bool(rows["ulira"].decides and not rows["ulira"].passed),
             "indistinguishable": "indistinguishable" in verdict.info, "separation": verdict.info["ulira_separation"],
             "remembered_share": verdict.info["ulira_remembered_share"], "reasons": verdict.reasons}
 

@@ -212,7 +212,7 @@ def exactness_rule(verdict: Verdict, method: str | None) -> dict[str, Any] | Non
         # only seed-to-seed noise here: an exact retrain with another seed fails them as often as chance has
         # it. They are shown, not gated; the exactness certifies (a gate must not refuse exact retrains).
         for c in verdict.criteria:
-            if c.name in found.get("seed_noise_criteria", ()) and c.threshold is not None:
+            if c.name in found.get("seed_noise_criteria", ()) and c.decides:
                 c.gated = False
                 c.detail = (f"{c.detail}; not gated: the request is {found['statement']}, and an exact method's "
                             "gap from the one reference is seed-to-seed noise")

@@ -27,6 +27,11 @@ class Criterion:
     applicable: bool = True  # False: the criterion cannot be computed for this model; `detail` says why
     gated: bool = True  # False: shown with its threshold but not part of the verdict; `detail` says why
 
+    @property
+    def decides(self) -> bool:
+        """Whether this row is part of the verdict: it has a threshold and is gated."""
+        return self.threshold is not None and self.gated
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["ci"] = list(self.ci) if self.ci is not None else None
@@ -64,12 +69,12 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return bool(self.criteria) and all(c.passed for c in self.criteria if c.threshold is not None and c.gated)
+        return bool(self.criteria) and all(c.passed for c in self.criteria if c.decides)
 
     @property
     def reasons(self) -> list[str]:
         return [f"{c.name}={c.value:.4g} fails {c.op} {c.threshold:.4g}" for c in self.criteria
-                if c.threshold is not None and c.gated and not c.passed]
+                if c.decides and not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
         return {
