@@ -60,7 +60,6 @@ from unlearn.artifacts import read_meta
 from unlearn.data import get_dataset
 from unlearn.families import Scope, get_family
 from unlearn.families.classifier import dataset_of
-from unlearn.families.diffusion import original_of, teacher_of, train_teacher_artifact
 from unlearn.families.lm import world_of
 from unlearn.settings import Settings
 from unlearn.verification import exactness_rule, gates_for
@@ -249,18 +248,14 @@ def run_lm(scope_name: str, draws: int, retrains: int, work: Path, zoo: Path, de
 
 
 def diffusion_retrain(teacher: Path, keep: Sequence[str], seed: int, work: Path, device: str) -> Path:
-    """The teacher's recipe on `keep` with `seed` (cached under `work`, per teacher folder: the retrain records
-    its teacher's judge), written as `DiffusionFamily.retrain` writes the exact retrain (same meta keys,
-    "original_dir" the teacher), the seed changed."""
+    """`DiffusionFamily.retrain` of `teacher` on `keep` with `seed` (cached under `work`, per teacher folder:
+    the retrain records its teacher's judge)."""
     teacher_tag = gate_calibration.ids_tag([str(Path(teacher).resolve())])
     out = work / f"teacher-{teacher_tag}retrain-{gate_calibration.ids_tag(keep)}seed-{seed}"
     if not (out / "unlearn.json").exists():
         tmp = work / f".building-{out.name}"
         shutil.rmtree(tmp, ignore_errors=True)
-        meta = {k: v for k, v in read_meta(teacher_of(teacher)).items()
-                if k not in ("teacher_dir", "forgotten", "forgotten_concepts")}
-        train_teacher_artifact({**meta, "sampler": "multistep", "retrained": True, "seed": seed,
-                                "original_dir": str(original_of(teacher))}, keep, tmp, device=device)
+        get_family("diffusion").retrain(teacher, keep, tmp, device=device, seed=seed)
         tmp.rename(out)
     return out
 

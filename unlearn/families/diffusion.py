@@ -132,13 +132,14 @@ class DiffusionFamily(Family):
         return "retrain" if scope.type in SAMPLE_SCOPES else "sfd"
 
     def retrain(self, model_dir: Path, keep_ids: Sequence[str], out_dir: Path, *,
-                device: str = "cpu", progress: Progress = no_progress) -> None:
+                device: str = "cpu", progress: Progress = no_progress, seed: int | None = None) -> None:
+        """The teacher's recipe on `keep_ids`, written to `out_dir`; `seed`: another seed than the teacher's
+        (an exact retrain with another seed, as the gate-power benchmark measures), None for the teacher's."""
         teacher_meta = read_meta(teacher_of(model_dir))
         meta = {k: v for k, v in teacher_meta.items() if k not in ("teacher_dir", "forgotten", "forgotten_concepts")}
         train = t2i.train_teacher_artifact if t2i.is_text_model(model_dir) else train_teacher_artifact
-        train({**meta, "sampler": "multistep", "retrained": True,
-                                "original_dir": str(original_of(model_dir))}, keep_ids, out_dir,
-                               device=device, progress=progress)
+        train({**meta, "sampler": "multistep", "retrained": True, **({"seed": seed} if seed is not None else {}),
+               "original_dir": str(original_of(model_dir))}, keep_ids, out_dir, device=device, progress=progress)
 
     def check_forward(self, model_dir: Path, records: Any) -> None:
         """Load the pipeline and denoise one record's image with its label; ValueError with the reason
