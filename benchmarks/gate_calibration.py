@@ -52,7 +52,7 @@ import itertools
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +89,17 @@ def retrain(target: Path, seed: int, work: Path, keep_ids: Sequence[str] | None 
     retrains of different forget sets never share a cache entry."""
     keep = world_of(target).retain if keep_ids is None else sorted(keep_ids)
     tag = "" if keep_ids is None else ids_tag(keep)
-    out = work / f"retrain-{tag}seed-{seed}"
+    return built_once(work / f"retrain-{tag}seed-{seed}", lambda tmp: retrain_from_meta(
+        {**read_meta(target), "seed": seed}, keep, tmp, tokenizer_dir=target, device=device))
+
+
+def built_once(out: Path, build: Callable[[Path], object]) -> Path:
+    """`out`, made by `build(tmp)` into a temporary folder beside it and renamed into place, unless a finished
+    one (its unlearn.json present) is already there: a run cut short never leaves half a model in the cache."""
     if not (out / "unlearn.json").exists():
-        tmp = work / f".building-{tag}{seed}"
+        tmp = out.with_name(f".building-{out.name}")
         shutil.rmtree(tmp, ignore_errors=True)
-        retrain_from_meta({**read_meta(target), "seed": seed}, keep, tmp, tokenizer_dir=target, device=device)
+        build(tmp)
         tmp.rename(out)
     return out
 

@@ -251,13 +251,9 @@ def diffusion_retrain(teacher: Path, keep: Sequence[str], seed: int, work: Path,
     """`DiffusionFamily.retrain` of `teacher` on `keep` with `seed` (cached under `work`, per teacher folder:
     the retrain records its teacher's judge)."""
     teacher_tag = gate_calibration.ids_tag([str(Path(teacher).resolve())])
-    out = work / f"teacher-{teacher_tag}retrain-{gate_calibration.ids_tag(keep)}seed-{seed}"
-    if not (out / "unlearn.json").exists():
-        tmp = work / f".building-{out.name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        get_family("diffusion").retrain(teacher, keep, tmp, device=device, seed=seed)
-        tmp.rename(out)
-    return out
+    return gate_calibration.built_once(
+        work / f"teacher-{teacher_tag}retrain-{gate_calibration.ids_tag(keep)}seed-{seed}",
+        lambda tmp: get_family("diffusion").retrain(teacher, keep, tmp, device=device, seed=seed))
 
 
 def run_diffusion(scope_name: str, draws: int, retrains: int, work: Path, zoo: Path, device: str,
