@@ -51,7 +51,7 @@ bench: install
 	$(PY) -m benchmarks.gate_calibration --seed-list 1,2,3,4,5,8,9,10
 	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power
 	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power --families lm --scopes samples-15 --draws 2
-	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power --families lm --scopes subject --draws 5
+	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power --families lm --scopes subject --first-draw 5 --draws 10
 	UNLEARN_TORCH_THREADS=1 $(PY) -m benchmarks.gate_power --families diffusion --draws 10 --retrains 2
 	$(PY) -m benchmarks.reference_policies --worlds digits-mlp,digits-vit --draws 6
 	$(PY) -m benchmarks.reference_policies --worlds support-lm --draws 4 --keep-others

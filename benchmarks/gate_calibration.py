@@ -34,7 +34,17 @@ distribution instead:
   every bar set.
 
 The bars the service uses (`muse.DEFAULT_THRESHOLDS`) are the ones derived from all K + 1 retrains,
-rounded outwards to three decimals (`defaults` in the JSON). Writes benchmarks/results/
+rounded outwards to three decimals (`defaults` in the JSON).
+
+Smaller requests (`by_size`): a request forgets one person, or a few, not the fold of 15, and two exact
+retrains disagree far more on one biography and four answers than on the mean over 15 people. The retrains
+here never saw any of the fold's people, so each subset of the fold is a request those retrains answer
+exactly: for each size in `SIZES` (every single person, and `SUBSETS` random subsets of each larger size)
+the same prediction bounds are computed on the subset's items alone (holdout and retained items unchanged),
+and the size's bar is the largest over its subsets (so it covers the subset whose reference sits farthest
+from the other retrains). The same leave-one-out check judges each retrain against the reference on every
+subset with bars derived without it; the target is judged on every subset (power in sample: the held-out
+measure is benchmarks/gate_power.py). The service's `muse.SIZE_BARS` are these, rounded outwards. Writes benchmarks/results/
 gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minutes each on
 one idle core; 15–40 minutes each on the shared machine of the stored run).
 
@@ -52,6 +62,7 @@ import itertools
 import json
 import math
 import shutil
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +78,9 @@ from unlearn.verify import muse
 from unlearn.zoo import ensure
 
 KINDS = ("bio", "qa")
+SIZES = (1, 2, 3, 5, 10)  # forget-set sizes (people) with bars of their own; the fold's 15 has the defaults
+SUBSETS = 20  # random subsets of the fold per size above 1 (size 1: every person)
+SUBSET_SEED = 7
 UTILITY_POLICY = 0.9  # C4: keep at least this fraction of the reference's utility
 ALPHA = 0.05  # the share of exact retrains the gate may reject, over its five noise bars together
 NOISE_BARS = 5  # C1, C2, C3 pooled, C3 per kind (two kinds)
@@ -158,10 +172,72 @@ def bars(models: dict[str, muse.MuseScores], reference: str = "seed-0") -> dict[
         th[name] = mu + one_sided * sd - ref[key]
     for key, name in (("auc", "privleak_tol"), *((f"auc_{k}", f"privleak_tol_{k}") for k in KINDS)):
         mu, sd = spread(key)
-        th[name] = max(abs(mu + two_sided * sd - ref[key]), abs(mu - two_sided * sd - ref[key])) / ref[key]
+        # a reference AUC of 0 (one document it ranks above every holdout one) leaves the ratio undefined: no bar
+        th[name] = (max(abs(mu + two_sided * sd - ref[key]), abs(mu - two_sided * sd - ref[key])) / ref[key]
+                    if ref[key] > 0 else math.inf)
     mu, sd = spread("knowmem_retain")
     th["utility_frac"] = min(UTILITY_POLICY, (mu - one_sided * sd) / ref["knowmem_retain"])
     return th
+
+
+def person_items(world: Any, people: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """Each forgotten person's item indices in the scores of `lm.muse_data(world, people, …)`: its VerbMem
+    prefix (one per person), its KnowMem questions and its PrivLeak documents (every biography first, then every
+    question–answer text, in the people's order: `lm.privleak_documents`)."""
+    n_qa = [len(world.person(p).qa) for p in people]
+    starts = np.r_[0, np.cumsum(n_qa)].astype(int)
+    return [{"verbmem": np.array([i]), "knowmem_forget": np.arange(starts[i], starts[i + 1]),
+             "mink_forget": np.r_[i, len(people) + np.arange(starts[i], starts[i + 1])]}
+            for i in range(len(people))]
+
+
+def restricted(m: muse.MuseScores, items: Sequence[dict[str, np.ndarray]]) -> muse.MuseScores:
+    """`m` on the forget items of the given people only (holdout and retained items unchanged)."""
+    pick = {key: np.concatenate([it[key] for it in items]) for key in ("verbmem", "knowmem_forget", "mink_forget")}
+    return muse.MuseScores(m.verbmem[pick["verbmem"]], m.knowmem_forget[pick["knowmem_forget"]], m.knowmem_retain,
+                           m.mink_forget[pick["mink_forget"]], m.mink_holdout,
+                           kinds_forget=m.kinds_forget[pick["mink_forget"]], kinds_holdout=m.kinds_holdout)
+
+
+def subsets(n_people: int, size: int) -> list[list[int]]:
+    """The fold's subsets of `size` people the size's bars are measured on: every person alone for size 1,
+    else `SUBSETS` random ones (a fixed generator per size)."""
+    if size == 1:
+        return [[i] for i in range(n_people)]
+    rng = np.random.default_rng(SUBSET_SEED + size)
+    return [sorted(rng.choice(n_people, size, replace=False).tolist()) for _ in range(SUBSETS)]
+
+
+def largest(bar_sets: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Per bar, the loosest over the subsets' bars (the largest margin or tolerance, the smallest utility
+    fraction)."""
+    return {k: (min if k == "utility_frac" else max)(b[k] for b in bar_sets) for k in bar_sets[0]}
+
+
+def by_size(models: dict[str, muse.MuseScores], target: muse.MuseScores,
+            items: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Bars per forget-set size and their checks (module docstring): for each size, the bars, the
+    leave-one-out pass count of the retrains over (retrain, subset) pairs, and the target's refusals."""
+    out = {}
+    for size in SIZES:
+        sets = [[items[i] for i in s] for s in subsets(len(items), size)]
+        on = [{name: restricted(m, it) for name, m in models.items()} for it in sets]
+        full = largest([bars(m) for m in on])
+        loo_pass, loo_n, failed = 0, 0, Counter()
+        for name in models:
+            if name == "seed-0":
+                continue
+            th = largest([bars({k: v for k, v in m.items() if k != name}) for m in on])
+            for m in on:
+                j = judged(m[name], m["seed-0"], th)
+                loo_pass, loo_n = loo_pass + j["passed"], loo_n + 1
+                failed.update(j["failed"])
+        tgt = [judged(restricted(target, it), m["seed-0"], rounded(full)) for it, m in zip(sets, on, strict=True)]
+        out[str(size)] = {"subsets": len(sets), "bars": finite(full), "defaults": rounded(full),
+                          "leave_one_out": {"passed": loo_pass, "n": loo_n, "failed": dict(failed)},
+                          "target": {"refused": sum(not t["passed"] for t in tgt), "n": len(tgt),
+                                     "failed": dict(Counter(c for t in tgt for c in t["failed"]))}}
+    return out
 
 
 def pair_extremes(models: dict[str, muse.MuseScores]) -> dict[str, float]:
@@ -173,10 +249,16 @@ def pair_extremes(models: dict[str, muse.MuseScores]) -> dict[str, float]:
     return th
 
 
-def rounded(th: dict[str, float]) -> dict[str, float]:
-    """Bars rounded outwards to three decimals (margins and tolerances up, the utility fraction down)."""
-    return {k: (math.floor(v * 1000) / 1000 if k == "utility_frac" else math.ceil(v * 1000) / 1000)
-            for k, v in th.items()}
+def rounded(th: dict[str, float]) -> dict[str, float | None]:
+    """Bars rounded outwards to three decimals (margins and tolerances up, the utility fraction down); an
+    infinite one (no bar) as None, as `muse.SIZE_BARS` holds it."""
+    return {k: (None if math.isinf(v) else math.floor(v * 1000) / 1000 if k == "utility_frac"
+                else math.ceil(v * 1000) / 1000) for k, v in th.items()}
+
+
+def finite(th: dict[str, float]) -> dict[str, float | None]:
+    """Bars as JSON holds them: an infinite one (no bar) as None."""
+    return {k: None if math.isinf(v) else v for k, v in th.items()}
 
 
 def judged(cand: muse.MuseScores, ref: muse.MuseScores, th: dict[str, float]) -> dict[str, Any]:
@@ -273,7 +355,32 @@ def markdown(report: dict[str, Any]) -> str:
               f"of {len(loo)}, and MUSE's ±5% PrivLeak band holds {report['within_muse_band']} of {len(loo)} exact "
               "retrains on the pooled documents.",
               "", "![gate calibration](gate_calibration.png)", ""]
+    if "by_size" in report:
+        lines += size_markdown(report["by_size"])
     return "\n".join(lines)
+
+
+def size_markdown(sizes: dict[str, Any]) -> list[str]:
+    """The by-size table: each size's bars (`muse.SIZE_BARS`), the retrains' leave-one-out pass count over
+    (retrain, subset) pairs and the target's refusals."""
+    lines = ["### Bars by forget-set size", "",
+             f"Each size's bars are the largest of its subsets' prediction bounds (every person alone for size 1, "
+             f"{SUBSETS} random subsets of the fold for the others); the retrains are judged leave-one-out on every "
+             "subset, the target on every subset with the size's bars. The service applies a size's bars to "
+             "requests of that size up to the next one (`muse.noise_bars`); from 15 people on, the table above. "
+             "\"none\": on some subset the reference's AUC is 0 (it ranks the one biography above every holdout "
+             "one), PrivLeak's ratio is undefined there, and the criterion is reported without a bar.", "",
+             "| people forgotten | subsets | C1 margin | C2 margin | C3 pooled | C3 bio | C3 QA "
+             "| exact retrains passing (leave-one-out) | target refused | target's failing criteria |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for size, r in sizes.items():
+        d, loo, tgt = r["defaults"], r["leave_one_out"], r["target"]
+        bar = {k: "none" if v is None else f"{v:.3f}" for k, v in d.items()}
+        lines.append(f"| {size} | {r['subsets']} | {bar['verbmem_margin']} | {bar['knowmem_margin']} "
+                     f"| {bar['privleak_tol']} | {bar['privleak_tol_bio']} | {bar['privleak_tol_qa']} "
+                     f"| {loo['passed']}/{loo['n']} | {tgt['refused']}/{tgt['n']} "
+                     f"| {', '.join(f'{k} ×{v}' for k, v in sorted(tgt['failed'].items())) or '–'} |")
+    return [*lines, ""]
 
 
 def regenerate(results: Path = RESULTS) -> str:
@@ -309,7 +416,9 @@ def main() -> None:
              if not args.cached_only or (work / f"retrain-seed-{k}" / "unlearn.json").exists()]
     dirs = {"seed-0": reference, **{f"seed-{k}": retrain(target, k, work) for k in seeds}}
     models = {name: scores(d, data, work, name) for name, d in dirs.items()}
-    report = {"seeds": seeds, "world": world.spec(), **calibrate(models, scores(target, data, work, "target"))}
+    target_scores = scores(target, data, work, "target")
+    report = {"seeds": seeds, "world": world.spec(), **calibrate(models, target_scores),
+              "by_size": by_size(models, target_scores, person_items(world, world.forget))}
     out = Path(args.out)
     plot(report, out / "gate_calibration.png")
     write_results(out, "gate_calibration", report, markdown(report))

@@ -30,7 +30,7 @@ are the other families'), rewritten after every draw, so a long run keeps what i
 
     python -m benchmarks.gate_power [--families classifier] [--models digits-mlp] [--draws 4] [--retrains 1]
     python -m benchmarks.gate_power --families lm --scopes samples-15 --draws 2     # the committed lm rows:
-    python -m benchmarks.gate_power --families lm --scopes subject --draws 5        #   these two, in this order
+    python -m benchmarks.gate_power --families lm --scopes subject --first-draw 5 --draws 10  #   these two, in this order
     python -m benchmarks.gate_power --families diffusion --draws 10 --retrains 2 [--device cuda]
     python -m benchmarks.gate_power --markdown-only
 
@@ -130,7 +130,7 @@ def outcome(verdict: Verdict) -> dict[str, Any]:
     and every criterion's value."""
     gated = [c for c in verdict.criteria if c.decides]
     return {"refused": not verdict.passed, "failed": [c.name for c in gated if not c.passed],
-            "reasons": verdict.reasons,
+            "reasons": verdict.reasons, "thresholds": {c.name: c.threshold for c in gated},
             "values": {c.name: None if c.value is None else float(c.value) for c in verdict.criteria}}
 
 
@@ -204,29 +204,31 @@ def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
     return out, round(time.perf_counter() - t0, 1)
 
 
-def lm_forget_sets(trained: Sequence[str], scope: str, draws: int) -> list[tuple[str, list[str], Scope]]:
-    """The LM's draws of `scope` as (label, forget ids, scope): "subject", one person each
-    (`subjects_drawn`), or "samples-N", N people each from a fixed generator per N, so a longer run extends a
-    shorter one's draws. Raises ValueError for another scope."""
+def lm_forget_sets(trained: Sequence[str], scope: str, draws: int,
+                   first_draw: int = 0) -> list[tuple[str, list[str], Scope]]:
+    """The LM's draws `first_draw` … `first_draw + draws − 1` of `scope` as (label, forget ids, scope):
+    "subject", one person each (`subjects_drawn`), or "samples-N", N people each from a fixed generator per
+    N, so a longer run extends a shorter one's draws. Raises ValueError for another scope."""
     if scope == "subject":
-        return [(p, [p], Scope(type="subject")) for p in subjects_drawn(trained, draws)]
+        return [(p, [p], Scope(type="subject")) for p in subjects_drawn(trained, first_draw + draws)[first_draw:]]
     if not scope.startswith("samples-"):
         raise ValueError(f"the lm rows know the subject and samples-N scopes, not {scope!r}")
     n = int(scope.split("-")[1])
     rng = np.random.default_rng(LM_DRAW_SEED + n)
-    sets = [sorted(rng.choice(sorted(trained), n, replace=False).tolist()) for _ in range(draws)]
-    return [(f"{n} people #{d}", ids, Scope(type="samples")) for d, ids in enumerate(sets)]
+    sets = [sorted(rng.choice(sorted(trained), n, replace=False).tolist()) for _ in range(first_draw + draws)]
+    return [(f"{n} people #{d}", ids, Scope(type="samples")) for d, ids in enumerate(sets)][first_draw:]
 
 
 def run_lm(scope_name: str, draws: int, retrains: int, work: Path, zoo: Path, device: str,
-           on_draw: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """people-lm's row for `scope_name` (`lm_forget_sets`): per draw, the target and `retrains` other-seed
-    retrains verified against the family's retrain without the drawn people. Retrains are cached under `work`."""
+           on_draw: Callable[[dict[str, Any]], None], first_draw: int = 0) -> dict[str, Any]:
+    """people-lm's row for `scope_name` (`lm_forget_sets`, from draw `first_draw`): per draw, the target and
+    `retrains` other-seed retrains verified against the family's retrain without the drawn people. Retrains are
+    cached under `work`."""
     target = ensure(FAMILY_MODELS["lm"], zoo)
     world = world_of(target)
     seed = int(read_meta(target).get("seed", 0))
     done: list[dict[str, Any]] = []
-    for label, forget, scope in lm_forget_sets(world.trained, scope_name, draws):
+    for label, forget, scope in lm_forget_sets(world.trained, scope_name, draws, first_draw):
         gone = set(forget)
         keep = [s for s in world.trained if s not in gone]
         ref, t_ref = timed(gate_calibration.retrain, target, seed, work, keep, device=device)
@@ -243,8 +245,8 @@ def run_lm(scope_name: str, draws: int, retrains: int, work: Path, zoo: Path, de
                      "seconds": seconds})
         print(f"lm {scope_name} {label}: do nothing refused {nothing['refused']} {nothing['failed']}; retrains "
               f"refused {[(o['refused'], o['failed']) for o in others]}; {seconds}", flush=True)
-        on_draw(draw_row("lm", FAMILY_MODELS["lm"], scope_name, done))
-    return draw_row("lm", FAMILY_MODELS["lm"], scope_name, done)
+        on_draw({**draw_row("lm", FAMILY_MODELS["lm"], scope_name, done), "first_draw": first_draw})
+    return {**draw_row("lm", FAMILY_MODELS["lm"], scope_name, done), "first_draw": first_draw}
 
 
 def diffusion_retrain(teacher: Path, keep: Sequence[str], seed: int, work: Path, device: str) -> Path:
@@ -373,9 +375,15 @@ def draws_markdown(family: str, section: dict[str, Any]) -> list[str]:
         lines.append(f"| {r['model']} | {r['scope']} | {drawn} | {_ci(dn)} | {_failed(dn)} | {_ci(ro)} | {_failed(ro)} |")
     if family == "lm":
         lines += ["", "A person is one sample and one subject in the people world, so the subject row is also the "
-                  "one-sample scope, and samples-N forgets N people. The bars are `muse.DEFAULT_THRESHOLDS`, "
-                  "calibrated on the default forget fold of 15 people; a single person is 1 biography and 4 "
-                  "question–answer texts, so there C1–C3 read a handful of items."]
+                  "one-sample scope, and samples-N forgets N people. The noise bars are those the service picks "
+                  "by the forget set's size (`muse.noise_bars`: benchmarks/results/gate_calibration.md, bars by "
+                  "forget-set size); a single person is 1 biography and 4 question–answer texts, so there C1–C3 "
+                  "read a handful of items and their bars are wide."]
+        for r in section["rows"]:
+            if r.get("first_draw"):
+                lines.append(f"The {r['scope']} row scores draws {r['first_draw']}–{r['first_draw'] + r['draws'] - 1} "
+                             f"of its fixed sequence: draws 0–{r['first_draw'] - 1} were measured before the bars "
+                             "by size, and motivated them.")
     if family == "diffusion":
         retrains = [o for r in section["rows"] for d in r["per_draw"] for o in d["other_seeds"]]
         th = s["thresholds"]
@@ -424,7 +432,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=4)
     ap.add_argument("--retrains", type=int, default=1, help="other-seed retrains per draw")
     ap.add_argument("--first-draw", type=int, default=0,
-                    help="the classifier's first forget set in each scope's fixed sequence of draws")
+                    help="the classifier's and lm's first forget set in each scope's fixed sequence of draws")
     ap.add_argument("--zoo", default=str(Settings().zoo_dir))
     ap.add_argument("--work", default=".unlearn/gate_power", help="cache of the lm and diffusion retrains")
     ap.add_argument("--device", default="cpu")
@@ -459,7 +467,6 @@ def main() -> None:
             type=FAMILY_SCOPES[family][0], label=0 if family == "diffusion" else None)))
         if family == "diffusion":
             settings["n_per_class"] = N_PER_CLASS
-        run = run_lm if family == "lm" else run_diffusion
         (work / family).mkdir(parents=True, exist_ok=True)
         rows = []  # this run's finished rows: each save writes them with the scope in progress
         for scope in (args.scopes.split(",") if args.scopes else FAMILY_SCOPES[family]):
@@ -468,7 +475,9 @@ def main() -> None:
                      t0: float = t0, rows: list[dict[str, Any]] = rows) -> None:
                 write(merged(load(path), family, {**settings, "seconds": time.perf_counter() - t0}, [*rows, row]))
 
-            row = run(scope, args.draws, args.retrains, work / family, zoo, args.device, save)
+            row = (run_lm(scope, args.draws, args.retrains, work / family, zoo, args.device, save, args.first_draw)
+                   if family == "lm" else run_diffusion(scope, args.draws, args.retrains, work / family, zoo,
+                                                        args.device, save))
             save(row)
             rows.append(row)
     print(markdown(load(path)))

@@ -253,6 +253,44 @@ def test_default_bars_are_the_calibrated_ones() -> None:
     assert not report["target"]["passed"] and report["target"]["fails_every_loo_set"]
 
 
+def test_size_bars_are_the_calibrated_ones() -> None:
+    """The bars for requests smaller than the calibration fold are gate_calibration.json's bars by size, and
+    there the exact retrains pass leave-one-out at least 95% of the time while the target is refused on
+    every subset."""
+    report = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                         / "gate_calibration.json").read_text())
+    assert sorted(int(k) for k in report["by_size"]) == sorted(muse.SIZE_BARS)
+    for size, row in report["by_size"].items():
+        for key in muse.NOISE_BARS:
+            assert muse.SIZE_BARS[int(size)][key] == pytest.approx(row["defaults"][key]), (size, key)
+        loo = row["leave_one_out"]
+        assert loo["passed"] >= 0.95 * loo["n"], size
+        assert row["target"]["refused"] == row["target"]["n"], size
+
+
+def test_the_gate_picks_its_noise_bars_by_the_forget_sets_size() -> None:
+    """A one-person request is judged with the bars measured on one-person subsets, a larger one with those of
+    the largest calibrated size it reaches, the whole fold's from 15 on; a bar a model or request sets wins, and
+    the detail says which applied. The LM family's defaults carry no noise bar, so they never mask the size's."""
+    from unlearn.families.lm import LMFamily
+
+    sizes = sorted([*muse.SIZE_BARS, muse.CALIBRATED_SIZE])
+    for n in range(1, 40):
+        assert muse.noise_bars(n)["bars_size"] == max(k for k in sizes if k <= n)
+    assert muse.noise_bars(99)["verbmem_margin"] == muse.DEFAULT_THRESHOLDS["verbmem_margin"]
+    assert not set(muse.NOISE_BARS) & set(LMFamily.gate_defaults)
+
+    ref = _scores(0.4, 0.05, 0.5, shift=0.0, n=1)
+    rows = {c.name: c for c in muse.gate(_scores(0.4, 0.05, 0.5, shift=0.0, n=1, seed=1), ref, FAST).criteria}
+    assert rows["verbmem"].threshold == pytest.approx(ref.verbmem.mean() + muse.SIZE_BARS[1]["verbmem_margin"])
+    assert "forget sets of 1 (this one: 1)" in rows["verbmem"].detail
+    assert f"tolerance {muse.SIZE_BARS[1]['privleak_tol']:.3f}" in rows["privleak"].detail
+    rows = {c.name: c for c in muse.gate(_scores(0.4, 0.05, 0.5, 0.0, n=1, seed=1), ref,
+                                         {**FAST, "verbmem_margin": 0.01}).criteria}
+    assert rows["verbmem"].threshold == pytest.approx(ref.verbmem.mean() + 0.01)
+    assert "set for this model" in rows["verbmem"].detail
+
+
 def test_a_criterion_that_does_not_apply_is_stated_not_gated_and_not_plotted(tmp_path) -> None:
     from unlearn.verify.verdict import Verdict, criterion, not_applicable
 

@@ -375,7 +375,9 @@ class LMFamily(Family):
     criteria = ("verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain",
                 "general_utility", "retain_likelihood",
                 "holdout_mia_auc", "holdout_verbmem", "holdout_likelihood")
-    gate_defaults = {**muse.DEFAULT_THRESHOLDS, **holdout.GATE_DEFAULTS}
+    # without MUSE's noise bars: `muse.gate` picks them by the forget set's size unless a model or request sets them
+    gate_defaults = {k: v for k, v in {**muse.DEFAULT_THRESHOLDS, **holdout.GATE_DEFAULTS}.items()
+                     if k not in muse.NOISE_BARS}
     # those applicable in a verdict are drawn: MUSE's on the people world; on records without
     # question–answer pairs, VerbMem and the likelihood of retained texts
     lineage_criteria = ("knowmem_retain", "verbmem", "knowmem_forget", "holdout_likelihood", "holdout_verbmem",
@@ -494,7 +496,7 @@ class LMFamily(Family):
             cand_lm = HFLanguageModel.load(candidate_dir, device)
             cand = muse.score_model(cand_lm, data)
             ref = reference_scores(reference_dir, data, forget_ids, retain_ids, device)
-            verdict = muse.gate(cand, ref, th)
+            verdict = muse.gate(cand, ref, thresholds)
             questions = general_questions(candidate_dir)
             if questions:
                 verdict.criteria.append(general_utility_criterion(cand_lm, reference_dir, questions,

@@ -47,6 +47,7 @@ from unlearn.families.diffusion import (
 )
 from unlearn.families.text_diffusion import is_text_model
 from unlearn.methods.base import MethodError, MethodParams, MethodSpec, UnlearnTask
+from unlearn.methods.sid import networks
 from unlearn.models.class_diffusion import (
     SCHEDULE,
     alpha_sigma,
@@ -123,15 +124,8 @@ def run(task: UnlearnTask) -> dict[str, Any]:
     forget_cls = torch.tensor(sorted(overrides), device=dev)
     override_of = torch.tensor([overrides.get(k, k) for k in range(num_classes)], device=dev)
 
-    torch.manual_seed(p.seed)
-    fake = copy.deepcopy(teacher).train().requires_grad_(True)
-    # A one-step base continues from its generator; a multi-step base starts from the teacher.
-    generator = (load_pipeline(task.base_dir, dev).unet if base_meta.get("sampler") == "onestep"
-                 else copy.deepcopy(teacher)).train().requires_grad_(True)
+    fake, generator, opt_fake, opt_gen = networks(teacher, task, base_meta, p, dev)
     ema = copy.deepcopy(generator).requires_grad_(False) if p.ema > 0 else generator
-    betas = (p.beta1, p.beta2)
-    opt_fake = torch.optim.Adam(fake.parameters(), lr=p.lr_fake, betas=betas, eps=1e-8)
-    opt_gen = torch.optim.Adam(generator.parameters(), lr=p.lr_generator, betas=betas, eps=1e-8)
     B, lam, shape = p.batch_size, p.forget_coef, (2 * p.batch_size, *image_shape(teacher))
     gen = torch.Generator().manual_seed(p.seed)
 

@@ -38,7 +38,6 @@ the other half is the verifier's. No image is read: the method is data-free.
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
@@ -48,6 +47,7 @@ from unlearn.artifacts import read_meta, write_meta
 from unlearn.families.diffusion import teacher_of
 from unlearn.families.text_diffusion import captions_of, concept_prompts
 from unlearn.methods.base import MethodError, UnlearnTask
+from unlearn.methods.sid import networks
 from unlearn.models.class_diffusion import alpha_sigma
 from unlearn.models.text_diffusion import (
     denoise,
@@ -114,13 +114,7 @@ def run(task: UnlearnTask, params: Any) -> dict[str, Any]:
     with torch.no_grad():
         e_rem, e_forget, e_override, e_neg = (tpipe.encode(x) for x in (remaining, forget, override, negative))
         e_null = tpipe.encode([""])
-    torch.manual_seed(p.seed)
-    fake = copy.deepcopy(teacher).train().requires_grad_(True)
-    generator = (load_pipeline(task.base_dir, dev).unet if base_meta.get("sampler") == "onestep"
-                 else copy.deepcopy(teacher)).train().requires_grad_(True)
-    betas = (p.beta1, p.beta2)
-    opt_fake = torch.optim.Adam(fake.parameters(), lr=p.lr_fake, betas=betas, eps=1e-8)
-    opt_gen = torch.optim.Adam(generator.parameters(), lr=p.lr_generator, betas=betas, eps=1e-8)
+    fake, generator, opt_fake, opt_gen = networks(teacher, task, base_meta, p, dev)
     B, lam, shape = p.batch_size, p.forget_coef, (2 * p.batch_size, *image_shape(teacher))
     gen = torch.Generator().manual_seed(p.seed)
 

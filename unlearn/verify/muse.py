@@ -19,7 +19,10 @@ a–z and 0–9, so every non-ASCII letter vanishes); AUC from scikit-learn. Sco
 
 The gate ("behave like an exact retrain"), every bound configurable per model. The bars are the spread
 between exact retrains that differ only in their seed (their null distribution, measured by
-`benchmarks/gate_calibration.py`), not one reference's bootstrap interval, which ignores the seed:
+`benchmarks/gate_calibration.py`), not one reference's bootstrap interval, which ignores the seed. That
+spread depends on how many people a request forgets: one person is one biography and a few answers, and
+two exact retrains disagree on those far more than on the mean over fifteen. So the noise bars come by
+forget-set size (`noise_bars`), each measured on subsets of that size of the calibration's forget fold:
 - C1, C2: the candidate's mean at most the reference's mean + `verbmem_margin` / `knowmem_margin`;
 - C3: |PrivLeak| ≤ `privleak_tol` pooled, and ≤ `privleak_tol_<kind>` for each kind of document;
 - C4: the candidate's KnowMem on retain at least `utility_frac` × the reference's (a policy on how much
@@ -47,22 +50,46 @@ VERBMEM_NEW_TOKENS = 128
 KNOWMEM_NEW_TOKENS = 32
 KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
 
-# The bars below are the largest gaps between exact retrains of the default people world (every ordered
-# pair of retrains with different seeds), from benchmarks/results/gate_calibration.json;
-# tests/test_muse.py checks that they are that file's. They are this world's noise (15 forgotten people,
-# 150 holdout people): a model with other data sets its own through the request's or model's thresholds.
-# MUSE's own ±5% PrivLeak band assumes hundreds of documents per set.
+# The noise bars below are the Student-t prediction bounds of one more exact retrain of the default people
+# world, from benchmarks/results/gate_calibration.json (tests/test_muse.py checks that they are that file's),
+# for a request that forgets the whole calibration fold (15 people, 150 holdout people); `SIZE_BARS` holds
+# those for smaller requests. They are this world's noise: a model with other data sets its own through the
+# request's or model's thresholds. MUSE's own ±5% PrivLeak band assumes hundreds of documents per set.
+NOISE_BARS = ("verbmem_margin", "knowmem_margin", "privleak_tol", "privleak_tol_bio", "privleak_tol_qa")
+CALIBRATED_SIZE = 15  # forgotten people (verbmem items) in the fold DEFAULT_THRESHOLDS' noise bars come from
 DEFAULT_THRESHOLDS: dict[str, float] = {
-    "verbmem_margin": 0.047,  # C1: candidate mean ≤ reference mean + this
-    "knowmem_margin": 0.064,  # C2: the same for KnowMem on forget
-    "privleak_tol": 0.093,  # C3 pooled: |PrivLeak| ≤ this
-    "privleak_tol_bio": 0.315,  # C3 on biographies alone
-    "privleak_tol_qa": 0.114,  # C3 on question–answer texts alone
+    "verbmem_margin": 0.049,  # C1: candidate mean ≤ reference mean + this
+    "knowmem_margin": 0.051,  # C2: the same for KnowMem on forget
+    "privleak_tol": 0.13,  # C3 pooled: |PrivLeak| ≤ this
+    "privleak_tol_bio": 0.193,  # C3 on biographies alone
+    "privleak_tol_qa": 0.145,  # C3 on question–answer texts alone
     "utility_frac": 0.9,  # C4: KnowMem_retain ≥ this × the reference's
     "n_boot": 1000,
     "n_boot_privleak": 200,  # each resample costs two scikit-learn AUCs (milliseconds each)
     "seed": 0,
 }
+# forget-set size (people; for a records model, forgotten texts) -> its noise bars: gate_calibration.json's
+# "by_size" defaults, each the largest over subsets of that size of the fold (tests/test_muse.py checks them)
+# (None: no bar; the criterion is shown, not gated)
+SIZE_BARS: dict[int, dict[str, float | None]] = {
+    1: {"verbmem_margin": 0.43, "knowmem_margin": 0.542, "privleak_tol": 0.867, "privleak_tol_bio": None, "privleak_tol_qa": 0.832},
+    2: {"verbmem_margin": 0.375, "knowmem_margin": 0.323, "privleak_tol": 0.556, "privleak_tol_bio": 4.11, "privleak_tol_qa": 0.487},
+    3: {"verbmem_margin": 0.183, "knowmem_margin": 0.257, "privleak_tol": 0.373, "privleak_tol_bio": 2.978, "privleak_tol_qa": 0.384},
+    5: {"verbmem_margin": 0.152, "knowmem_margin": 0.152, "privleak_tol": 0.267, "privleak_tol_bio": 0.972, "privleak_tol_qa": 0.271},
+    10: {"verbmem_margin": 0.101, "knowmem_margin": 0.098, "privleak_tol": 0.208, "privleak_tol_bio": 0.394, "privleak_tol_qa": 0.234},
+}
+
+
+def noise_bars(n: int) -> dict[str, float | None]:
+    """The noise bars for a forget set of `n` items (VerbMem prefixes: one per forgotten person or text):
+    those calibrated at the largest size at most `n` (noise shrinks as the set grows, so a size between two
+    calibrated ones gets the smaller size's, wider bars), the fold's (`DEFAULT_THRESHOLDS`) from `CALIBRATED_SIZE` on. With `n` below
+    every calibrated size, the smallest size's bars. Returns {name: bar} over `NOISE_BARS` (None: no bar, the
+    criterion is reported and not gated) and "bars_size"."""
+    sizes = {**SIZE_BARS, CALIBRATED_SIZE: {k: DEFAULT_THRESHOLDS[k] for k in NOISE_BARS}}
+    below = [k for k in sizes if k <= n]
+    size = max(below) if below else min(sizes)
+    return {**sizes[size], "bars_size": size}
 
 
 class ScriptTokenizer:
@@ -268,26 +295,44 @@ def score_model(lm: LanguageModel, data: MuseData, parts: Sequence[str] = ("verb
 # ---------------------------------------------------------------------------------------------
 # The gate
 
-def privleak_criterion(cand: MuseScores, ref: MuseScores, th: dict[str, float], kind: str | None = None) -> Criterion:
-    """C3 on the documents of `kind` (None: all of them), gated at `privleak_tol_<kind>` (or `privleak_tol`)."""
+def privleak_criterion(cand: MuseScores, ref: MuseScores, th: dict[str, float], kind: str | None = None, *,
+                       source: str = "") -> Criterion:
+    """C3 on the documents of `kind` (None: all of them), gated at `privleak_tol_<kind>` (or `privleak_tol`);
+    `source` (optional) says where that tolerance comes from, in the row's detail."""
     (cf, ch), (rf, rh) = cand.mink(kind), ref.mink(kind)
     auc_c, auc_r = privleak_auc(cf, ch), privleak_auc(rf, rh)
-    tol = th["privleak_tol"] if kind is None else th.get(f"privleak_tol_{kind}", th["privleak_tol"])
+    key = "privleak_tol" if kind is None or f"privleak_tol_{kind}" not in th else f"privleak_tol_{kind}"
+    tol = th[key]
     docs = "every document" if kind is None else f"{kind} documents only ({len(cf)} forget, {len(ch)} holdout)"
-    return criterion("privleak" if kind is None else f"privleak_{kind}", privleak(auc_c, auc_r), "within", tol,
-                     reference=0.0, ci=privleak_ci(cf, ch, rf, rh, n_boot=int(th["n_boot_privleak"]),
-                                                   seed=int(th["seed"])),
-                     detail=f"C3 PrivLeak on {docs}: Min-{K_FRACTION:.0%} Prob AUC forget vs holdout {auc_c:.3f}, "
-                            f"retrain {auc_r:.3f}; (AUC − AUC_retrain)/AUC_retrain{privleak_note(auc_r)}")
+    name, value = "privleak" if kind is None else f"privleak_{kind}", privleak(auc_c, auc_r)
+    ci = privleak_ci(cf, ch, rf, rh, n_boot=int(th["n_boot_privleak"]), seed=int(th["seed"]))
+    detail = (f"C3 PrivLeak on {docs}: Min-{K_FRACTION:.0%} Prob AUC forget vs holdout {auc_c:.3f}, "
+              f"retrain {auc_r:.3f}; (AUC − AUC_retrain)/AUC_retrain{privleak_note(auc_r)}")
+    if tol is None:  # no bar at this size (`noise_bars`): shown, not part of the verdict
+        return Criterion(name=name, value=float(value), threshold=None, op="within", passed=True, reference=0.0,
+                         ci=ci, gated=False, detail=f"{detail}; not gated: {source or 'no bar is set'}")
+    return criterion(name, value, "within", tol, reference=0.0, ci=ci,
+                     detail=detail + (f"; tolerance {tol:.3f}: {source}" if source else ""))
 
 
 def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None = None, *,
          knowmem_na: str | None = None) -> Verdict:
     """C1–C4 of `cand` against the retrain reference `ref`, with C3 also per document kind where the
-    scores carry kinds. `knowmem_na`: the reason C2 and C4 cannot be computed (data without
+    scores carry kinds. Bars: `thresholds` where they set one, else the noise bars for the forget set's size
+    (`noise_bars`), else `DEFAULT_THRESHOLDS`. `knowmem_na`: the reason C2 and C4 cannot be computed (data without
     question–answer pairs); they are then reported as not applicable, not gated."""
-    th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    th = {**DEFAULT_THRESHOLDS, **noise_bars(len(cand.verbmem)), **(thresholds or {})}
     boot = {"n_boot": int(th["n_boot"]), "seed": int(th["seed"])}
+
+    def source(key: str) -> str:
+        if key in (thresholds or {}):
+            return "the bar set for this model or request"
+        if th.get(key, 0.0) is None:
+            return (f"on forget sets of {th['bars_size']} the exact retrains of other seeds set no bar (a subset's "
+                    f"reference AUC is 0, so the ratio is undefined; this one: {len(cand.verbmem)})")
+        return (f"the bound between exact retrains of other seeds, calibrated on forget sets of {th['bars_size']} "
+                f"(this one: {len(cand.verbmem)})")
+
     rows: list[Criterion] = []
     for name, margin, what in (("verbmem", "verbmem_margin", "C1 VerbMem: ROUGE-L F1 of the greedy continuation "
                                 "of forget prefixes"),
@@ -298,10 +343,11 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
             continue
         c, r = getattr(cand, name), float(getattr(ref, name).mean())
         rows.append(criterion(name, c.mean(), "<=", r + th[margin], reference=r, ci=bootstrap_ci(c, **boot),
-                              detail=f"{what}; at most the retrain reference's {r:.3f} + {th[margin]:.3f}, the "
-                                     "largest gap between exact retrains of other seeds"))
-    rows.append(privleak_criterion(cand, ref, th))
-    rows += [privleak_criterion(cand, ref, th, kind) for kind in cand.kinds() if kind in ref.kinds()]
+                              detail=f"{what}; at most the retrain reference's {r:.3f} + {th[margin]:.3f}, "
+                                     f"{source(margin)}"))
+    rows.append(privleak_criterion(cand, ref, th, source=source("privleak_tol")))
+    rows += [privleak_criterion(cand, ref, th, kind, source=source(f"privleak_tol_{kind}"))
+             for kind in cand.kinds() if kind in ref.kinds()]
     if knowmem_na is not None:
         rows.append(not_applicable("knowmem_retain", knowmem_na))
     else:

@@ -32,7 +32,14 @@ import numpy as np
 
 from unlearn.artifacts import read_meta
 from unlearn.models import text_diffusion
-from unlearn.verify.diffusion import DEFAULT_THRESHOLDS, frechet_distance, gate_rows, judge, judged_cache_path
+from unlearn.verify.diffusion import (
+    DEFAULT_THRESHOLDS,
+    Figures,
+    frechet_distance,
+    gate_rows,
+    judge,
+    judged_cache_path,
+)
 from unlearn.verify.verdict import Verdict
 
 N_PER_PROMPT = 20
@@ -99,15 +106,8 @@ def _prompt_words(prompt: str, universe: set[str]) -> set[str]:
     return out
 
 
-@dataclass(frozen=True)
-class PromptFigures:
-    forget_rate: float
-    override_rate: float
-    retained_acc: float
-    retained_fd: float
-
-    def as_dict(self, prefix: str = "") -> dict[str, float]:
-        return {prefix + k: float(v) for k, v in self.__dict__.items()}
+# the class-conditional family's figures: the same four, for prompts
+PromptFigures = Figures
 
 
 def figures(forget: JudgedPrompts, remaining: JudgedPrompts, teacher_remaining: JudgedPrompts,
