@@ -381,9 +381,9 @@ def draws_markdown(family: str, section: dict[str, Any]) -> list[str]:
                   "read a handful of items and their bars are wide."]
         for r in section["rows"]:
             if r.get("first_draw"):
-                lines.append(f"The {r['scope']} row scores draws {r['first_draw']}–{r['first_draw'] + r['draws'] - 1} "
+                lines += ["", f"The {r['scope']} row scores draws {r['first_draw']}–{r['first_draw'] + r['draws'] - 1} "
                              f"of its fixed sequence: draws 0–{r['first_draw'] - 1} were measured before the bars "
-                             "by size, and motivated them.")
+                             "by size, and motivated them."]
     if family == "diffusion":
         retrains = [o for r in section["rows"] for d in r["per_draw"] for o in d["other_seeds"]]
         th = s["thresholds"]
