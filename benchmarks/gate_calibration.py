@@ -44,8 +44,9 @@ the same prediction bounds are computed on the subset's items alone (holdout and
 and the size's bar is the largest over its subsets (so it covers the subset whose reference sits farthest
 from the other retrains). The same leave-one-out check judges each retrain against the reference on every
 subset with bars derived without it; the target is judged on every subset (power in sample: the held-out
-measure is benchmarks/gate_power.py). The service's `muse.SIZE_BARS` are these, rounded outwards. Writes benchmarks/results/
-gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minutes each on
+measure is benchmarks/gate_power.py). The service's `muse.SIZE_BARS` are these, rounded outwards.
+
+Writes benchmarks/results/gate_calibration.{json,md,png}. Retrains are cached under --work (about 2 minutes each on
 one idle core; 15–40 minutes each on the shared machine of the stored run).
 
     python -m benchmarks.gate_calibration --seeds 10

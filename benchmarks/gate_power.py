@@ -30,7 +30,8 @@ are the other families'), rewritten after every draw, so a long run keeps what i
 
     python -m benchmarks.gate_power [--families classifier] [--models digits-mlp] [--draws 4] [--retrains 1]
     python -m benchmarks.gate_power --families lm --scopes samples-15 --draws 2     # the committed lm rows:
-    python -m benchmarks.gate_power --families lm --scopes subject --first-draw 5 --draws 10  #   these two, in this order
+    python -m benchmarks.gate_power --families lm --scopes subject --first-draw 5 --draws 10  #   these two,
+                                                                                            #   in this order
     python -m benchmarks.gate_power --families diffusion --draws 10 --retrains 2 [--device cuda]
     python -m benchmarks.gate_power --markdown-only
 
@@ -48,6 +49,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -467,6 +469,7 @@ def main() -> None:
             type=FAMILY_SCOPES[family][0], label=0 if family == "diffusion" else None)))
         if family == "diffusion":
             settings["n_per_class"] = N_PER_CLASS
+        run = partial(run_lm, first_draw=args.first_draw) if family == "lm" else run_diffusion
         (work / family).mkdir(parents=True, exist_ok=True)
         rows = []  # this run's finished rows: each save writes them with the scope in progress
         for scope in (args.scopes.split(",") if args.scopes else FAMILY_SCOPES[family]):
@@ -475,9 +478,7 @@ def main() -> None:
                      t0: float = t0, rows: list[dict[str, Any]] = rows) -> None:
                 write(merged(load(path), family, {**settings, "seconds": time.perf_counter() - t0}, [*rows, row]))
 
-            row = (run_lm(scope, args.draws, args.retrains, work / family, zoo, args.device, save, args.first_draw)
-                   if family == "lm" else run_diffusion(scope, args.draws, args.retrains, work / family, zoo,
-                                                        args.device, save))
+            row = run(scope, args.draws, args.retrains, work / family, zoo, args.device, save)
             save(row)
             rows.append(row)
     print(markdown(load(path)))

@@ -4,7 +4,8 @@ The gate's bars are the spread between exact retrains (benchmarks/results/gate_c
 C3 reads the raw documents pooled and per kind. A pass of every gate on one seed is a draw (whp's rate
 over seeds is in benchmarks/results/muse.md), so this asserts what one run can show: the unchanged
 original fails C1, C2 and every C3 by far; whp's candidate meets C1 and C4, lands within twice the pooled
-C3 band, and each kind's C3 at most three quarters as far from the retrain as the original's. Its own file, so that it runs beside test_lm.py.
+C3 band, and each kind's C3 at most three quarters as far from the retrain as the original's. Its own
+file, so that it runs beside test_lm.py.
 """
 
 from __future__ import annotations

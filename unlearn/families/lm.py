@@ -375,7 +375,8 @@ class LMFamily(Family):
     criteria = ("verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain",
                 "general_utility", "retain_likelihood",
                 "holdout_mia_auc", "holdout_verbmem", "holdout_likelihood")
-    # without MUSE's noise bars: `muse.gate` picks them by the forget set's size unless a model or request sets them
+    # without MUSE's noise bars: `muse.gate` picks them by the forget set's size unless a model or request
+    # sets them
     gate_defaults = {k: v for k, v in {**muse.DEFAULT_THRESHOLDS, **holdout.GATE_DEFAULTS}.items()
                      if k not in muse.NOISE_BARS}
     # those applicable in a verdict are drawn: MUSE's on the people world; on records without
@@ -491,7 +492,6 @@ class LMFamily(Family):
                 raise ValueError("a people-world model is verified against its retrain reference (policy "
                                  "'retrain' or 'precomputed'); the holdout policy is for models registered with records")
             world = world_of(candidate_dir)
-            th = {**muse.DEFAULT_THRESHOLDS, **(thresholds or {})}
             data = muse_data(world, forget_ids, retain_ids)
             cand_lm = HFLanguageModel.load(candidate_dir, device)
             cand = muse.score_model(cand_lm, data)
@@ -499,8 +499,8 @@ class LMFamily(Family):
             verdict = muse.gate(cand, ref, thresholds)
             questions = general_questions(candidate_dir)
             if questions:
-                verdict.criteria.append(general_utility_criterion(cand_lm, reference_dir, questions,
-                                                                  th["utility_frac"], device))
+                verdict.criteria.append(general_utility_criterion(
+                    cand_lm, reference_dir, questions, verdict.info["thresholds"]["utility_frac"], device))
         if report_dir is not None:
             muse.write_report(verdict, Path(report_dir))
         return verdict

@@ -56,7 +56,7 @@ KNOWMEM_STOPS = ("\n\n", "\nQuestion", "Question:")
 # those for smaller requests. They are this world's noise: a model with other data sets its own through the
 # request's or model's thresholds. MUSE's own ±5% PrivLeak band assumes hundreds of documents per set.
 NOISE_BARS = ("verbmem_margin", "knowmem_margin", "privleak_tol", "privleak_tol_bio", "privleak_tol_qa")
-CALIBRATED_SIZE = 15  # forgotten people (verbmem items) in the fold DEFAULT_THRESHOLDS' noise bars come from
+CALIBRATED_SIZE = 15  # forgotten people (verbmem items) in the fold of DEFAULT_THRESHOLDS' noise bars
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "verbmem_margin": 0.049,  # C1: candidate mean ≤ reference mean + this
     "knowmem_margin": 0.051,  # C2: the same for KnowMem on forget
@@ -72,20 +72,25 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
 # "by_size" defaults, each the largest over subsets of that size of the fold (tests/test_muse.py checks them)
 # (None: no bar; the criterion is shown, not gated)
 SIZE_BARS: dict[int, dict[str, float | None]] = {
-    1: {"verbmem_margin": 0.43, "knowmem_margin": 0.542, "privleak_tol": 0.867, "privleak_tol_bio": None, "privleak_tol_qa": 0.832},
-    2: {"verbmem_margin": 0.375, "knowmem_margin": 0.323, "privleak_tol": 0.556, "privleak_tol_bio": 4.11, "privleak_tol_qa": 0.487},
-    3: {"verbmem_margin": 0.183, "knowmem_margin": 0.257, "privleak_tol": 0.373, "privleak_tol_bio": 2.978, "privleak_tol_qa": 0.384},
-    5: {"verbmem_margin": 0.152, "knowmem_margin": 0.152, "privleak_tol": 0.267, "privleak_tol_bio": 0.972, "privleak_tol_qa": 0.271},
-    10: {"verbmem_margin": 0.101, "knowmem_margin": 0.098, "privleak_tol": 0.208, "privleak_tol_bio": 0.394, "privleak_tol_qa": 0.234},
+    1: {"verbmem_margin": 0.43, "knowmem_margin": 0.542, "privleak_tol": 0.867,
+        "privleak_tol_bio": None, "privleak_tol_qa": 0.832},
+    2: {"verbmem_margin": 0.375, "knowmem_margin": 0.323, "privleak_tol": 0.556,
+        "privleak_tol_bio": 4.11, "privleak_tol_qa": 0.487},
+    3: {"verbmem_margin": 0.183, "knowmem_margin": 0.257, "privleak_tol": 0.373,
+        "privleak_tol_bio": 2.978, "privleak_tol_qa": 0.384},
+    5: {"verbmem_margin": 0.152, "knowmem_margin": 0.152, "privleak_tol": 0.267,
+        "privleak_tol_bio": 0.972, "privleak_tol_qa": 0.271},
+    10: {"verbmem_margin": 0.101, "knowmem_margin": 0.098, "privleak_tol": 0.208,
+        "privleak_tol_bio": 0.394, "privleak_tol_qa": 0.234},
 }
 
 
 def noise_bars(n: int) -> dict[str, float | None]:
     """The noise bars for a forget set of `n` items (VerbMem prefixes: one per forgotten person or text):
     those calibrated at the largest size at most `n` (noise shrinks as the set grows, so a size between two
-    calibrated ones gets the smaller size's, wider bars), the fold's (`DEFAULT_THRESHOLDS`) from `CALIBRATED_SIZE` on. With `n` below
-    every calibrated size, the smallest size's bars. Returns {name: bar} over `NOISE_BARS` (None: no bar, the
-    criterion is reported and not gated) and "bars_size"."""
+    calibrated ones gets the smaller size's, wider bars), the fold's (`DEFAULT_THRESHOLDS`) from
+    `CALIBRATED_SIZE` on. With `n` below every calibrated size, the smallest size's bars. Returns {name: bar}
+    over `NOISE_BARS` (None: no bar, the criterion is reported and not gated) and "bars_size"."""
     sizes = {**SIZE_BARS, CALIBRATED_SIZE: {k: DEFAULT_THRESHOLDS[k] for k in NOISE_BARS}}
     below = [k for k in sizes if k <= n]
     size = max(below) if below else min(sizes)
@@ -309,8 +314,9 @@ def privleak_criterion(cand: MuseScores, ref: MuseScores, th: dict[str, float], 
     detail = (f"C3 PrivLeak on {docs}: Min-{K_FRACTION:.0%} Prob AUC forget vs holdout {auc_c:.3f}, "
               f"retrain {auc_r:.3f}; (AUC − AUC_retrain)/AUC_retrain{privleak_note(auc_r)}")
     if tol is None:  # no bar at this size (`noise_bars`): shown, not part of the verdict
-        return Criterion(name=name, value=float(value), threshold=None, op="within", passed=True, reference=0.0,
-                         ci=ci, gated=False, detail=f"{detail}; not gated: {source or 'no bar is set'}")
+        return Criterion(name=name, value=float(value), threshold=None, op="within", passed=True,
+                         reference=0.0, ci=ci, gated=False,
+                         detail=f"{detail}; not gated: {source or 'no bar is set'}")
     return criterion(name, value, "within", tol, reference=0.0, ci=ci,
                      detail=detail + (f"; tolerance {tol:.3f}: {source}" if source else ""))
 
@@ -319,8 +325,8 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
          knowmem_na: str | None = None) -> Verdict:
     """C1–C4 of `cand` against the retrain reference `ref`, with C3 also per document kind where the
     scores carry kinds. Bars: `thresholds` where they set one, else the noise bars for the forget set's size
-    (`noise_bars`), else `DEFAULT_THRESHOLDS`. `knowmem_na`: the reason C2 and C4 cannot be computed (data without
-    question–answer pairs); they are then reported as not applicable, not gated."""
+    (`noise_bars`), else `DEFAULT_THRESHOLDS`. `knowmem_na`: the reason C2 and C4 cannot be computed (data
+    without question–answer pairs); they are then reported as not applicable, not gated."""
     th = {**DEFAULT_THRESHOLDS, **noise_bars(len(cand.verbmem)), **(thresholds or {})}
     boot = {"n_boot": int(th["n_boot"]), "seed": int(th["seed"])}
 
@@ -328,10 +334,10 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
         if key in (thresholds or {}):
             return "the bar set for this model or request"
         if th.get(key, 0.0) is None:
-            return (f"on forget sets of {th['bars_size']} the exact retrains of other seeds set no bar (a subset's "
-                    f"reference AUC is 0, so the ratio is undefined; this one: {len(cand.verbmem)})")
-        return (f"the bound between exact retrains of other seeds, calibrated on forget sets of {th['bars_size']} "
-                f"(this one: {len(cand.verbmem)})")
+            return (f"on forget sets of {th['bars_size']} the exact retrains of other seeds set no bar (a "
+                    f"subset's reference AUC is 0, so the ratio is undefined; this one: {len(cand.verbmem)})")
+        return (f"the bound between exact retrains of other seeds, calibrated on forget sets of "
+                f"{th['bars_size']} (this one: {len(cand.verbmem)})")
 
     rows: list[Criterion] = []
     for name, margin, what in (("verbmem", "verbmem_margin", "C1 VerbMem: ROUGE-L F1 of the greedy continuation "

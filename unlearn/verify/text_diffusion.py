@@ -106,12 +106,9 @@ def _prompt_words(prompt: str, universe: set[str]) -> set[str]:
     return out
 
 
-# the class-conditional family's figures: the same four, for prompts
-PromptFigures = Figures
-
 
 def figures(forget: JudgedPrompts, remaining: JudgedPrompts, teacher_remaining: JudgedPrompts,
-            classes: list[set[str]], concept: str, override: str) -> PromptFigures:
+            classes: list[set[str]], concept: str, override: str) -> Figures:
     """The module docstring's figures of one model from its judged forget and remaining generations."""
     universe = set().union(*classes)
     concept_words = _prompt_words(concept, universe) or {concept.lower()}
@@ -119,7 +116,7 @@ def figures(forget: JudgedPrompts, remaining: JudgedPrompts, teacher_remaining: 
     read = [classes[k] for k in forget.predicted]
     right = [_prompt_words(p, universe) <= classes[k] for p, k in zip(remaining.prompts, remaining.predicted,
                                                                        strict=True)]
-    return PromptFigures(
+    return Figures(
         forget_rate=float(np.mean([bool(concept_words & r) for r in read])),
         override_rate=float(np.mean([bool(override_words & r) for r in read])),
         retained_acc=float(np.mean(right)),
@@ -199,5 +196,5 @@ def plot_grid(models: Sequence[tuple[str, JudgedPrompts, JudgedPrompts]], path: 
     return path
 
 
-__all__ = ["JudgedPrompts", "PromptFigures", "class_words", "figures", "judged_prompts", "plot_grid",
+__all__ = ["JudgedPrompts", "class_words", "figures", "judged_prompts", "plot_grid",
            "verify_text_concept"]
