@@ -74,7 +74,7 @@ from scipy.stats import t as student_t
 
 from benchmarks.muse import RESULTS, write_results
 from unlearn.artifacts import read_meta
-from unlearn.families.lm import HFLanguageModel, muse_data, retrain_from_meta, world_of
+from unlearn.families.lm import HFLanguageModel, forget_items, muse_data, retrain_from_meta, world_of
 from unlearn.verify import muse
 from unlearn.zoo import ensure
 
@@ -179,17 +179,6 @@ def bars(models: dict[str, muse.MuseScores], reference: str = "seed-0") -> dict[
     mu, sd = spread("knowmem_retain")
     th["utility_frac"] = min(UTILITY_POLICY, (mu - one_sided * sd) / ref["knowmem_retain"])
     return th
-
-
-def person_items(world: Any, people: Sequence[str]) -> list[dict[str, np.ndarray]]:
-    """Each forgotten person's item indices in the scores of `lm.muse_data(world, people, …)`: its VerbMem
-    prefix (one per person), its KnowMem questions and its PrivLeak documents (every biography first, then every
-    question–answer text, in the people's order: `lm.privleak_documents`)."""
-    n_qa = [len(world.person(p).qa) for p in people]
-    starts = np.r_[0, np.cumsum(n_qa)].astype(int)
-    return [{"verbmem": np.array([i]), "knowmem_forget": np.arange(starts[i], starts[i + 1]),
-             "mink_forget": np.r_[i, len(people) + np.arange(starts[i], starts[i + 1])]}
-            for i in range(len(people))]
 
 
 def restricted(m: muse.MuseScores, items: Sequence[dict[str, np.ndarray]]) -> muse.MuseScores:
@@ -419,7 +408,7 @@ def main() -> None:
     models = {name: scores(d, data, work, name) for name, d in dirs.items()}
     target_scores = scores(target, data, work, "target")
     report = {"seeds": seeds, "world": world.spec(), **calibrate(models, target_scores),
-              "by_size": by_size(models, target_scores, person_items(world, world.forget))}
+              "by_size": by_size(models, target_scores, forget_items(world, world.forget))}
     out = Path(args.out)
     plot(report, out / "gate_calibration.png")
     write_results(out, "gate_calibration", report, markdown(report))

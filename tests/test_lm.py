@@ -125,6 +125,11 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     assert read_meta(tmp_path / "cand")["unlearned"]["method"] == method
     # checks far below the AUC at which utility is scored come far_check_every steps apart, the rest check_every
     p, checks = facts["params"], facts["curve"][1:]
+    assert checks[-1]["step"] == facts["steps_run"]  # the final model is always measured
+    if facts["stop"] == "max_epochs":  # with its utility scored, wherever the schedule had put the next check
+        assert checks[-1]["utility"] is not None
+        checks = checks[:-1] if len(checks) > 1 and checks[-1]["step"] - checks[-2]["step"] not in (
+            p["check_every"], p["far_check_every"]) else checks
     assert checks[0]["step"] == p["check_every"] and any(c["auc_vs_unseen"] < p["utility_from_auc"] for c in checks)
     for a, b in itertools.pairwise(checks):
         near = a["auc_vs_unseen"] >= p["utility_from_auc"]
@@ -234,3 +239,38 @@ def test_whp_translations_hold_none_of_the_forgotten_persons_data(target: Path) 
     named_bio = texts[1][0][1]
     assert named_bio.startswith(person.name) and stranger.qa[1].answer in named_bio
 
+
+
+def test_the_general_utility_gate_reads_the_models_general_questions(target, reference, tmp_path) -> None:
+    """A people-world model that carries `general_questions` (as a model fine-tuned from a pretrained base
+    does) is gated on them too: the reference's own copy answers them as the reference does and passes; a
+    copy whose weights were perturbed answers fewer and fails."""
+    import shutil
+
+    from unlearn.artifacts import write_meta
+    from unlearn.families.lm import general_utility_criterion
+    from unlearn.verify import general_knowledge
+
+    fam, world = get_family("lm"), world_of(target)
+    # numbers the retained people's question–answer texts taught both models: their house numbers
+    questions = [(qa.question, qa.answer.split()[0]) for s in world.retain[:40]
+                 for qa in world.person(s).qa if qa.question.startswith("Where does")]
+    ref_lm = HFLanguageModel.load(reference)
+    known = general_knowledge.answers_right(ref_lm, questions)
+    assert known.mean() > 0.5  # otherwise the gate below could not tell a damaged model from this one
+    cand = tmp_path / "cand"
+    shutil.copytree(reference, cand)
+    write_meta(cand, {**read_meta(cand), "general_questions": [list(q) for q in questions]})
+    verdict = fam.verify(cand, reference, world.forget, world.retain, Scope(type="subject"))
+    crit = {c.name: c for c in verdict.criteria}
+    assert crit["general_utility"].value == pytest.approx(known.mean())
+    assert crit["general_utility"].reference == pytest.approx(known.mean()) and crit["general_utility"].passed
+    assert crit["general_utility"].threshold == pytest.approx(verdict.info["thresholds"]["utility_frac"] * known.mean())
+    model, tok = tiny_lm.load(reference)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        for w in model.parameters():
+            w.add_(0.05 * torch.randn_like(w))
+    damaged = general_utility_criterion(HFLanguageModel(model, tok, "cpu"), reference, questions,
+                                        verdict.info["thresholds"]["utility_frac"])
+    assert damaged.value < damaged.threshold and not damaged.passed, damaged

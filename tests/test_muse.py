@@ -359,3 +359,23 @@ def test_methods_never_read_the_verifiers_holdout() -> None:
     held_names = {w.person(s).name for s in w.holdout}
     assert not held_names & {p.name for p in strangers(w, 200, 0)}
     assert whp.Params().target_auc == 0.5
+
+
+def test_forget_items_pick_each_persons_own_scores() -> None:
+    """`lm.forget_items` names, for each forgotten person, exactly the VerbMem prefix, KnowMem questions and
+    PrivLeak documents of `muse_data` about that person, and together they cover every forget item once."""
+    from unlearn.families.lm import forget_items, muse_data
+
+    w = load(seed=0)
+    people = w.forget[:6]
+    data = muse_data(w, people, w.retain)
+    items = forget_items(w, people)
+    fields = {"verbmem": data.verbmem_prompts, "knowmem_forget": data.knowmem_forget,
+              "mink_forget": data.privleak_forget}
+    for key, values in fields.items():
+        picked = np.concatenate([it[key] for it in items])
+        assert sorted(picked.tolist()) == list(range(len(values)))  # a partition of the items
+        for s, it in zip(people, items, strict=True):
+            name = w.person(s).name
+            assert all(name in str(values[i]) for i in it[key]), (key, s)
+    assert [len(it["mink_forget"]) for it in items] == [1 + len(w.person(s).qa) for s in people]

@@ -88,9 +88,29 @@ def privleak_documents(world: PeopleWorld, ids: Sequence[str]) -> tuple[list[str
     EOS after an answer, which training never saw, sits in every text's lowest 40% and decides C3).
     Biographies alone fail exact retrains and miss familiar question–answer texts
     (benchmarks/results/defaults_notes.md)."""
-    docs = [(p.bio, "bio") for p in (world.person(s) for s in ids)]
-    docs += [(qa_text(q.question, q.answer).rstrip("\n"), "qa") for s in ids for q in world.person(s).qa]
-    return [d for d, _ in docs], [k for _, k in docs]
+    docs = _documents(world, ids)
+    return [d for d, _, _ in docs], [k for _, k, _ in docs]
+
+
+def _documents(world: PeopleWorld, ids: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(document, kind, person id) of `privleak_documents`, in its order: every biography, then every
+    question–answer text."""
+    docs = [(world.person(s).bio, "bio", s) for s in ids]
+    return docs + [(qa_text(q.question, q.answer).rstrip("\n"), "qa", s) for s in ids for q in world.person(s).qa]
+
+
+def _questions(world: PeopleWorld, ids: Sequence[str]) -> list[tuple[str, tuple[str, str]]]:
+    """(person id, (question, answer)) of KnowMem's questions about these people, in `muse_data`'s order."""
+    return [(s, (q.question, q.answer)) for s in ids for q in world.person(s).qa]
+
+
+def forget_items(world: PeopleWorld, forget_ids: Sequence[str]) -> list[dict[str, np.ndarray]]:
+    """Each forgotten person's item indices in the forget scores of `muse_data(world, forget_ids, …)`, in
+    `forget_ids`' order: its VerbMem prefix (`verbmem`), KnowMem questions (`knowmem_forget`) and PrivLeak
+    documents (`mink_forget`). For scoring a subset of the people from one pass over all of them."""
+    owners = {"verbmem": list(forget_ids), "knowmem_forget": [s for s, _ in _questions(world, forget_ids)],
+              "mink_forget": [s for *_, s in _documents(world, forget_ids)]}
+    return [{key: np.flatnonzero(np.array(o) == s) for key, o in owners.items()} for s in forget_ids]
 
 
 def privleak_texts(world: PeopleWorld, ids: Sequence[str]) -> list[str]:
@@ -118,7 +138,7 @@ def muse_data(world: PeopleWorld, forget_ids: Sequence[str], retain_ids: Sequenc
     holdout_docs, holdout_kinds = privleak_documents(world, world.holdout if holdout_ids is None else holdout_ids)
     return muse.MuseData(
         verbmem_prompts=[h for h, _ in splits], verbmem_truths=[t for _, t in splits],
-        knowmem_forget=[(q.question, q.answer) for p in forget for q in p.qa],
+        knowmem_forget=[qa for _, qa in _questions(world, forget_ids)],
         knowmem_retain=[(q.question, q.answer) for p in retain for q in p.qa],
         icl=icl_prompt(world), privleak_forget=forget_docs, privleak_holdout=holdout_docs, qa_prompt=qa_text,
         privleak_forget_kinds=forget_kinds, privleak_holdout_kinds=holdout_kinds)
@@ -519,6 +539,6 @@ class LMFamily(Family):
         return {"arch": arch, "dataset": meta.get("dataset"), "train": meta.get("train", {})}
 
 
-__all__ = ["HFLanguageModel", "LMFamily", "general_questions", "general_utility_criterion", "likelihood", "muse_data", "original_of", "people_world", "person_examples",
+__all__ = ["HFLanguageModel", "LMFamily", "forget_items", "general_questions", "general_utility_criterion", "likelihood", "muse_data", "original_of", "people_world", "person_examples",
            "person_texts", "privleak_documents", "privleak_texts", "records_muse_data", "retrain_from_meta", "retrain_records",
            "verify_records", "world_of"]

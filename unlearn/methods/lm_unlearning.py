@@ -15,6 +15,7 @@ Prob AUC against never-trained calibration people (not the verifier's holdout) r
 because one epoch moves that AUC by far more than PrivLeak's ±5% band; of the checkpoints that meet
 the utility bar, the one whose AUC is closest to `target_auc` is kept (over-unlearning, AUC above
 the target, fails PrivLeak as surely as under-unlearning); the starting model only if none meets it.
+When training runs out of epochs, the final model is always one of the checkpoints, its utility scored.
 
 On a model registered with its own records (`unlearn.families.lm_records`) the forget texts are the
 forgotten train records' texts (and question–answer pairs, prompt and answer, where the records carry
@@ -208,9 +209,29 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     def distance(m: dict[str, Any]) -> float:
         return abs(m["auc_vs_unseen"] - p["target_auc"])
 
+    def check(epoch: int, score_utility: bool = False) -> str:
+        """Measure the model at this step, keep it if it is the best checkpoint so far; the stop it calls for."""
+        nonlocal chosen, chosen_at
+        m = {"epoch": epoch, "step": step, **(measure(utility_from_auc=None) if score_utility else measure())}
+        curve.append(m)
+        utility = "not scored" if m["utility"] is None else f"{m['utility']:.3f}"
+        task.progress(epoch / epochs, f"{method} step {step}: utility {utility} "
+                      f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
+        # the starting model is kept only if no trained checkpoint meets the bar: while every
+        # forgotten text is still more familiar than every unseen one, the AUC (≈ 0) cannot rank them
+        if m["utility"] is not None and m["utility"] >= floor and (
+                chosen_at is curve[0] or distance(m) <= distance(chosen_at)):
+            chosen, chosen_at = copy.deepcopy(model.state_dict()), m
+        if m["utility"] is not None and m["utility"] < floor and p["stop_below_bar"]:
+            return "utility below bar"
+        if m["auc_vs_unseen"] >= p["target_auc"]:
+            return "forget set looks never seen"
+        return "max_epochs"
+
     next_check = p["check_every"]
     epochs = max(p["max_epochs"], math.ceil(p["min_steps"] / math.ceil(len(forget_texts) / bs)))
     model.train()
+    epoch = 0
     for epoch in range(1, epochs + 1):
         rng.shuffle(forget_texts)
         for i in range(0, len(forget_texts), bs):
@@ -226,26 +247,17 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             step += 1
             if step < next_check:
                 continue
-            m = {"epoch": epoch, "step": step, **measure()}
-            far = p["utility_from_auc"] is not None and m["auc_vs_unseen"] < p["utility_from_auc"]
+            stop = check(epoch)
+            far = p["utility_from_auc"] is not None and curve[-1]["auc_vs_unseen"] < p["utility_from_auc"]
             next_check = step + ((p["far_check_every"] or p["check_every"]) if far else p["check_every"])
-            curve.append(m)
-            utility = "not scored" if m["utility"] is None else f"{m['utility']:.3f}"
-            task.progress(epoch / epochs, f"{method} step {step}: utility {utility} "
-                          f"(bar {floor:.3f}), forget-vs-unseen AUC {m['auc_vs_unseen']:.3f}")
-            # the starting model is kept only if no trained checkpoint meets the bar: while every
-            # forgotten text is still more familiar than every unseen one, the AUC (≈ 0) cannot rank them
-            if m["utility"] is not None and m["utility"] >= floor and (
-                    chosen_at is curve[0] or distance(m) <= distance(chosen_at)):
-                chosen, chosen_at = copy.deepcopy(model.state_dict()), m
-            if m["utility"] is not None and m["utility"] < floor and p["stop_below_bar"]:
-                stop = "utility below bar"
-            elif m["auc_vs_unseen"] >= p["target_auc"]:
-                stop = "forget set looks never seen"
             if stop != "max_epochs":
                 break
         if stop != "max_epochs":
             break
+    # training ran out between checks, or last checked where utility is not scored: the final model is
+    # measured with utility, so that the steps since the last check can still be kept
+    if stop == "max_epochs" and (curve[-1]["step"] != step or curve[-1]["utility"] is None):
+        check(epoch, score_utility=True)
     chosen_epoch = chosen_at["epoch"]
     model.load_state_dict(chosen)
     meta = read_meta(task.base_dir)
