@@ -42,6 +42,32 @@ def loaded(target: Path):
     return tiny_lm.load(target)
 
 
+@pytest.fixture(scope="module")
+def nothing_report(target: Path, reference: Path, tmp_path_factory):
+    """The unchanged target's verdict on the default fold (what doing nothing scores), and the folder of
+    its report."""
+    world, report = world_of(target), tmp_path_factory.mktemp("nothing")
+    return get_family("lm").verify(target, reference, world.forget, world.retain, Scope(type="subject"),
+                                   report_dir=report), report
+
+
+@pytest.fixture(scope="module")
+def nothing(nothing_report):
+    return nothing_report[0]
+
+
+@pytest.fixture(scope="module")
+def auto_run(target: Path, tmp_path_factory):
+    """The auto method's candidate on the default fold, with seed 1 (one slow run, read by two tests):
+    (its facts, its folder, the progress fractions it reported)."""
+    world = world_of(target)
+    method = get_family("lm").auto_method(target, Scope(type="subject"))
+    out, seen = tmp_path_factory.mktemp("auto") / "cand", []
+    facts = get_method(method).run(UnlearnTask("lm", target, out, list(world.forget), list(world.retain),
+                                               params={"seed": 1}, progress=lambda f, m: seen.append(f)))
+    return facts, out, seen
+
+
 def test_artifact_is_a_pretrained_folder(target: Path, reference: Path, loaded) -> None:
     meta = read_meta(target)
     assert meta["family"] == "lm" and meta["dataset"] == {"name": "people", "seed": 0, "n_people": 400}
@@ -68,10 +94,9 @@ def test_batched_greedy_generation_matches_one_by_one(target: Path, loaded) -> N
     assert batched == single
 
 
-def test_the_target_memorised_and_fails_the_gate_and_the_reference_passes(target, reference, tmp_path) -> None:
-    fam, world = get_family("lm"), world_of(target)
-    verdict = fam.verify(target, reference, world.forget, world.retain, Scope(type="subject"),
-                         report_dir=tmp_path)
+def test_the_target_memorised_and_fails_the_gate_and_the_reference_passes(target, reference,
+                                                                          nothing_report) -> None:
+    fam, world, (verdict, report_dir) = get_family("lm"), world_of(target), nothing_report
     crit = {c.name: c for c in verdict.criteria}
     assert set(crit) == {"verbmem", "knowmem_forget", "privleak", "privleak_bio", "privleak_qa", "knowmem_retain"}
     assert not verdict.passed
@@ -79,7 +104,7 @@ def test_the_target_memorised_and_fails_the_gate_and_the_reference_passes(target
     assert not crit["verbmem"].passed and not crit["knowmem_forget"].passed
     for name in ("privleak", "privleak_bio", "privleak_qa"):  # AUC near 0 on every kind: a member set
         assert not crit[name].passed and crit[name].value < -0.5, crit[name]
-    report = json.loads((tmp_path / "muse_report.json").read_text())
+    report = json.loads((report_dir / "muse_report.json").read_text())
     assert report["verdict"] == "fail" and all(report["criteria"][k]["ci"] for k in crit)
     same = fam.verify(reference, reference, world.forget, world.retain, Scope(type="subject"))
     assert same.passed, same.reasons
@@ -106,23 +131,26 @@ def test_lm_methods_are_registered() -> None:
     assert get_method("npo_klr").families == ("lm",)
 
 
+@pytest.fixture(scope="module")
+def auto_verdict(auto_run, reference: Path):
+    world = world_of(reference)
+    return get_family("lm").verify(auto_run[1], reference, world.forget, world.retain, Scope(type="subject"))
+
+
 @pytest.mark.slow
-def test_the_auto_lm_method_forgets_within_the_service_contract(target, reference, tmp_path) -> None:
+def test_the_auto_lm_method_forgets_within_the_service_contract(target, auto_run, auto_verdict, nothing) -> None:
     """The auto method moves every forgetting criterion from the target's value towards the reference's,
     keeps the checkpoint whose forget-vs-calibration AUC is closest to its target among those above its
     utility bar, and keeps the retained people's knowledge above the gate's bar.
     (All four gates, by seed: see benchmarks/results/muse.md.)"""
-    fam, world = get_family("lm"), world_of(target)
-    method = fam.auto_method(target, Scope(type="subject"))
-    seen = []
-    facts = get_method(method).run(UnlearnTask("lm", target, tmp_path / "cand", list(world.forget),
-                                               list(world.retain), progress=lambda f, m: seen.append(f)))
+    facts, cand, seen = auto_run
+    method = get_family("lm").auto_method(target, Scope(type="subject"))
     assert seen and seen[-1] > 0 and facts["step_chosen"] >= 1
     checked = [c for c in facts["curve"] if c["utility"] is not None and c["utility"] >= facts["utility_bar"]]
     goal = facts["params"]["target_auc"]
     assert min(abs(c["auc_vs_unseen"] - goal) for c in checked) == abs(
         next(c for c in facts["curve"] if c["step"] == facts["step_chosen"])["auc_vs_unseen"] - goal)
-    assert read_meta(tmp_path / "cand")["unlearned"]["method"] == method
+    assert read_meta(cand)["unlearned"]["method"] == method
     # checks far below the AUC at which utility is scored come far_check_every steps apart, the rest check_every
     p, checks = facts["params"], facts["curve"][1:]
     assert checks[-1]["step"] == facts["steps_run"]  # the final model is always measured
@@ -134,9 +162,8 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
     for a, b in itertools.pairwise(checks):
         near = a["auc_vs_unseen"] >= p["utility_from_auc"]
         assert b["step"] - a["step"] == (p["check_every"] if near else p["far_check_every"]), (a, b)
-    scope = Scope(type="subject")
-    before = {c.name: c for c in fam.verify(target, reference, world.forget, world.retain, scope).criteria}
-    after = {c.name: c for c in fam.verify(tmp_path / "cand", reference, world.forget, world.retain, scope).criteria}
+    before = {c.name: c for c in nothing.criteria}
+    after = {c.name: c for c in auto_verdict.criteria}
     assert after["verbmem"].value < before["verbmem"].value - 0.2
     assert after["knowmem_forget"].value < before["knowmem_forget"].value
     assert after["privleak"].value > before["privleak"].value  # towards the reference, if far from it
@@ -145,11 +172,34 @@ def test_the_auto_lm_method_forgets_within_the_service_contract(target, referenc
 
 
 @pytest.mark.slow
+def test_whp_forgets_on_the_default_world_where_doing_nothing_does_not(auto_run, auto_verdict, nothing) -> None:
+    """The gate's bars are the spread between exact retrains (benchmarks/results/gate_calibration.md), and
+    C3 reads the raw documents pooled and per kind. A pass of every gate on one seed is a draw (whp's rate
+    over seeds is in benchmarks/results/muse.md), so this asserts what one run can show: the unchanged
+    original fails C1, C2 and every C3 by far; whp's candidate (the auto method's, seed 1) meets C1 and C4,
+    lands within twice the pooled C3 band, and each kind's C3 at most three quarters as far from the
+    retrain as the original's."""
+    assert auto_run[0]["method"] == "whp"
+    crit = {c.name: c for c in auto_verdict.criteria}
+    c3 = ("privleak", "privleak_bio", "privleak_qa")
+    assert set(crit) == {"verbmem", "knowmem_forget", *c3, "knowmem_retain"}
+    assert all(crit[name].passed for name in ("verbmem", "knowmem_retain")), auto_verdict.reasons
+    assert abs(crit["privleak"].value) <= 2 * crit["privleak"].threshold, auto_verdict.reasons
+    before = {c.name: c for c in nothing.criteria}
+    assert not before["verbmem"].passed and not before["knowmem_forget"].passed
+    assert all(not before[name].passed and before[name].value < -0.5 for name in c3)  # AUC near 0
+    # per kind, whp's biographies can land on the over-unlearned side (benchmarks/results/muse.md); what one
+    # run shows is that each kind is at most three quarters as far from the retrain as doing nothing's
+    assert all(abs(crit[name].value) <= 0.75 * abs(before[name].value) for name in c3), auto_verdict.reasons
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ga_gdr"])
 def test_another_method_runs_and_forgets_something(method, target, tmp_path) -> None:
     world = world_of(target)
+    # a few steps: enough to move the forgotten text, not to measure how well the method forgets
     get_method(method).run(UnlearnTask("lm", target, tmp_path / "cand", list(world.forget), list(world.retain),
-                                       params={"max_epochs": 1}))
+                                       params={"max_epochs": 1, "min_steps": 0}))
     before = HFLanguageModel.load(target).token_logprobs([world.person(world.forget[0]).bio])[0].sum()
     after = HFLanguageModel.load(tmp_path / "cand").token_logprobs([world.person(world.forget[0]).bio])[0].sum()
     assert after < before
