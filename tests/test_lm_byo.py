@@ -162,6 +162,8 @@ def test_under_the_retrain_policy_c3_is_relative_to_the_reference(team, tmp_path
     same = fam.verify(tmp_path / "ref", tmp_path / "ref", forget, retain, scope)
     assert same.passed, same.reasons
     assert by_name(same)["privleak"].value == 0.0 and not by_name(same)["knowmem_forget"].applicable
+    # the noise bars were measured on the people world's LM, and each gated criterion says so
+    assert "the people world's LM, not this model" in by_name(same)["verbmem"].detail
     nothing = fam.verify(model, tmp_path / "ref", forget, retain, scope)
     assert not by_name(nothing)["privleak"].passed and not by_name(nothing)["verbmem"].passed
 

@@ -7,7 +7,8 @@ the forget set's negative log-likelihood rises by at least X while the retained 
 X and Y are fixed by the retrain reference, not tuned on what a method reaches: X is a twentieth of the rise
 the retrain itself shows on the forget set (the method had one epoch and a tenth of the retrain's distance),
 Y is half the method's own forget rise (the forget texts move at least twice as far as the retained ones).
-No method meets that within one epoch (measured below): those are strict expected failures."""
+Of the methods, only whp meets that within one epoch (measured below): the others are strict expected
+failures."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ pytestmark = pytest.mark.slow
 LM_METHODS = ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr", "whp"]
 # one epoch (at least ten optimiser steps), checks every ten: a bound on the work, not a tuned budget
 STEPS = {"max_epochs": 1, "min_steps": 10, "check_every": 10}
+# whp keeps its input when no checkpoint meets its utility bar, which after one epoch depends on the zoo's
+# build (seen both ways): with no bar, its candidate is what its updates did within the budget
+PARAMS = {m: {**STEPS, "utility_floor": 0.0} if m == "whp" else STEPS for m in LM_METHODS}
 X_SHARE, Y_SHARE = 0.05, 0.5  # forget rise >= X_SHARE x the retrain's; retain move <= Y_SHARE x the forget rise
 
 
@@ -53,12 +57,6 @@ def people(zoo_dir):
             - _nll(target, forget_texts)}
 
 
-# Measured: within one epoch (34 steps of its biography and QA packs) whp keeps its starting checkpoint,
-# as its loop does when no checkpoint meets its utility bar and AUC target, so at this budget it is the
-# "unchanged" stand-in. Strict: the day it moves within the budget, this marker must go.
-WHP_KEEPS_THE_START = pytest.mark.xfail(strict=True, reason="whp returns its input after one epoch")
-
-
 @pytest.fixture(scope="module")
 def candidates(people, tmp_path_factory):
     """Each method's candidate after `STEPS`, run once per module: method -> (folder, facts)."""
@@ -69,14 +67,13 @@ def candidates(people, tmp_path_factory):
             out = tmp_path_factory.mktemp(method) / "cand"
             world = people["world"]
             facts = get_method(method).run(UnlearnTask("lm", people["target"], out, list(world.forget),
-                                                       list(world.retain), params=STEPS))
+                                                       list(world.retain), params=PARAMS[method]))
             made[method] = (out, facts)
         return made[method]
     return make
 
 
-@pytest.mark.parametrize("method", [pytest.param(m, marks=WHP_KEEPS_THE_START) if m == "whp" else m
-                                    for m in LM_METHODS])
+@pytest.mark.parametrize("method", LM_METHODS)
 def test_an_lm_method_is_neither_the_input_nor_a_retrain(method, people, candidates):
     cand, facts = candidates(method)
     assert facts["epochs_run"] <= STEPS["max_epochs"]  # one pass over the forget texts (whp's hold QA packs too)
@@ -86,16 +83,17 @@ def test_an_lm_method_is_neither_the_input_nor_a_retrain(method, people, candida
     assert _nll(cand, people["forget_texts"]) != pytest.approx(people["forget_nll"], abs=1e-3)
 
 
-# Measured at this budget: every method raises the retained people's NLL nearly as much as the forget set's
-# (GA +0.117 forget, 0.114 retain; NPO +0.219, 0.211; the retrain's own forget rise is 2.11 nats), GA+GDR
-# lowers the forget NLL (-0.110), and whp returns its input. Not one forgets selectively within one epoch;
-# strict, so the day one does, its marker must go.
+# Measured at this budget: the gradient baselines raise the retained people's NLL nearly as much as the forget
+# set's (GA +0.117 forget, 0.114 retain; NPO +0.219, 0.211; the retrain's own forget rise is 2.11 nats), and
+# GA+GDR lowers the forget NLL (-0.110): none of them forgets selectively within one epoch. whp does (forget
+# +0.310, retain 0.079; on another build of the zoo +0.354, 0.106). Strict, so the day one of the others does,
+# its marker must go.
 NOT_SELECTIVE_IN_ONE_EPOCH = pytest.mark.xfail(strict=True, reason="within one epoch the retained people's "
                                                "likelihood moves with the forget set's (measured)")
 
 
-@NOT_SELECTIVE_IN_ONE_EPOCH
-@pytest.mark.parametrize("method", LM_METHODS)
+@pytest.mark.parametrize("method", [m if m == "whp" else pytest.param(m, marks=NOT_SELECTIVE_IN_ONE_EPOCH)
+                                    for m in LM_METHODS])
 def test_an_lm_method_forgets_selectively(method, people, candidates):
     cand, _ = candidates(method)
     forget_rise = _nll(cand, people["forget_texts"]) - people["forget_nll"]

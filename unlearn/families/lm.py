@@ -313,7 +313,10 @@ def verify_records(candidate_dir: Path, reference_dir: Path | None, forget_ids: 
     if reference_dir is not None:
         ref_lm = HFLanguageModel.load(reference_dir, device)
         ref = reference_scores(reference_dir, data, forget_ids, retain_ids, device, _parts(knowmem_na))
-        verdict = muse.gate(cand, ref, th, knowmem_na=knowmem_na)
+        # no retrains of this model with other seeds have measured its own noise: the people world's bars
+        # stand in, and each criterion says so
+        verdict = muse.gate(cand, ref, th, knowmem_na=knowmem_na,
+                            bars_from="the people world's LM, not this model (its own were never measured)")
         ref_utility = likelihood(ref_lm, utility_texts)
         verdict.criteria.append(criterion(
             "retain_likelihood", utility, ">=", th["utility_frac"] * ref_utility, reference=ref_utility,

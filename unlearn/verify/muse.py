@@ -322,11 +322,12 @@ def privleak_criterion(cand: MuseScores, ref: MuseScores, th: dict[str, float], 
 
 
 def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None = None, *,
-         knowmem_na: str | None = None) -> Verdict:
+         knowmem_na: str | None = None, bars_from: str = "the people world's LM") -> Verdict:
     """C1–C4 of `cand` against the retrain reference `ref`, with C3 also per document kind where the
     scores carry kinds. Bars: `thresholds` where they set one, else the noise bars for the forget set's size
     (`noise_bars`), else `DEFAULT_THRESHOLDS`. `knowmem_na`: the reason C2 and C4 cannot be computed (data
-    without question–answer pairs); they are then reported as not applicable, not gated."""
+    without question–answer pairs); they are then reported as not applicable, not gated. `bars_from`: the
+    model whose exact retrains measured the noise bars, as each criterion's detail names it."""
     th = {**DEFAULT_THRESHOLDS, **noise_bars(len(cand.verbmem)), **(thresholds or {})}
     boot = {"n_boot": int(th["n_boot"]), "seed": int(th["seed"])}
 
@@ -334,9 +335,9 @@ def gate(cand: MuseScores, ref: MuseScores, thresholds: dict[str, float] | None 
         if key in (thresholds or {}):
             return "the bar set for this model or request"
         if th.get(key, 0.0) is None:
-            return (f"on forget sets of {th['bars_size']} the exact retrains of other seeds set no bar (a "
-                    f"subset's reference AUC is 0, so the ratio is undefined; this one: {len(cand.verbmem)})")
-        return (f"the bound between exact retrains of other seeds, calibrated on forget sets of "
+            return (f"on forget sets of {th['bars_size']} the exact retrains of other seeds of {bars_from} set no "
+                    f"bar (a subset's reference AUC is 0, so the ratio is undefined; this one: {len(cand.verbmem)})")
+        return (f"the bound between exact retrains of other seeds of {bars_from}, calibrated on forget sets of "
                 f"{th['bars_size']} (this one: {len(cand.verbmem)})")
 
     rows: list[Criterion] = []
