@@ -324,3 +324,16 @@ def test_the_general_utility_gate_reads_the_models_general_questions(target, ref
     damaged = general_utility_criterion(HFLanguageModel(model, tok, "cpu"), reference, questions,
                                         verdict.info["thresholds"]["utility_frac"])
     assert damaged.value < damaged.threshold and not damaged.passed, damaged
+
+
+def test_a_run_that_ends_between_checks_keeps_its_final_model(target, tmp_path) -> None:
+    """One person, two epochs (6 steps) and no check due before the end: the final model is measured, its
+    utility scored, and kept, where the loop used to hand back its unchanged input."""
+    world = world_of(target)
+    facts = get_method("whp").run(UnlearnTask("lm", target, tmp_path / "cand", [world.forget[0]],
+                                               list(world.retain),
+                                               params={"max_epochs": 2, "check_every": 1000, "utility_floor": 0.0}))
+    assert [c["step"] for c in facts["curve"]] == [0, facts["steps_run"]] and facts["steps_run"] > 0
+    assert facts["curve"][-1]["utility"] is not None and facts["step_chosen"] == facts["steps_run"]
+    before, after = tiny_lm.load(target)[0].state_dict(), tiny_lm.load(tmp_path / "cand")[0].state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
