@@ -213,7 +213,6 @@ def test_whp_swaps_every_anchor_of_a_name() -> None:
         "Vera Moreau was born. Vera's mail: vera.moreau42@post.net. Her parent is Bea Moreau. Adam Kovicz stays.")
 
 
-
 def test_whp_anchors_are_whole_words_in_every_script() -> None:
     """A name inside a longer word of another script's letters is another name ("Антонов" in "Антонова");
     a Japanese name (family name first, as the Faker world writes it) swaps part by part."""
@@ -288,7 +287,6 @@ def test_whp_translations_hold_none_of_the_forgotten_persons_data(target: Path) 
     assert texts[0][0] == ("", tiny_lm.bio_text(person)) and texts[0][1] == tiny_lm.bio_text(stranger)
     named_bio = texts[1][0][1]
     assert named_bio.startswith(person.name) and stranger.qa[1].answer in named_bio
-
 
 
 def test_the_general_utility_gate_reads_the_models_general_questions(target, reference, tmp_path) -> None:

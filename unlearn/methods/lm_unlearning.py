@@ -231,7 +231,6 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
     next_check = p["check_every"]
     epochs = max(p["max_epochs"], math.ceil(p["min_steps"] / math.ceil(len(forget_texts) / bs)))
     model.train()
-    epoch = 0
     for epoch in range(1, epochs + 1):
         rng.shuffle(forget_texts)
         for i in range(0, len(forget_texts), bs):
@@ -245,19 +244,18 @@ def unlearn_lm(task: UnlearnTask, method: str, forget_loss: ForgetLoss, regulari
             loss.backward()
             opt.step()
             step += 1
-            if step < next_check:
+            # the final step is always a check, its utility scored, so that the steps since the last
+            # scheduled check (or checks far below the AUC where utility is scored) can still be kept
+            last = epoch == epochs and i + bs >= len(forget_texts)
+            if step < next_check and not last:
                 continue
-            stop = check(epoch)
+            stop = check(epoch, score_utility=last)
             far = p["utility_from_auc"] is not None and curve[-1]["auc_vs_unseen"] < p["utility_from_auc"]
             next_check = step + ((p["far_check_every"] or p["check_every"]) if far else p["check_every"])
             if stop != "max_epochs":
                 break
         if stop != "max_epochs":
             break
-    # training ran out between checks, or last checked where utility is not scored: the final model is
-    # measured with utility, so that the steps since the last check can still be kept
-    if stop == "max_epochs" and (curve[-1]["step"] != step or curve[-1]["utility"] is None):
-        check(epoch, score_utility=True)
     chosen_epoch = chosen_at["epoch"]
     model.load_state_dict(chosen)
     meta = read_meta(task.base_dir)

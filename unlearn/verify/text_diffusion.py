@@ -106,7 +106,6 @@ def _prompt_words(prompt: str, universe: set[str]) -> set[str]:
     return out
 
 
-
 def figures(forget: JudgedPrompts, remaining: JudgedPrompts, teacher_remaining: JudgedPrompts,
             classes: list[set[str]], concept: str, override: str) -> Figures:
     """The module docstring's figures of one model from its judged forget and remaining generations."""
